@@ -1,0 +1,167 @@
+"""Train and use the Pig-Latin models.
+
+    python main.py --config exps/args_piglatin_small_transformer.txt          train
+    python main.py --config exps/args_piglatin_small_mamba.txt --lr 1e-3      train, overriding an option
+    python main.py --resume runs/args_piglatin_small_transformer              continue an interrupted run
+    python main.py translate --checkpoint runs/<run> "the quick brown fox"    translate with a trained model
+    python main.py --help                                                     every option
+"""
+
+import inspect
+import json
+import re
+import sys
+import traceback
+from pathlib import Path
+
+USAGE = __doc__.split("\n", 2)[2].rstrip()
+
+
+class UsageError(Exception):
+    """Bad input from the person running the command: printed as one line, exit status 2."""
+
+
+def unimplemented_message(error: NotImplementedError) -> str:
+    """Which function is still a stub, and which README section explains it."""
+    frames = traceback.extract_tb(error.__traceback__)
+    frame = frames[-1] if frames else None
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if frame is None or tb is None:
+        return f"not implemented yet: {error}"
+    name = tb.tb_frame.f_code.co_qualname
+    where = Path(frame.filename).resolve()
+    try:
+        where = where.relative_to(Path(__file__).resolve().parent)
+    except ValueError:
+        pass
+    section = readme_section(tb.tb_frame.f_globals, name)
+    hint = f"; README section '{section}' explains it" if section else ""
+    return f"{name} in {where} is not implemented yet: write it{hint}"
+
+
+def readme_section(namespace: dict, qualname: str):
+    """The `README: <section>` line of the function's docstring, if it has one."""
+    obj = namespace.get(qualname.split(".")[0])
+    for part in qualname.split(".")[1:]:
+        obj = getattr(obj, part, None)
+    match = re.search(r"README: (.+)", inspect.getdoc(obj) or "") if obj is not None else None
+    return match.group(1).strip() if match else None
+
+
+def parse_train_args(argv: list):
+    """Splits --config / --resume from the option overrides."""
+    config_path = resume = None
+    rest = []
+    tokens = list(argv)
+    while tokens:
+        token = tokens.pop(0)
+        name, equals, value = token.partition("=")
+        if name in ("--config", "--resume"):
+            if not equals:
+                if not tokens:
+                    raise UsageError(f"{name} needs a path")
+                value = tokens.pop(0)
+            if name == "--config":
+                config_path = value
+            else:
+                resume = value
+        else:
+            rest.append(token)
+    return config_path, resume, rest
+
+
+def run_train(argv: list) -> int:
+    from training.config import Config, build_config, parse_overrides
+    from training.run import train
+
+    config_path, resume, overrides = parse_train_args(argv)
+    if resume:
+        run_dir = Path(resume)
+        saved = run_dir / "config.json"
+        if not saved.is_file():
+            raise UsageError(f"cannot resume {run_dir}: no config.json there (is it a run directory?)")
+        values = json.loads(saved.read_text())
+        values.update(parse_overrides(overrides))
+        config = Config(**values)
+        run_dir = train(config, resume_dir=run_dir)
+    else:
+        if config_path is None and not overrides:
+            raise UsageError("say what to train: --config exps/<name>.txt (see python main.py --help)")
+        config = build_config(config_path, overrides)
+        run_dir = train(config)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print(f"run directory: {run_dir}")
+    print(f"val_word_acc {metrics['val_word_acc']:.4f}  val_loss {metrics['val_loss']:.4f}  "
+          f"params {metrics['params']:,}  {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s")
+    return 0
+
+
+def load_checkpoint(path: str):
+    """A trained Seq2SeqModule from a .ckpt file or a run directory (its best checkpoint)."""
+    from training.module import Seq2SeqModule
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.ckpt"
+    if not path.is_file():
+        raise UsageError(f"checkpoint {path} not found (train first: python main.py --config exps/<name>.txt)")
+    try:
+        return Seq2SeqModule.load_from_checkpoint(path, map_location="cpu")
+    except (NotImplementedError, UsageError):
+        raise
+    except Exception as error:  # any unreadable or foreign file
+        raise UsageError(f"{path} is not a readable checkpoint of this project ({type(error).__name__})") from None
+
+
+def run_translate(argv: list) -> int:
+    from data.pig_latin import to_pig_latin
+
+    checkpoint, words = None, []
+    tokens = list(argv)
+    while tokens:
+        token = tokens.pop(0)
+        if token == "--checkpoint" and tokens:
+            checkpoint = tokens.pop(0)
+        elif token.startswith("--checkpoint="):
+            checkpoint = token.partition("=")[2]
+        elif token.startswith("--"):
+            raise UsageError(f"translate takes --checkpoint PATH and words, not {token}")
+        else:
+            words.extend(token.lower().split())
+    if checkpoint is None or not words:
+        raise UsageError('usage: python main.py translate --checkpoint runs/<run> "some words"')
+    for word in words:
+        if not re.fullmatch(r"[a-z]+(-[a-z]+)*", word):
+            raise UsageError(f"cannot translate {word!r}: words are letters a-z, optionally joined by dashes")
+    module = load_checkpoint(checkpoint)
+    translation = module.translate(words)
+    print(" ".join(translation))
+    expected = [to_pig_latin(word) for word in words]
+    if translation != expected:
+        print(f"(the rule gives: {' '.join(expected)})", file=sys.stderr)
+    return 0
+
+
+def main(argv: list) -> int:
+    from data.datamodule import DataFormatError
+    from training.config import ConfigError, describe_options
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE + "\n\noptions (in a config file, write them without the dashes):\n" + describe_options())
+        return 0 if argv else 2
+    try:
+        if argv[0] == "translate":
+            return run_translate(argv[1:])
+        return run_train(argv)
+    except (UsageError, ConfigError, DataFormatError) as error:
+        print(f"main.py: error: {error}", file=sys.stderr)
+        return 2
+    except NotImplementedError as error:
+        print(f"main.py: {unimplemented_message(error)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,156 @@
+"""Run configuration: every option, its type, default and help, and strict parsing of config files.
+
+A config file is plain text, one option per line, `name value` (or `name = value`, or `--name value`);
+`#` starts a comment. The command line overrides the file: `--hidden_size 32`. Unknown names, values of
+the wrong type and missing files are refused with one line that says what to fix.
+"""
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+
+class ConfigError(Exception):
+    """A mistake in a config file or on the command line; main.py prints it as one line."""
+
+
+def _option(default, help, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class Config:
+    # what to train on
+    model: str = _option("transformer", "which model to train", ["transformer", "mamba"])
+    data: str = _option("data/pig_latin_small.txt", "dataset file: one 'english piglatin' pair per line")
+    val_fraction: float = _option(0.2, "share of the pairs held out for validation")
+    seed: int = _option(0, "seeds the split, the initialisation and the batch order")
+
+    # optimisation
+    epochs: int = _option(60, "passes over the training set")
+    batch_size: int = _option(64, "words per batch (batches group words of equal lengths)")
+    optimizer: str = _option("adamw", "optimizer", ["adamw", "adam", "sgd"])
+    lr: float = _option(3e-3, "peak learning rate")
+    weight_decay: float = _option(0.01, "decoupled weight decay (adamw) or L2 penalty (adam, sgd)")
+    scheduler: str = _option("cosine", "learning-rate schedule after warm-up", ["cosine", "constant"])
+    warmup_epochs: float = _option(1.0, "epochs of linear warm-up from 0 to lr")
+    grad_clip: float = _option(1.0, "clip the gradient norm to this (0 turns clipping off)")
+    dropout: float = _option(0.0, "dropout probability")
+
+    # Transformer (Q1)
+    hidden_size: int = _option(64, "hidden size H (Transformer) or D (Mamba)")
+    num_heads: int = _option(4, "attention heads")
+    num_encoder_layers: int = _option(2, "Transformer encoder layers")
+    num_decoder_layers: int = _option(2, "Transformer decoder layers")
+    positional: str = _option("sinusoidal", "positional encoding", ["sinusoidal", "learned"])
+    max_length: int = _option(64, "longest sequence the position tables cover")
+
+    # Mamba (Q2)
+    num_layers: int = _option(2, "Mamba residual blocks")
+    state_size: int = _option(16, "state size N per channel")
+    expand: int = _option(2, "expansion E = expand * D")
+    conv_kernel: int = _option(4, "width of the causal depthwise convolution")
+    scan: str = _option("sscan", "how the recurrence is computed", ["sscan", "pscan"])
+    discretization: str = _option("zoh", "continuous -> discrete rule", ["zoh", "zoh_exact", "bilinear"])
+    alpha: float = _option(0.5, "bilinear discretisation: 1 forward Euler, 0 backward Euler, 0.5 Tustin")
+    A_init: str = _option("s4d_real", "initial A", ["s4d_real", "s4d_lin", "constant"])
+    dt_min: float = _option(1e-3, "smallest initial step size Δ")
+    dt_max: float = _option(1e-1, "largest initial step size Δ")
+
+    # where and how to run
+    accelerator: str = _option("auto", "'auto' uses a GPU when there is one", ["auto", "cpu", "gpu"])
+    out_dir: str = _option("runs", "folder that holds run directories")
+    run_name: Optional[str] = _option(None, "run directory name (default: the config file's name)")
+    num_samples: int = _option(20, "validation words whose translations are saved with the run")
+
+
+OPTIONS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def _parse_value(name: str, text: str):
+    """Converts `text` to option `name`'s type, or raises ConfigError."""
+    option = OPTIONS[name]
+    kind = option.type
+    choices = option.metadata["choices"]
+    if kind in ("Optional[str]", Optional[str]):
+        return None if text.lower() == "none" else text
+    converters = {int: int, float: float, str: str, "int": int, "float": float, "str": str}
+    try:
+        value = converters[kind](text)
+    except ValueError:
+        raise ConfigError(f"{name} must be {converters[kind].__name__}, got {text!r}") from None
+    if choices and value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {text!r}")
+    return value
+
+
+def unknown_option_message(name: str) -> str:
+    """'unknown option foo (did you mean bar?)' with the closest valid names."""
+    close = difflib.get_close_matches(name, OPTIONS, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else " (see `python main.py --help`)"
+    return f"unknown option {name!r}{hint}"
+
+
+def read_config_file(path) -> dict:
+    """Reads a config file into {name: value}; raises ConfigError naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found (the shipped ones are in exps/)")
+    values = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, value = line.replace("=", " ", 1).partition(" ")
+        name, value = name.strip().removeprefix("--"), value.strip()
+        where = f"{path}:{number}"
+        if name not in OPTIONS:
+            raise ConfigError(f"{where}: {unknown_option_message(name)}")
+        if not value:
+            raise ConfigError(f"{where}: option {name!r} has no value")
+        try:
+            values[name] = _parse_value(name, value)
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {error}") from None
+    return values
+
+
+def parse_overrides(tokens: list) -> dict:
+    """Parses `--name value` pairs from the command line."""
+    values = {}
+    tokens = list(tokens)
+    while tokens:
+        token = tokens.pop(0)
+        name, equals, value = token.removeprefix("--").partition("=")
+        if not token.startswith("--"):
+            raise ConfigError(f"expected an option like --hidden_size 32, got {token!r}")
+        if name not in OPTIONS:
+            raise ConfigError(unknown_option_message(name))
+        if not equals:
+            if not tokens:
+                raise ConfigError(f"option --{name} needs a value")
+            value = tokens.pop(0)
+        values[name] = _parse_value(name, value)
+    return values
+
+
+def build_config(config_path=None, overrides=None) -> Config:
+    """The defaults, updated by the config file, updated by command-line overrides."""
+    values = read_config_file(config_path) if config_path else {}
+    values.update(parse_overrides(overrides or []))
+    config = Config(**values)
+    if config.run_name is None:
+        config.run_name = Path(config_path).stem if config_path else config.model
+    return config
+
+
+def describe_options() -> str:
+    """Help text: one line per option with its default."""
+    lines = []
+    for name, option in OPTIONS.items():
+        choices = option.metadata["choices"]
+        extra = f" [{'|'.join(choices)}]" if choices else ""
+        lines.append(f"  --{name:<20} {option.metadata['help']}{extra} (default: {option.default})")
+    return "\n".join(lines)

@@ -1,0 +1,162 @@
+"""The LightningModule that trains either model on Pig Latin, and greedy decoding.
+
+Batches are `(source, target)` of character ids, shapes (B, S) and (B, T), with no SOS/EOS: the model
+reads `[SOS] + target` and learns to predict `target + [EOS]`.
+"""
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from data.vocab import VOCAB
+from models import MambaSeq2Seq, TransformerSeq2Seq
+from training.config import Config
+
+
+def build_model(config: Config) -> nn.Module:
+    """The sequence model a config asks for."""
+    if config.model == "transformer":
+        return TransformerSeq2Seq(
+            len(VOCAB), config.hidden_size, config.num_heads, config.num_encoder_layers,
+            config.num_decoder_layers, config.dropout, config.max_length, config.positional,
+        )
+    return MambaSeq2Seq(
+        len(VOCAB), VOCAB.EOS, config.hidden_size, config.num_layers, state_size=config.state_size,
+        expand=config.expand, conv_kernel=config.conv_kernel, discretization=config.discretization,
+        alpha=config.alpha, scan=config.scan, A_init=config.A_init, dt_min=config.dt_min, dt_max=config.dt_max,
+    )
+
+
+def with_sos(target: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> (B, T+1): the decoder's input, SOS followed by the target."""
+    return torch.cat([torch.full_like(target[:, :1], VOCAB.SOS), target], dim=1)
+
+
+def with_eos(target: torch.Tensor) -> torch.Tensor:
+    """(B, T) -> (B, T+1): what the decoder must predict, the target followed by EOS."""
+    return torch.cat([target, torch.full_like(target[:, :1], VOCAB.EOS)], dim=1)
+
+
+@torch.no_grad()
+def greedy_decode(model: nn.Module, source: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """(B, S) -> (B, T'): the most likely next character, one at a time, until every word has emitted EOS.
+
+    The whole batch decodes together; a finished word keeps producing tokens that `VOCAB.decode` ignores
+    after its first EOS.
+    """
+    state = model.encode(source)
+    tokens = torch.full_like(source[:, :1], VOCAB.SOS)
+    finished = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
+    for _ in range(max_new_tokens):
+        next_token = model.decode(tokens, state)[:, -1].argmax(dim=-1)  # (B,)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+        finished |= next_token == VOCAB.EOS
+        if finished.all():
+            break
+    return tokens[:, 1:]
+
+
+@torch.no_grad()
+def greedy_matches(model: nn.Module, source: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    """(B, S), (B, T) -> (B,) bool: does greedy decoding produce exactly `expected` (target + EOS)?"""
+    state = model.encode(source)
+    tokens = torch.full_like(source[:, :1], VOCAB.SOS)
+    matches = torch.ones(source.shape[0], dtype=torch.bool, device=source.device)
+    for step in range(expected.shape[1]):
+        next_token = model.decode(tokens, state)[:, -1].argmax(dim=-1)  # (B,)
+        matches &= next_token == expected[:, step]
+        if not matches.any():
+            break
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+    return matches
+
+
+def decode_budget(source_length: int, max_length: int = None) -> int:
+    """How many characters to generate at most: Pig Latin adds at most 3 per dash-separated part."""
+    budget = 2 * source_length + 4
+    return budget if max_length is None else min(budget, max_length - 1)
+
+
+class Seq2SeqModule(L.LightningModule):
+    """Trains a `TransformerSeq2Seq` or `MambaSeq2Seq`; logs per-character loss and whole-word accuracy."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.config = Config(**config)
+        self.model = build_model(self.config)
+
+    def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
+        return self.model(source, target_in)
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        source, target = batch
+        logits = self.model(source, with_sos(target))  # (B, T+1, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), with_eos(target).flatten())
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=source.shape[0],
+                 prog_bar=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._shared_step(batch, "val")
+        source, target = batch
+        self.log("val_word_acc", self.word_accuracy(source, target), on_step=False, on_epoch=True,
+                 batch_size=source.shape[0], prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        self._shared_step(batch, "test")
+
+    def word_accuracy(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Share of words whose greedy translation is exactly right: the target, then EOS.
+
+        The same answer as decoding every word in full and comparing, but faster: it stops after T+1
+        characters, and as soon as every word in the batch has already gone wrong.
+        """
+        return greedy_matches(self.model, source, with_eos(target)).float().mean()
+
+    def translate(self, words: list) -> list:
+        """Greedy translations of lowercase words, each decoded on its own (any length mix)."""
+        was_training = self.model.training
+        self.model.eval()  # dropout off: the original starter forgot this
+        try:
+            results = []
+            for word in words:
+                source = torch.tensor([VOCAB.encode(word)], device=self.device)
+                max_length = getattr(self.model, "max_length", None)
+                tokens = greedy_decode(self.model, source, decode_budget(len(word), max_length))
+                results.append(VOCAB.decode(tokens[0].tolist()))
+            return results
+        finally:
+            self.model.train(was_training)
+
+    def configure_optimizers(self):
+        config = self.config
+        # All parameters: embeddings and the output layer too (the original trained only the middle).
+        parameters = self.model.parameters()
+        if config.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        elif config.optimizer == "adam":
+            optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+
+        total_steps = max(1, self.trainer.estimated_stepping_batches)
+        warmup_steps = int(config.warmup_epochs * total_steps / max(1, config.epochs))
+
+        def lr_factor(step: int) -> float:
+            if step < warmup_steps:
+                return (step + 1) / warmup_steps
+            if config.scheduler == "constant":
+                return 1.0
+            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+        # The key is "lr_scheduler": the original used "scheduler", and Lightning never stepped it.
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,150 @@
+"""One training run: a run directory with logs, checkpoints, the resolved config, samples and metrics.
+
+    runs/<run_name>/
+        config.json          every option, as resolved from defaults, config file and command line
+        checkpoints/best.ckpt  the epoch with the best validation word accuracy
+        checkpoints/last.ckpt  the latest epoch, for --resume
+        logs/metrics.csv     per-epoch train/val loss, val word accuracy, learning rate (CSV logger)
+        tensorboard/         the same for `tensorboard --logdir runs`
+        samples.txt          validation words, their reference and the model's translation
+        metrics.json         val_loss, val_word_acc, params, epochs, train_seconds, ...
+"""
+
+import dataclasses
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from tqdm import tqdm
+
+from data.datamodule import PigLatinDataModule
+from training.config import Config, ConfigError
+from training.module import Seq2SeqModule
+
+
+class EpochProgressBar(ProgressBar):
+    """One bar over epochs with the latest losses and accuracy: epochs here take seconds, not minutes."""
+
+    def __init__(self):
+        super().__init__()
+        self.enabled = True
+        self.bar = None
+
+    def disable(self):
+        self.enabled = False
+
+    def enable(self):
+        self.enabled = True
+
+    def on_train_start(self, trainer, pl_module):
+        self.bar = tqdm(total=trainer.max_epochs, initial=trainer.current_epoch, desc="training",
+                        unit="epoch", disable=not self.enabled, dynamic_ncols=True, file=sys.stderr)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        metrics = trainer.callback_metrics
+        shown = {name: f"{metrics[name].item():.4f}" for name in ("train_loss", "val_loss", "val_word_acc")
+                 if name in metrics}
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(1)
+
+    def on_train_end(self, trainer, pl_module):
+        self.bar.close()
+
+
+def fresh_run_dir(out_dir: str, run_name: str) -> Path:
+    """runs/<name>, or runs/<name>-2, -3, ... if taken: a new run never overwrites an old one."""
+    candidate, number = Path(out_dir) / run_name, 1
+    while candidate.exists():
+        number += 1
+        candidate = Path(out_dir) / f"{run_name}-{number}"
+    return candidate
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
+    """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = PigLatinDataModule(config.data, config.batch_size, config.val_fraction, config.seed)
+    datamodule.setup("fit")  # reads and checks the data now, before anything is written
+    needed = max(datamodule.max_source_length, datamodule.max_target_length) + 2  # + SOS/EOS
+    if config.model == "transformer" and config.max_length < needed:
+        raise ConfigError(f"max_length={config.max_length} is too short for {config.data}: use at least {needed}")
+
+    if resume_dir is None:
+        run_dir = fresh_run_dir(config.out_dir, config.run_name)
+        checkpoint_path, previous_seconds = None, 0.0
+    else:
+        run_dir = resume_dir
+        checkpoint_path = run_dir / "checkpoints" / "last.ckpt"
+        if not checkpoint_path.is_file():
+            raise ConfigError(f"cannot resume: {checkpoint_path} not found")
+        previous = run_dir / "metrics.json"
+        previous_seconds = json.loads(previous.read_text())["train_seconds"] if previous.is_file() else 0.0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+
+    module = Seq2SeqModule(dataclasses.asdict(config))
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_word_acc", mode="max",
+                           save_last=True, enable_version_counter=False)
+    callbacks = [best, LearningRateMonitor(logging_interval="epoch")]
+    if not quiet:
+        callbacks.append(EpochProgressBar())
+    trainer = L.Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=1,
+        gradient_clip_val=config.grad_clip or None,
+        deterministic=True,
+        logger=[CSVLogger(run_dir, name="", version="logs"),
+                TensorBoardLogger(run_dir, name="", version="tensorboard")],
+        callbacks=callbacks,
+        enable_progress_bar=not quiet,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint_path)
+    train_seconds = previous_seconds + time.perf_counter() - started
+
+    best_module = Seq2SeqModule.load_from_checkpoint(best.best_model_path, map_location="cpu")
+    scores = trainer.validate(best_module, datamodule=datamodule, verbose=False)[0]
+    write_samples(best_module, datamodule.val_pairs[: config.num_samples], run_dir / "samples.txt")
+    metrics = {
+        "val_loss": scores["val_loss"],
+        "val_word_acc": scores["val_word_acc"],
+        "params": count_parameters(best_module.model),
+        "epochs": trainer.current_epoch,
+        "best_epoch": torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"],
+        "train_seconds": round(train_seconds, 2),
+        "seconds_per_epoch": round(train_seconds / max(1, trainer.current_epoch), 3),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "device": str(trainer.strategy.root_device),
+        "torch": torch.__version__,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return run_dir
+
+
+def write_samples(module: Seq2SeqModule, pairs: list, path: Path):
+    """One line per word: english, the reference, the model's translation, and whether they agree."""
+    predictions = module.translate([english for english, _ in pairs])
+    lines = [f"{'english':<22}{'reference':<26}{'model':<26}ok"]
+    for (english, reference), predicted in zip(pairs, predictions):
+        lines.append(f"{english:<22}{reference:<26}{predicted:<26}{'yes' if predicted == reference else 'NO'}")
+    path.write_text("\n".join(lines) + "\n")
