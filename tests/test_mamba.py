@@ -1,0 +1,198 @@
+"""The reference Mamba against closed forms and the sequential scan, and its causality."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.mamba import (
+    MambaBlock,
+    MambaSeq2Seq,
+    discretize_bilinear,
+    discretize_zoh,
+    discretize_zoh_exact,
+    pscan,
+    sscan,
+)
+
+EOS = 28
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+def ssm_inputs(batch=2, length=5, expanded=3, state=4, dtype=torch.float64):
+    delta = F.softplus(torch.randn(batch, length, expanded, dtype=dtype))
+    A = -torch.rand(expanded, state, dtype=dtype) * 4 - 0.1
+    B = torch.randn(batch, length, state, dtype=dtype)
+    return delta, A, B
+
+
+def broadcast(delta, A, B):
+    """Δ, A, B as (B, L, E, N) tensors, for closed forms written elementwise."""
+    return delta[..., None], A, B[:, :, None, :]
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 1.0])
+def test_bilinear_discretisation_matches_its_closed_form(alpha):
+    delta, A, B = ssm_inputs()
+    A_bar, B_bar = discretize_bilinear(delta, A, B, alpha)
+    d, a, b = broadcast(delta, A, B)
+    torch.testing.assert_close(A_bar, (1 + alpha * d * a) / (1 - (1 - alpha) * d * a))
+    torch.testing.assert_close(B_bar, d * b / (1 - (1 - alpha) * d * a))
+
+
+def test_bilinear_with_alpha_one_is_forward_euler():
+    delta, A, B = ssm_inputs()
+    A_bar, B_bar = discretize_bilinear(delta, A, B, alpha=1.0)
+    d, a, b = broadcast(delta, A, B)
+    torch.testing.assert_close(A_bar, 1 + d * a)
+    torch.testing.assert_close(B_bar, (d * b).expand_as(B_bar))
+
+
+def test_bilinear_with_alpha_zero_is_backward_euler():
+    delta, A, B = ssm_inputs()
+    A_bar, B_bar = discretize_bilinear(delta, A, B, alpha=0.0)
+    d, a, b = broadcast(delta, A, B)
+    torch.testing.assert_close(A_bar, 1 / (1 - d * a))
+    torch.testing.assert_close(B_bar, d * b / (1 - d * a))
+
+
+def test_zero_order_hold_uses_exp_and_the_delta_b_approximation():
+    delta, A, B = ssm_inputs()
+    A_bar, B_bar = discretize_zoh(delta, A, B)
+    d, a, b = broadcast(delta, A, B)
+    torch.testing.assert_close(A_bar, torch.exp(d * a))
+    torch.testing.assert_close(B_bar, (d * b).expand_as(B_bar))
+
+
+def test_exact_zero_order_hold_integrates_the_input_over_the_step():
+    delta, A, B = ssm_inputs()
+    A_bar, B_bar = discretize_zoh_exact(delta, A, B)
+    d, a, b = broadcast(delta, A, B)
+    torch.testing.assert_close(B_bar, (torch.exp(d * a) - 1) / a * b)
+
+
+def test_every_discretisation_agrees_with_zero_order_hold_for_tiny_steps():
+    delta, A, B = ssm_inputs()
+    delta = delta * 1e-6
+    A_ref, B_ref = discretize_zoh_exact(delta, A, B)
+    for A_bar, B_bar in (discretize_zoh(delta, A, B), discretize_bilinear(delta, A, B, 0.5)):
+        torch.testing.assert_close(A_bar, A_ref, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(B_bar, B_ref, rtol=1e-5, atol=1e-12)
+
+
+def scan_inputs(length, dtype=torch.float64, negative_a=False):
+    a = torch.rand(2, length, 3, 4, dtype=dtype) * 0.98 + 0.01
+    if negative_a:
+        a = a * torch.where(torch.rand_like(a) < 0.3, -1.0, 1.0)
+    b = torch.randn(2, length, 3, 4, dtype=dtype)  # negative and positive values alike
+    log_a = torch.log(a.to(torch.complex128 if dtype == torch.float64 else torch.complex64)) if negative_a else torch.log(a)
+    return a, log_a, b
+
+
+def loop_oracle(a, b):
+    """h_t = a_t h_{t-1} + b_t, written out with explicit indices."""
+    h = torch.zeros_like(b)
+    for t in range(b.shape[1]):
+        h[:, t] = (a[:, t] * h[:, t - 1] if t else 0) + b[:, t]
+    return h
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 64, 257])
+def test_sequential_scan_solves_the_recurrence(length):
+    a, log_a, b = scan_inputs(length)
+    torch.testing.assert_close(sscan(log_a, b), loop_oracle(a, b))
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 64, 257])
+def test_parallel_scan_agrees_with_sequential_scan_in_float64(length):
+    _, log_a, b = scan_inputs(length)
+    torch.testing.assert_close(pscan(log_a, b), sscan(log_a, b), rtol=1e-9, atol=1e-9)
+
+
+def test_parallel_scan_agrees_with_sequential_scan_in_float32():
+    _, log_a, b = scan_inputs(128, dtype=torch.float32)
+    torch.testing.assert_close(pscan(log_a, b), sscan(log_a, b), rtol=1e-3, atol=1e-4)
+
+
+def test_scans_accept_negative_decays_as_complex_logarithms():
+    a, log_a, b = scan_inputs(33, negative_a=True)
+    torch.testing.assert_close(sscan(log_a, b), loop_oracle(a, b))
+    torch.testing.assert_close(pscan(log_a, b), loop_oracle(a, b), rtol=1e-9, atol=1e-9)
+
+
+def test_parallel_scan_gradients_agree_with_sequential_scan():
+    _, log_a, b = scan_inputs(19)
+    weights = torch.randn_like(b)
+    grads = []
+    for scan in (sscan, pscan):
+        log_a_, b_ = log_a.clone().requires_grad_(), b.clone().requires_grad_()
+        (scan(log_a_, b_) * weights).sum().backward()
+        grads.append((log_a_.grad, b_.grad))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-7, atol=1e-9)
+
+
+def make_block(**options):
+    return MambaBlock(hidden_size=8, state_size=4, **options).double()
+
+
+@pytest.mark.parametrize("discretization", ["zoh", "zoh_exact", "bilinear"])
+def test_mamba_block_is_causal(discretization):
+    block = make_block(discretization=discretization)
+    x = torch.randn(2, 9, 8, dtype=torch.float64)
+    changed = x.clone()
+    changed[:, 6:] += torch.randn(2, 3, 8, dtype=torch.float64)
+    before, after = block(x), block(changed)
+    torch.testing.assert_close(before[:, :6], after[:, :6])
+    assert not torch.allclose(before[:, 6:], after[:, 6:])
+
+
+@pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
+def test_mamba_block_gives_the_same_output_with_either_scan(discretization):
+    block = make_block(discretization=discretization)
+    x = torch.randn(2, 12, 8, dtype=torch.float64)
+    block.scan = "sscan"
+    expected = block(x)
+    block.scan = "pscan"
+    torch.testing.assert_close(block(x), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_mamba_initialisation_follows_s4d_real_and_the_delta_range():
+    block = MambaBlock(hidden_size=32, state_size=16)
+    torch.testing.assert_close(block.A_log, torch.log(torch.arange(1.0, 17.0)).expand(64, 16))
+    torch.testing.assert_close(block.D, torch.ones(64))
+    assert block.dt_rank == 2
+    initial_delta = F.softplus(block.dt_proj.bias)
+    assert initial_delta.min() >= 1e-3 * 0.999 and initial_delta.max() <= 1e-1 * 1.001
+
+
+def test_mamba_block_convolution_has_one_filter_per_channel():
+    block = MambaBlock(hidden_size=8, conv_kernel=4)
+    assert block.conv1d.weight.shape == (16, 1, 4)
+
+
+def test_seq2seq_reads_source_then_target_and_returns_target_logits():
+    model = MambaSeq2Seq(29, EOS, hidden_size=16, num_layers=2).eval()
+    source, target = torch.randint(0, 27, (3, 5)), torch.randint(0, 29, (3, 7))
+    logits = model(source, target)
+    assert logits.shape == (3, 7, 29)
+    full = model.mamba(torch.cat([source, torch.full((3, 1), EOS), target], dim=1))
+    torch.testing.assert_close(logits, full[:, 6:])
+
+
+def test_seq2seq_ignores_future_target_tokens():
+    model = MambaSeq2Seq(29, EOS, hidden_size=16, num_layers=2).eval()
+    source, target = torch.randint(0, 27, (2, 5)), torch.randint(0, 29, (2, 8))
+    changed = target.clone()
+    changed[:, 4:] = (changed[:, 4:] + 1) % 29
+    torch.testing.assert_close(model(source, target)[:, :4], model(source, changed)[:, :4])
+
+
+def test_unknown_scan_or_discretisation_is_refused():
+    with pytest.raises(ValueError, match="scan"):
+        MambaBlock(hidden_size=8, scan="fast")
+    with pytest.raises(ValueError, match="discretization"):
+        MambaBlock(hidden_size=8, discretization="euler")

@@ -1,0 +1,61 @@
+"""The README and the code stay in step: the Quickstart CI runs, and the sections stubs point to."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+STUDENT_FILES = [ROOT / "models" / "transformer.py", ROOT / "models" / "mamba.py"]
+
+
+def quickstart_lines():
+    section = README.split("\n## Quickstart", 1)[1]
+    return re.search(r"```[a-z]*\n(.*?)```", section, re.S).group(1).strip().splitlines()
+
+
+def test_quickstart_is_install_train_test():
+    install, train, test = quickstart_lines()  # exactly three lines: .ci/run runs the first and last
+    assert "pip install -r requirements.txt" in install
+    config = re.search(r"--config (\S+)", train).group(1)
+    assert (ROOT / config).is_file(), f"the Quickstart trains on {config}, which does not exist"
+    assert "pytest" in test
+
+
+def test_requirements_pin_torch_so_ci_never_pulls_cuda_packages():
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert re.search(r"^torch==2\.13\.0$", requirements, re.M)
+
+
+def functions_with_solution_regions(path: Path):
+    """(qualified name, docstring) of every function that holds a BEGIN SOLUTION line."""
+    source = path.read_text(encoding="utf-8")
+    lines = source.splitlines()
+    found = []
+
+    def visit(node, prefix=""):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.FunctionDef):
+                body = lines[child.lineno - 1: child.end_lineno]
+                if any(line.strip() == "### BEGIN SOLUTION" for line in body):
+                    found.append((f"{prefix}{child.name}", ast.get_docstring(child) or ""))
+
+    visit(ast.parse(source))
+    return found
+
+
+@pytest.mark.parametrize("path", STUDENT_FILES, ids=lambda p: p.name)
+def test_every_solution_region_lies_in_a_function_that_names_its_readme_section(path):
+    headings = set(re.findall(r"^#+ (.+)$", README, re.M))
+    functions = functions_with_solution_regions(path)
+    assert functions, f"{path.name} has no solution regions"
+    markers = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    assert markers.count("### BEGIN SOLUTION") == markers.count("### END SOLUTION") == len(functions)
+    for name, docstring in functions:
+        match = re.search(r"README: (.+)", docstring)
+        assert match, f"{name}'s docstring should say which README section explains it ('README: ...')"
+        assert match.group(1).strip() in headings, f"{name} points to README section {match.group(1)!r}, which is missing"
