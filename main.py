@@ -12,9 +12,14 @@ import json
 import re
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 USAGE = __doc__.split("\n", 2)[2].rstrip()
+
+
+# What --resume may change: the rest would no longer match the checkpoint or the run it continues.
+RESUMABLE_OPTIONS = {"epochs", "accelerator", "num_samples"}
 
 
 class UsageError(Exception):
@@ -80,10 +85,16 @@ def run_train(argv: list) -> int:
     if resume:
         run_dir = Path(resume)
         saved = run_dir / "config.json"
+        if config_path:
+            raise UsageError("--resume continues a run with its own config.json: leave out --config")
         if not saved.is_file():
             raise UsageError(f"cannot resume {run_dir}: no config.json there (is it a run directory?)")
         values = json.loads(saved.read_text())
-        values.update(parse_overrides(overrides))
+        changes = parse_overrides(overrides)
+        for name in changes.keys() - RESUMABLE_OPTIONS:
+            raise UsageError(f"--{name} cannot change when resuming (only {', '.join(sorted(RESUMABLE_OPTIONS))} can); "
+                             "start a new run instead")
+        values.update(changes)
         config = Config(**values)
         run_dir = train(config, resume_dir=run_dir)
     else:
@@ -108,7 +119,9 @@ def load_checkpoint(path: str):
     if not path.is_file():
         raise UsageError(f"checkpoint {path} not found (train first: python main.py --config exps/<name>.txt)")
     try:
-        return Seq2SeqModule.load_from_checkpoint(path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's remarks on a foreign file would break the one line
+            return Seq2SeqModule.load_from_checkpoint(path, map_location="cpu")
     except (NotImplementedError, UsageError):
         raise
     except Exception as error:  # any unreadable or foreign file

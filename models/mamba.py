@@ -252,29 +252,32 @@ class ResidualBlock(nn.Module):
 class Mamba(nn.Module):
     """A stack of residual Mamba blocks over token embeddings, a final RMSNorm and a projection to V."""
 
-    def __init__(self, vocab_size: int, hidden_size: int = 64, num_layers: int = 2, **block_options):
+    def __init__(self, vocab_size: int, hidden_size: int = 64, num_layers: int = 2, dropout: float = 0.0,
+                 **block_options):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, hidden_size)
         self.layers = nn.ModuleList(ResidualBlock(hidden_size, **block_options) for _ in range(num_layers))
         self.norm = nn.RMSNorm(hidden_size, eps=1e-5)
         self.output = nn.Linear(hidden_size, vocab_size, bias=False)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids (B, L) -> next-token logits (B, L, V); position t sees tokens 0 ... t only."""
-        x = self.embedding(tokens)
+        x = self.dropout(self.embedding(tokens))
         for layer in self.layers:
             x = layer(x)
-        return self.output(self.norm(x))
+        return self.output(self.dropout(self.norm(x)))
 
 
 class MambaSeq2Seq(nn.Module):
     """Translation with one causal model: it reads `[source, EOS, SOS, target]` and predicts each next
     character, so it must carry the whole word through its state past EOS."""
 
-    def __init__(self, vocab_size: int, eos_id: int, hidden_size: int = 64, num_layers: int = 2, **block_options):
+    def __init__(self, vocab_size: int, eos_id: int, hidden_size: int = 64, num_layers: int = 2,
+                 dropout: float = 0.0, **block_options):
         super().__init__()
         self.eos_id = eos_id
-        self.mamba = Mamba(vocab_size, hidden_size, num_layers, **block_options)
+        self.mamba = Mamba(vocab_size, hidden_size, num_layers, dropout, **block_options)
 
     def encode(self, source: torch.Tensor) -> torch.Tensor:
         """(B, S) -> (B, S+1): the source and its EOS, the prefix every target is read after."""

@@ -103,8 +103,8 @@ def read_config_file(path) -> dict:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        name, _, value = line.replace("=", " ", 1).partition(" ")
-        name, value = name.strip().removeprefix("--"), value.strip()
+        name, value = (line.replace("=", " ", 1).split(maxsplit=1) + [""])[:2]
+        name = name.removeprefix("--")
         where = f"{path}:{number}"
         if name not in OPTIONS:
             raise ConfigError(f"{where}: {unknown_option_message(name)}")

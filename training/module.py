@@ -24,7 +24,7 @@ def build_model(config: Config) -> nn.Module:
             config.num_decoder_layers, config.dropout, config.max_length, config.positional,
         )
     return MambaSeq2Seq(
-        len(VOCAB), VOCAB.EOS, config.hidden_size, config.num_layers, state_size=config.state_size,
+        len(VOCAB), VOCAB.EOS, config.hidden_size, config.num_layers, config.dropout, state_size=config.state_size,
         expand=config.expand, conv_kernel=config.conv_kernel, discretization=config.discretization,
         alpha=config.alpha, scan=config.scan, A_init=config.A_init, dt_min=config.dt_min, dt_max=config.dt_max,
     )
@@ -92,10 +92,15 @@ class Seq2SeqModule(L.LightningModule):
     def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
         return self.model(source, target_in)
 
-    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+    def loss(self, batch) -> torch.Tensor:
+        """Mean cross-entropy per character of predicting target + EOS from SOS + target."""
         source, target = batch
         logits = self.model(source, with_sos(target))  # (B, T+1, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), with_eos(target).flatten())
+        return F.cross_entropy(logits.flatten(0, 1), with_eos(target).flatten())
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        source, _ = batch
+        loss = self.loss(batch)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=source.shape[0],
                  prog_bar=stage == "val")
         return loss

@@ -10,11 +10,15 @@
         metrics.json         val_loss, val_word_acc, params, epochs, train_seconds, ...
 """
 
+import csv
 import dataclasses
+import io
 import json
+import logging
 import resource
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -26,6 +30,9 @@ from tqdm import tqdm
 from data.datamodule import PigLatinDataModule
 from training.config import Config, ConfigError
 from training.module import Seq2SeqModule
+
+# Lightning 2.6 trips over a torch deprecation of its own making on every validation; not ours to fix.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 class EpochProgressBar(ProgressBar):
@@ -56,6 +63,10 @@ class EpochProgressBar(ProgressBar):
     def on_train_end(self, trainer, pl_module):
         self.bar.close()
 
+    def on_exception(self, trainer, pl_module, exception):
+        if self.bar is not None:
+            self.bar.close()  # end the bar's line, so the error that follows gets a line of its own
+
 
 def fresh_run_dir(out_dir: str, run_name: str) -> Path:
     """runs/<name>, or runs/<name>-2, -3, ... if taken: a new run never overwrites an old one."""
@@ -78,12 +89,17 @@ def peak_memory_mb() -> float:
 
 def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
+    # Lightning's INFO lines (which accelerators exist, tips) would bury the one line we print instead.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = PigLatinDataModule(config.data, config.batch_size, config.val_fraction, config.seed)
     datamodule.setup("fit")  # reads and checks the data now, before anything is written
     needed = max(datamodule.max_source_length, datamodule.max_target_length) + 2  # + SOS/EOS
     if config.model == "transformer" and config.max_length < needed:
         raise ConfigError(f"max_length={config.max_length} is too short for {config.data}: use at least {needed}")
+
+    module = Seq2SeqModule(dataclasses.asdict(config))
+    preflight(module, datamodule)
 
     if resume_dir is None:
         run_dir = fresh_run_dir(config.out_dir, config.run_name)
@@ -98,10 +114,11 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    module = Seq2SeqModule(dataclasses.asdict(config))
     best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_word_acc", mode="max",
-                           save_last=True, enable_version_counter=False)
-    callbacks = [best, LearningRateMonitor(logging_interval="epoch")]
+                           enable_version_counter=False)
+    # Not save_last=True: Lightning 2.6 then writes last.ckpt only when best.ckpt improves.
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
+    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch")]
     if not quiet:
         callbacks.append(EpochProgressBar())
     trainer = L.Trainer(
@@ -118,12 +135,27 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         num_sanity_val_steps=0,
         log_every_n_steps=1,
     )
+    log_file = run_dir / "logs" / "metrics.csv"
+    # The CSV logger deletes an existing metrics.csv when it starts: keep the earlier epochs of a resumed run.
+    history = log_file.read_text() if checkpoint_path is not None and log_file.is_file() else None
+    if not quiet:
+        print(f"training {config.model} ({count_parameters(module.model):,} parameters) on "
+              f"{trainer.strategy.root_device} into {run_dir}", file=sys.stderr)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint_path)
+    with warnings.catch_warnings():
+        # On resume Lightning warns that it will delete the old logs and checkpoints; we keep what matters.
+        warnings.filterwarnings("ignore", message=".*exists and is not empty")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint_path)
     train_seconds = previous_seconds + time.perf_counter() - started
+    if history is not None:
+        resumed_at = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["global_step"]
+        prepend_history(log_file, history, resumed_at)
 
     best_module = Seq2SeqModule.load_from_checkpoint(best.best_model_path, map_location="cpu")
-    scores = trainer.validate(best_module, datamodule=datamodule, verbose=False)[0]
+    # A separate, logger-free Trainer: the training one would add a fake extra epoch to the logs.
+    evaluator = L.Trainer(accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False,
+                          enable_model_summary=False, deterministic=True)
+    scores = evaluator.validate(best_module, datamodule=datamodule, verbose=False)[0]
     write_samples(best_module, datamodule.val_pairs[: config.num_samples], run_dir / "samples.txt")
     metrics = {
         "val_loss": scores["val_loss"],
@@ -139,6 +171,25 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return run_dir
+
+
+def preflight(module: Seq2SeqModule, datamodule: PigLatinDataModule):
+    """One forward and backward pass on one batch, before anything is written or printed, so an
+    unfinished stub or a shape error stops the run at once, leaving no half-made run directory."""
+    with torch.random.fork_rng():  # leaves the seeded random state exactly as it was
+        module.loss(next(iter(datamodule.train_dataloader()))).backward()
+    module.zero_grad(set_to_none=True)
+
+
+def prepend_history(log_file: Path, history: str, resumed_at: int):
+    """Puts the rows logged before `resumed_at` (the resumed checkpoint's step) back in front of the new ones."""
+    old = [row for row in csv.DictReader(io.StringIO(history)) if int(row["step"]) < resumed_at]
+    new = list(csv.DictReader(io.StringIO(log_file.read_text())))
+    columns = list(dict.fromkeys([*(old[0] if old else {}), *(new[0] if new else {})]))
+    with log_file.open("w", newline="") as file:
+        writer = csv.DictWriter(file, columns)
+        writer.writeheader()
+        writer.writerows(old + new)
 
 
 def write_samples(module: Seq2SeqModule, pairs: list, path: Path):

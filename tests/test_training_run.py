@@ -1,0 +1,271 @@
+"""Real, short training runs on a tiny dataset: what a run leaves behind, and that training really trains.
+
+Every run here is 3 epochs of a 16-wide model on 120 words (about a second each); runs are shared
+between the tests that read them.
+"""
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+import main
+from training.config import OPTIONS, build_config
+from training.module import Seq2SeqModule
+from training.run import train
+
+EPOCHS = 3
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+
+def tiny_config(data: Path, out_dir: Path, **options):
+    """A 3-epoch run of a 16-wide model on the tiny dataset, written under out_dir."""
+    settings = {
+        "data": data, "val_fraction": 0.25, "hidden_size": 16, "num_heads": 2, "epochs": EPOCHS,
+        "out_dir": out_dir, "run_name": "tiny", "accelerator": "cpu", "num_samples": 5, **options,
+    }
+    return build_config(None, [f"--{name}={value}" for name, value in settings.items()])
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    """The rows of logs/metrics.csv, as Lightning's CSV logger wrote them."""
+    with open(run_dir / "logs" / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def logged_epochs(rows: list[dict], column: str) -> list[int]:
+    """The epochs for which `column` was logged, in file order (an epoch logged twice appears twice)."""
+    return [int(row["epoch"]) for row in rows if row.get(column) and row["epoch"]]
+
+
+def per_epoch(rows: list[dict], column: str) -> dict[int, float]:
+    return {int(row["epoch"]): float(row[column]) for row in rows if row.get(column) and row["epoch"]}
+
+
+def initial_model(config: dict, seed: int) -> torch.nn.Module:
+    """The model as `train` initialises it for `seed`, before any step."""
+    L.seed_everything(seed, verbose=False)
+    return Seq2SeqModule({**config, "seed": seed}).model
+
+
+# --- shared runs -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, single_torch_thread):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def transformer_run(runs_dir, tiny_data_file) -> Path:
+    return train(tiny_config(tiny_data_file, runs_dir), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def mamba_run(runs_dir, tiny_data_file) -> Path:
+    return train(tiny_config(tiny_data_file, runs_dir, model="mamba", run_name="tiny_mamba"), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def same_seed_rerun(runs_dir, tiny_data_file, transformer_run) -> Path:
+    return train(tiny_config(tiny_data_file, runs_dir, run_name="tiny_again"), quiet=True)
+
+
+@pytest.fixture(scope="module")
+def same_name_other_seed(runs_dir, tiny_data_file, transformer_run):
+    """A seed-1 run under the same run_name as `transformer_run`, and that run's files just before it."""
+    files = ["config.json", "metrics.json", "samples.txt", "checkpoints/best.ckpt", "logs/metrics.csv"]
+    before = {name: (transformer_run / name).read_bytes() for name in files}
+    second = train(tiny_config(tiny_data_file, runs_dir, seed=1), quiet=True)
+    return second, before
+
+
+@pytest.fixture(scope="module")
+def resumed_run(runs_dir, tiny_data_file):
+    """Two epochs, then `python main.py --resume <run> --epochs 3`: (run directory, exit status)."""
+    run_dir = train(tiny_config(tiny_data_file, runs_dir, epochs=2, run_name="resumable"), quiet=True)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        status = main.main(["--resume", str(run_dir), "--epochs", str(EPOCHS)])
+    return run_dir, status
+
+
+# --- what a run leaves behind ----------------------------------------------------------------------------
+
+
+def test_run_directory_holds_config_checkpoints_logs_samples_and_metrics(transformer_run):
+    expected = ["config.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "logs/metrics.csv",
+                "samples.txt", "metrics.json"]
+    missing = [name for name in expected if not (transformer_run / name).is_file()]
+    if not list((transformer_run / "tensorboard").glob("events.out.tfevents.*")):
+        missing.append("tensorboard/events.out.tfevents.*")
+    assert missing == [], f"the run directory {transformer_run} lacks {missing}"
+
+
+def test_metrics_json_reports_scores_size_epochs_and_time(transformer_run):
+    metrics = read_metrics(transformer_run)
+    expected_types = {"val_loss": float, "val_word_acc": float, "params": int, "epochs": int, "train_seconds": float}
+    wrong = {name: metrics.get(name) for name, kind in expected_types.items() if type(metrics.get(name)) is not kind}
+    assert wrong == {}, f"metrics.json should hold {expected_types}; these are missing or mistyped: {wrong}"
+    assert metrics["epochs"] == EPOCHS, f"metrics.json should say {EPOCHS} epochs, says {metrics['epochs']}"
+    assert 0 <= metrics["val_word_acc"] <= 1, f"val_word_acc is a share, got {metrics['val_word_acc']}"
+    assert metrics["params"] > 0 and metrics["train_seconds"] > 0, f"params and train_seconds should be > 0: {metrics}"
+
+
+def test_config_json_records_every_resolved_option(transformer_run, tiny_data_file):
+    saved = json.loads((transformer_run / "config.json").read_text())
+    expected = dataclasses.asdict(tiny_config(tiny_data_file, transformer_run.parent))
+    assert sorted(saved) == sorted(OPTIONS), (
+        f"config.json should hold every option, no more, no fewer; these differ: {set(saved) ^ set(OPTIONS)}"
+    )
+    different = {name: (saved[name], expected[name]) for name in expected if saved[name] != expected[name]}
+    assert different == {}, f"config.json should record the options the run used; (saved, used): {different}"
+
+
+def test_samples_file_lists_num_samples_validation_words(transformer_run):
+    lines = (transformer_run / "samples.txt").read_text().splitlines()
+    assert len(lines) == 1 + 5, f"samples.txt should hold a header and num_samples=5 words, got {len(lines)} lines"
+
+
+def test_metrics_csv_has_one_validation_row_per_trained_epoch(transformer_run):
+    epochs = logged_epochs(read_log(transformer_run), "val_loss")
+    assert epochs == list(range(EPOCHS)), (
+        f"logs/metrics.csv should hold val_loss for epochs {list(range(EPOCHS))}, once each (it is what "
+        f"students plot); it holds epochs {epochs}"
+    )
+
+
+def test_last_checkpoint_holds_the_final_epoch(transformer_run):
+    checkpoint = torch.load(transformer_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["epoch"] == EPOCHS - 1, (
+        f"last.ckpt is what --resume continues from, so it should hold the final epoch {EPOCHS - 1}; "
+        f"it holds epoch {checkpoint['epoch']} (global step {checkpoint['global_step']})"
+    )
+
+
+# --- training trains -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("run", ["transformer_run", "mamba_run"])
+def test_training_loss_falls(run, request):
+    losses = per_epoch(read_log(request.getfixturevalue(run)), "train_loss")
+    first, last = losses.get(0), losses.get(EPOCHS - 1)
+    assert first is not None and last is not None, f"metrics.csv should log train_loss every epoch, got {losses}"
+    assert last < first, f"train_loss should fall from epoch 0 to epoch {EPOCHS - 1}; per epoch: {losses}"
+
+
+def test_learning_rate_scheduler_changes_the_rate_across_epochs(transformer_run):
+    rows = read_log(transformer_run)
+    column = next((name for name in rows[0] if name.startswith("lr-")), None)
+    assert column is not None, f"metrics.csv should log the learning rate (an 'lr-*' column); columns: {list(rows[0])}"
+    rates = [float(row[column]) for row in rows if row[column]]
+    assert len(rates) >= EPOCHS, f"the learning rate should be logged every epoch, got {rates}"
+    assert len(set(rates)) > 1, f"warm-up and cosine decay should change the learning rate; it stayed at {rates}"
+
+
+@pytest.mark.parametrize("run", ["transformer_run", "mamba_run"])
+def test_a_fresh_model_with_the_runs_seed_is_where_training_started(run, request):
+    run_dir = request.getfixturevalue(run)
+    config = json.loads((run_dir / "config.json").read_text())
+    trained = Seq2SeqModule.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", map_location="cpu").model
+    own = dict(initial_model(config, config["seed"]).named_parameters())
+    other = dict(initial_model(config, config["seed"] + 1).named_parameters())
+    farther = [name for name, value in trained.named_parameters()
+               if not torch.equal(own[name], other[name])  # randomly initialised
+               and (value - own[name]).norm() >= (value - other[name]).norm()]
+    assert farther == [], (
+        f"after a short run, these weights should still be nearest their own seed's initialisation: {farther}"
+    )
+
+
+@pytest.mark.parametrize("run", ["transformer_run", "mamba_run"])
+def test_every_parameter_is_trained(run, request):
+    run_dir = request.getfixturevalue(run)
+    config = json.loads((run_dir / "config.json").read_text())
+    initial = dict(initial_model(config, config["seed"]).named_parameters())
+    trained = Seq2SeqModule.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", map_location="cpu").model
+    untouched = [name for name, value in trained.named_parameters() if torch.equal(value, initial[name])]
+    assert untouched == [], (
+        f"every parameter should move in training, embeddings and output layer too; unchanged: {untouched}"
+    )
+
+
+def test_same_seed_gives_identical_metrics(transformer_run, same_seed_rerun):
+    first, second = read_metrics(transformer_run), read_metrics(same_seed_rerun)
+    for name in ("val_loss", "val_word_acc"):
+        assert first[name] == second[name], (
+            f"two runs with seed 0 should agree on {name}: {first[name]} vs {second[name]}"
+        )
+    curves = [per_epoch(read_log(run), "train_loss") for run in (transformer_run, same_seed_rerun)]
+    assert curves[0] == curves[1], f"two runs with seed 0 should have the same train_loss curve: {curves}"
+
+
+def test_different_seed_gives_different_metrics(transformer_run, same_name_other_seed):
+    seed_0, seed_1 = read_metrics(transformer_run), read_metrics(same_name_other_seed[0])
+    assert seed_0["val_loss"] != seed_1["val_loss"], (
+        f"seeds 0 and 1 should initialise, split and shuffle differently, yet both give val_loss {seed_0['val_loss']}"
+    )
+
+
+def test_second_run_with_the_same_name_gets_a_new_directory(transformer_run, same_name_other_seed):
+    second, _ = same_name_other_seed
+    expected = transformer_run.parent / f"{transformer_run.name}-2"
+    assert second == expected, f"a second run named {transformer_run.name!r} should go to {expected}, went to {second}"
+
+
+def test_second_run_with_the_same_name_leaves_the_first_untouched(transformer_run, same_name_other_seed):
+    _, before = same_name_other_seed
+    changed = [name for name, content in before.items() if (transformer_run / name).read_bytes() != content]
+    assert changed == [], f"a second run with the same name must not touch the first run's files; changed: {changed}"
+
+
+# --- resuming ---------------------------------------------------------------------------------------------
+
+
+def test_resume_continues_to_the_requested_number_of_epochs(resumed_run):
+    run_dir, status = resumed_run
+    assert status == 0, f"main.py --resume should exit 0, got {status}"
+    epochs = read_metrics(run_dir)["epochs"]
+    assert epochs == EPOCHS, (
+        f"after resuming a 2-epoch run with --epochs {EPOCHS}, metrics.json should say {EPOCHS} epochs, says {epochs}"
+    )
+
+
+def test_resume_trains_the_missing_epoch(resumed_run):
+    run_dir, _ = resumed_run
+    epochs = logged_epochs(read_log(run_dir), "train_loss")
+    assert EPOCHS - 1 in epochs, (
+        f"the resumed run should train epoch {EPOCHS - 1}; metrics.csv has train_loss for epochs {epochs}"
+    )
+
+
+def test_resumed_log_holds_every_epoch_once(resumed_run):
+    run_dir, _ = resumed_run
+    epochs = logged_epochs(read_log(run_dir), "train_loss")
+    assert epochs == list(range(EPOCHS)), (
+        f"after a 2-epoch run resumed to {EPOCHS}, metrics.csv should hold train_loss for epochs "
+        f"{list(range(EPOCHS))} once each (nothing lost, nothing trained twice); it holds {epochs}"
+    )
+
+
+# --- translating with the result -------------------------------------------------------------------------
+
+
+def test_translate_prints_one_line_with_one_translation_per_word(transformer_run, capsys):
+    words = ["the", "quick", "brown", "fox"]
+    status = main.main(["translate", "--checkpoint", str(transformer_run), " ".join(words)])
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert status == 0, f"translate should exit 0, got {status}"
+    assert len(lines) == 1, f"translate should print one line on stdout, got {len(lines)}: {out!r}"
+    assert len(lines[0].split()) == len(words), f"{len(words)} words in, {len(words)} out expected; got {lines[0]!r}"
