@@ -52,6 +52,14 @@ SEED = 0
 # Word lists in the Scrabble tradition have no one-letter words; English has exactly these two.
 ONE_LETTER_WORDS = {"a", "i"}
 
+# Frequent on the web, so they rank high in the unigram counts, but not what a class should find in its
+# samples and plots: vulgarities, slurs and pornographic terms. Filtered before the top-N is taken.
+EXCLUDED_WORDS = frozenset("""
+    anal bitch bitches blowjob blowjobs boob boobs bullshit cock cocks cum cunt dildo dildos dyke fisting
+    fuck fucked fucker fucking fucks gangbang horny porn porno pussy shit slut sluts tits titties tranny
+    twat whore whores asshole
+""".split())
+
 # GCIDE capitalises every headword ("Mother-of-pearl"); a capital later on marks a proper noun ("Ural-Altaic").
 _HEADWORD_COMPOUND = re.compile(r"[A-Za-z][a-z]*(?:-[a-z]+)+")
 _PLAIN_WORD = re.compile(rf"[a-z]{{1,{MAX_SOURCE_LENGTH}}}")
@@ -80,8 +88,9 @@ def dictionary_compounds() -> list[str]:
 
 
 def frequent_single_words(ranking: list[str], dictionary: set[str], count: int) -> list[str]:
-    """The `count` most frequent words of 1-20 lowercase letters that the dictionary knows."""
-    words = [word for word in ranking if _PLAIN_WORD.fullmatch(word) and word in dictionary]
+    """The `count` most frequent words of 1-20 lowercase letters that the dictionary knows, less EXCLUDED_WORDS."""
+    words = [word for word in ranking
+             if _PLAIN_WORD.fullmatch(word) and word in dictionary and word not in EXCLUDED_WORDS]
     return words[:count]
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from data.build_datasets import LARGE_FILE, SMALL_FILE, stale_files
+from data.build_datasets import EXCLUDED_WORDS, LARGE_FILE, SMALL_FILE, stale_files
 from data.pig_latin import to_pig_latin
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
@@ -78,3 +78,9 @@ def test_no_english_word_appears_twice(pairs, name):
     counts = Counter(source for source, _ in pairs[name])
     repeated = sorted(source for source, count in counts.items() if count > 1)
     assert not repeated, f"{name}: English words listed more than once: {repeated[:5]}"
+
+
+@pytest.mark.parametrize("name", ORIGINAL_SIZES)
+def test_no_excluded_word_appears_alone_or_in_a_compound(pairs, name):
+    found = sorted({part for english, _ in pairs[name] for part in english.split("-")} & EXCLUDED_WORDS)
+    assert not found, f"{name} contains words the builder excludes: {found}"
