@@ -17,7 +17,8 @@ import torch
 
 import main
 from training.config import OPTIONS, build_config
-from training.module import Seq2SeqModule
+from data.vocab import VOCAB
+from training.module import Seq2SeqModule, greedy_decode, with_eos, with_sos
 from training.run import train
 
 EPOCHS = 3
@@ -269,3 +270,41 @@ def test_translate_prints_one_line_with_one_translation_per_word(transformer_run
     assert status == 0, f"translate should exit 0, got {status}"
     assert len(lines) == 1, f"translate should print one line on stdout, got {len(lines)}: {out!r}"
     assert len(lines[0].split()) == len(words), f"{len(words)} words in, {len(words)} out expected; got {lines[0]!r}"
+
+
+# --- the per-epoch word accuracy is greedy decoding's ----------------------------------------------------
+
+
+def right_prefix_lengths(module: Seq2SeqModule, pairs: list) -> tuple[list, list]:
+    """For each word, how many leading tokens of target + EOS are right: (by greedy decoding, by the
+    teacher-forced pass that the per-epoch accuracy reads)."""
+    greedy, forced = [], []
+    module.model.eval()
+    with torch.no_grad():
+        for english, piglatin in pairs:
+            source = torch.tensor([VOCAB.encode(english)])
+            expected = with_eos(torch.tensor([VOCAB.encode(piglatin)]))[0]
+            decoded = greedy_decode(module.model, source, len(expected))[0]
+            forced_argmax = module.model(source, with_sos(expected[None, :-1]))[0].argmax(dim=-1)
+            for guesses, lengths in ((decoded, greedy), (forced_argmax, forced)):
+                wrong = (guesses[: len(expected)] != expected[: len(guesses)]).nonzero()
+                lengths.append(int(wrong[0]) if len(wrong) else min(len(guesses), len(expected)))
+    return greedy, forced
+
+
+@pytest.mark.parametrize("model", ["transformer", "mamba"])
+def test_teacher_forced_argmax_is_right_exactly_as_far_as_greedy_decoding(model, runs_dir, tiny_data_file):
+    run_dir = train(tiny_config(tiny_data_file, runs_dir, model=model, run_name=f"longer_{model}", epochs=15,
+                                lr=1e-2), quiet=True)
+    module = Seq2SeqModule.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt", map_location="cpu")
+    pairs = [tuple(line.split()) for line in tiny_data_file.read_text().splitlines()]
+    greedy, forced = right_prefix_lengths(module, pairs)
+    assert max(greedy) >= 2, "the test needs a model that gets some characters right"
+    assert greedy == forced
+
+
+def test_a_decoder_that_sees_the_future_is_reported(runs_dir, tiny_data_file, monkeypatch, capsys):
+    monkeypatch.setattr("models.transformer.causal_mask",
+                        lambda query_length, key_length, device=None: torch.ones(query_length, key_length, dtype=torch.bool, device=device))
+    train(tiny_config(tiny_data_file, runs_dir, run_name="peeking", epochs=20, lr=1e-2), quiet=True)
+    assert "does the decoder see future tokens?" in capsys.readouterr().err
