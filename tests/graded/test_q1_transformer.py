@@ -93,6 +93,22 @@ def use_oracle_attention(*modules: MultiHeadAttention):
         module.forward = functools.partial(oracle_attention, module)
 
 
+def oracle_encoder_layer(layer: EncoderLayer, x):
+    """x + attention(norm(x)), then + feed_forward(norm(.)), with the oracle's attention."""
+    normed = layer.attention_norm(x)
+    middle = x + oracle_attention(layer.self_attention, normed, normed, normed)
+    return middle + layer.feed_forward(layer.feed_forward_norm(middle))
+
+
+def oracle_decoder_layer(layer: DecoderLayer, x, annotations):
+    """Causal self-attention, cross-attention over the annotations, MLP: each x + sublayer(norm(x))."""
+    normed = layer.self_attention_norm(x)
+    x1 = x + oracle_attention(layer.self_attention, normed, normed, normed)
+    normed = layer.cross_attention_norm(x1)
+    x2 = x1 + oracle_attention(layer.cross_attention, normed, annotations, annotations)
+    return x2 + layer.feed_forward(layer.feed_forward_norm(x2))
+
+
 # --- Q1.1 multi-head attention ------------------------------------------------------------------------------
 
 
@@ -186,10 +202,7 @@ def test_encoder_layer_adds_attention_then_mlp_each_of_the_normalised_input():
     use_oracle_attention(layer.self_attention)
     x = torch.randn(3, 6, 16)
     with torch.no_grad():
-        normed = layer.attention_norm(x)
-        middle = x + layer.self_attention(normed, normed, normed)
-        expected = middle + layer.feed_forward(layer.feed_forward_norm(middle))
-        expect_close(layer(x), expected, **TOLERANCE,
+        expect_close(layer(x), oracle_encoder_layer(layer, x), **TOLERANCE,
                      what="EncoderLayer: x + attention(norm(x)), then + feed_forward(norm(...))")
 
 
@@ -199,7 +212,7 @@ def test_encoder_adds_positions_to_embeddings_runs_every_layer_and_normalises():
     with torch.no_grad():
         encoder.positions.table.mul_(50)  # large positions, so that leaving them out shows
     for layer in encoder.layers:
-        use_oracle_attention(layer.self_attention)
+        layer.forward = functools.partial(oracle_encoder_layer, layer)
     source = torch.randint(0, 27, (3, 5))
     with torch.no_grad():
         hidden = encoder.positions(encoder.embedding(source))
@@ -218,12 +231,7 @@ def test_decoder_layer_runs_causal_self_attention_then_cross_attention_then_mlp(
     use_oracle_attention(layer.self_attention, layer.cross_attention)
     x, annotations = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
     with torch.no_grad():
-        normed = layer.self_attention_norm(x)
-        x1 = x + layer.self_attention(normed, normed, normed)
-        normed = layer.cross_attention_norm(x1)
-        x2 = x1 + layer.cross_attention(normed, annotations, annotations)
-        expected = x2 + layer.feed_forward(layer.feed_forward_norm(x2))
-        expect_close(layer(x, annotations), expected, **TOLERANCE,
+        expect_close(layer(x, annotations), oracle_decoder_layer(layer, x, annotations), **TOLERANCE,
                      what="DecoderLayer: causal self-attention, cross-attention (queries from the decoder, keys "
                           "and values from the annotations), MLP, each x + sublayer(norm(x))")
 
@@ -234,7 +242,7 @@ def test_decoder_adds_positions_runs_every_layer_normalises_and_projects_to_the_
     with torch.no_grad():
         decoder.positions.table.mul_(50)
     for layer in decoder.layers:
-        use_oracle_attention(layer.self_attention, layer.cross_attention)
+        layer.forward = functools.partial(oracle_decoder_layer, layer)
     target_in, annotations = torch.randint(0, 29, (3, 6)), torch.randn(3, 4, 16)
     with torch.no_grad():
         hidden = decoder.positions(decoder.embedding(target_in))
