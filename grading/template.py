@@ -148,17 +148,21 @@ def make_template(files: dict[str, bytes]) -> dict[str, bytes]:
 # --- what must never reach the template -------------------------------------------------------------------
 
 
-def _region_lines(lines: list[str], begin_marker: str, end_marker: str) -> tuple[list[str], list[str]]:
-    """(lines inside regions, lines outside them)."""
-    inside, outside, depth = [], [], False
+def _region_lines(lines: list[str], *pairs: tuple[str, str]) -> tuple[list[str], list[str]]:
+    """(stripped lines inside any of the (begin, end) marker regions, stripped lines outside them)."""
+    inside, outside, open_region = [], [], None
     for line in lines:
-        if line.strip() == begin_marker:
-            depth = True
-        elif line.strip() == end_marker:
-            depth = False
-        elif line.strip():
-            (inside if depth else outside).append(line.strip())
+        stripped = line.strip()
+        if open_region is None and any(stripped == begin for begin, _ in pairs):
+            open_region = next(end for begin, end in pairs if stripped == begin)
+        elif stripped == open_region:
+            open_region = None
+        elif stripped:
+            (inside if open_region else outside).append(stripped)
     return inside, outside
+
+
+HIDDEN_TESTS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 
 def _notebook_secret_lines(text: str) -> tuple[list[str], list[str]]:
@@ -172,10 +176,9 @@ def _notebook_secret_lines(text: str) -> tuple[list[str], list[str]]:
         if solution_cell and not any(line.strip() == BEGIN for line in lines):
             inside += [line.strip() for line in lines if line.strip()]
             continue
-        for begin_marker, end_marker in ((BEGIN, END), ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")):
-            secret, _ = _region_lines(lines, begin_marker, end_marker)
-            inside += secret
-        outside += [line.strip() for line in lines if line.strip() and line.strip().lstrip("# ") not in MARKERS]
+        secret, public = _region_lines(lines, (BEGIN, END), HIDDEN_TESTS)
+        inside += secret
+        outside += public
         for output in cell.get("outputs", []):
             inside += [line.strip() for line in _output_text(output) if line.strip()]
     return inside, outside
@@ -199,7 +202,7 @@ def secret_lines(files: dict[str, bytes]) -> set[str]:
             inside, outside = _notebook_secret_lines(content.decode("utf-8"))
         elif path.endswith(".py") and BEGIN.encode() in content:
             lines = content.decode("utf-8").splitlines()
-            inside, outside = _region_lines(lines, BEGIN, END)
+            inside, outside = _region_lines(lines, (BEGIN, END), HIDDEN_TESTS)
         else:
             try:
                 outside, inside = content.decode("utf-8").splitlines(), []

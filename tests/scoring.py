@@ -237,7 +237,7 @@ class Scorer:
         terminalreporter.write_sep("=", "assignment score")
         for line in score_table(result):
             terminalreporter.write_line(line)
-        if not result["complete"]:
+        if len(result["tests"]) < len(self.graded):
             terminalreporter.write_line(f"(a partial score: {len(result['tests'])} of the {len(self.graded)} graded "
                                         f"tests ran; `python -m pytest tests/graded` gives the whole score)")
 
