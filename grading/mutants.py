@@ -266,6 +266,12 @@ ALTERNATIVES = [
           a_star = log_a.cumsum(1)
           return (a_star + (log_b - a_star).logcumsumexp(1)).exp().real.to(b.dtype)
       '''),
+    M("heinsen-always-in-complex64", f"{S}:pscan", "complex64 whatever the input dtype, view_as_real", source='''
+      def pscan(log_a, b):
+          log_b = torch.log(b.to(torch.complex64))
+          a_star = torch.cumsum(log_a, dim=1)
+          return torch.view_as_real(torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=1)))[..., 0]
+      '''),
     M("block-with-pad-and-functional-conv", f"{S}:MambaBlock.forward", "F.pad + F.conv1d, slicing", source='''
       def forward(self, x):
           E = self.expanded_size
