@@ -149,3 +149,15 @@ def test_a_test_that_needs_the_models_skips_naming_the_stub(demo_run):
     reason = score["ungraded"]["skipped"]["test_q9_demo.py::test_needs_the_models"]
     assert "needs the finished models" in reason and "unwritten" in reason
     assert "SKIPPED" in output
+
+
+def test_the_classroom_reporter_payload_is_base64_json_with_max_score_and_per_test_scores(demo_run):
+    import base64
+
+    from scoring import classroom_results
+
+    _, _, score = demo_run
+    payload = json.loads(base64.b64decode(classroom_results(score)))
+    assert payload["version"] == 1 and payload["status"] == "fail" and payload["max_score"] == 5.0
+    assert {test["name"]: (test["status"], test["score"]) for test in payload["tests"]}["test_right"] == ("pass", 1.0)
+    assert sum(test["score"] for test in payload["tests"]) == score["total"]
