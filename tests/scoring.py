@@ -152,6 +152,8 @@ def _short_report(item, excinfo) -> str:
         message = str(excinfo.value)
     elif isinstance(excinfo.value, AssertionError):
         message = str(excinfo.value).split("\nassert ")[0] or "a check failed"
+    elif excinfo.typename == "Failed":  # pytest.fail, e.g. pytest-timeout's "Timeout (>120.0s)"
+        message = str(excinfo.value).strip().splitlines()[0]
     else:
         text = str(excinfo.value).strip()
         message = f"your code raised {excinfo.typename}: {text.splitlines()[0] if text else ''}"
