@@ -1,4 +1,8 @@
-"""The reference Mamba against closed forms and the sequential scan, and its causality."""
+"""Mamba's given parts: the zero-order holds, the sequential scan, initialisation, the seq2seq wrapper.
+
+What students write is checked, for points, in tests/graded/test_q2_ssm.py. Tests here that run a whole
+model need those functions written: on the student template they skip, naming the first one that is not
+(the `needs_solution` marker)."""
 
 import pytest
 import torch
@@ -10,7 +14,6 @@ from models.mamba import (
     discretize_bilinear,
     discretize_zoh,
     discretize_zoh_exact,
-    pscan,
     sscan,
 )
 
@@ -34,29 +37,7 @@ def broadcast(delta, A, B):
     return delta[..., None], A, B[:, :, None, :]
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 1.0])
-def test_bilinear_discretisation_matches_its_closed_form(alpha):
-    delta, A, B = ssm_inputs()
-    A_bar, B_bar = discretize_bilinear(delta, A, B, alpha)
-    d, a, b = broadcast(delta, A, B)
-    torch.testing.assert_close(A_bar, (1 + alpha * d * a) / (1 - (1 - alpha) * d * a))
-    torch.testing.assert_close(B_bar, d * b / (1 - (1 - alpha) * d * a))
 
-
-def test_bilinear_with_alpha_one_is_forward_euler():
-    delta, A, B = ssm_inputs()
-    A_bar, B_bar = discretize_bilinear(delta, A, B, alpha=1.0)
-    d, a, b = broadcast(delta, A, B)
-    torch.testing.assert_close(A_bar, 1 + d * a)
-    torch.testing.assert_close(B_bar, (d * b).expand_as(B_bar))
-
-
-def test_bilinear_with_alpha_zero_is_backward_euler():
-    delta, A, B = ssm_inputs()
-    A_bar, B_bar = discretize_bilinear(delta, A, B, alpha=0.0)
-    d, a, b = broadcast(delta, A, B)
-    torch.testing.assert_close(A_bar, 1 / (1 - d * a))
-    torch.testing.assert_close(B_bar, d * b / (1 - d * a))
 
 
 def test_zero_order_hold_uses_exp_and_the_delta_b_approximation():
@@ -74,6 +55,7 @@ def test_exact_zero_order_hold_integrates_the_input_over_the_step():
     torch.testing.assert_close(B_bar, (torch.exp(d * a) - 1) / a * b)
 
 
+@pytest.mark.needs_solution
 def test_every_discretisation_agrees_with_zero_order_hold_for_tiny_steps():
     delta, A, B = ssm_inputs()
     delta = delta * 1e-6
@@ -106,58 +88,15 @@ def test_sequential_scan_solves_the_recurrence(length):
     torch.testing.assert_close(sscan(log_a, b), loop_oracle(a, b))
 
 
-@pytest.mark.parametrize("length", [1, 2, 7, 64, 257])
-def test_parallel_scan_agrees_with_sequential_scan_in_float64(length):
-    _, log_a, b = scan_inputs(length)
-    torch.testing.assert_close(pscan(log_a, b), sscan(log_a, b), rtol=1e-9, atol=1e-9)
 
 
-def test_parallel_scan_agrees_with_sequential_scan_in_float32():
-    _, log_a, b = scan_inputs(128, dtype=torch.float32)
-    torch.testing.assert_close(pscan(log_a, b), sscan(log_a, b), rtol=1e-3, atol=1e-4)
-
-
-def test_scans_accept_negative_decays_as_complex_logarithms():
+def test_sequential_scan_accepts_negative_decays_as_complex_logarithms():
     a, log_a, b = scan_inputs(33, negative_a=True)
     torch.testing.assert_close(sscan(log_a, b), loop_oracle(a, b))
-    torch.testing.assert_close(pscan(log_a, b), loop_oracle(a, b), rtol=1e-9, atol=1e-9)
 
 
-def test_parallel_scan_gradients_agree_with_sequential_scan():
-    _, log_a, b = scan_inputs(19)
-    weights = torch.randn_like(b)
-    grads = []
-    for scan in (sscan, pscan):
-        log_a_, b_ = log_a.clone().requires_grad_(), b.clone().requires_grad_()
-        (scan(log_a_, b_) * weights).sum().backward()
-        grads.append((log_a_.grad, b_.grad))
-    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-7, atol=1e-9)
-    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-7, atol=1e-9)
 
 
-def make_block(**options):
-    return MambaBlock(hidden_size=8, state_size=4, **options).double()
-
-
-@pytest.mark.parametrize("discretization", ["zoh", "zoh_exact", "bilinear"])
-def test_mamba_block_is_causal(discretization):
-    block = make_block(discretization=discretization)
-    x = torch.randn(2, 9, 8, dtype=torch.float64)
-    changed = x.clone()
-    changed[:, 6:] += torch.randn(2, 3, 8, dtype=torch.float64)
-    before, after = block(x), block(changed)
-    torch.testing.assert_close(before[:, :6], after[:, :6])
-    assert not torch.allclose(before[:, 6:], after[:, 6:])
-
-
-@pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
-def test_mamba_block_gives_the_same_output_with_either_scan(discretization):
-    block = make_block(discretization=discretization)
-    x = torch.randn(2, 12, 8, dtype=torch.float64)
-    block.scan = "sscan"
-    expected = block(x)
-    block.scan = "pscan"
-    torch.testing.assert_close(block(x), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_mamba_initialisation_follows_s4d_real_and_the_delta_range():
@@ -174,6 +113,7 @@ def test_mamba_block_convolution_has_one_filter_per_channel():
     assert block.conv1d.weight.shape == (16, 1, 4)
 
 
+@pytest.mark.needs_solution
 def test_seq2seq_reads_source_then_target_and_returns_target_logits():
     model = MambaSeq2Seq(29, EOS, hidden_size=16, num_layers=2).eval()
     source, target = torch.randint(0, 27, (3, 5)), torch.randint(0, 29, (3, 7))
@@ -183,6 +123,7 @@ def test_seq2seq_reads_source_then_target_and_returns_target_logits():
     torch.testing.assert_close(logits, full[:, 6:])
 
 
+@pytest.mark.needs_solution
 def test_seq2seq_ignores_future_target_tokens():
     model = MambaSeq2Seq(29, EOS, hidden_size=16, num_layers=2).eval()
     source, target = torch.randint(0, 27, (2, 5)), torch.randint(0, 29, (2, 8))

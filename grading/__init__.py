@@ -1,0 +1,6 @@
+"""Instructor-only tools: release the student template and the hidden solution, and the mutant corpus
+that proves the graded tests can fail. Never shipped to students (see grading.template.INSTRUCTOR_ONLY).
+
+    python -m grading release OUT      the two-branch repository: main = template, solution = reference
+    python -m grading mutants          which graded tests catch each plausible student mistake
+"""

@@ -1,0 +1,399 @@
+"""Proof that the graded tests can fail, and that they fail only wrong code.
+
+A *mutant* is the reference solution of one student function with one plausible mistake (a text
+replacement on its source, or a whole new body); every mutant must lose points. An *alternative* is a
+different but correct way to write one graded function (other einsum spellings, view/transpose for
+rearrange, a -1e9 mask, a doubling scan, ...); every alternative must keep all 10 points.
+
+Each variant is compiled in its module's namespace and put in place of the reference everywhere the
+reference function is bound (the class or module, tables such as SCANS, modules that imported it by
+name), exactly as if a student had written it; then the graded tests run in this process.
+
+    python -m grading mutants        prints which graded tests catch each mutant
+"""
+
+import contextlib
+import importlib
+import inspect
+import io
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GRADED = REPO / "tests" / "graded"
+QUESTION_FILES = {"models.transformer": GRADED / "test_q1_transformer.py", "models.mamba": GRADED / "test_q2_ssm.py"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A replacement for the student function `target` ("module:Qualified.name")."""
+
+    name: str
+    target: str
+    why: str
+    replace: tuple = ()  # (old, new) pairs applied to the reference source, each old occurring once
+    source: str = ""  # or the whole function
+
+    def function_source(self) -> str:
+        if self.source:
+            return textwrap.dedent(self.source)
+        text = textwrap.dedent(inspect.getsource(_resolve(self.target)[2]))
+        for old, new in self.replace:
+            if text.count(old) != 1:
+                raise ValueError(f"mutant {self.name}: {old!r} occurs {text.count(old)} times in {self.target}")
+            text = text.replace(old, new)
+        return text
+
+
+def _resolve(target: str):
+    """(module, owner, function) of "module:Class.method" or "module:function"."""
+    module_name, qualname = target.split(":")
+    module = importlib.import_module(module_name)
+    owner = module
+    for part in qualname.split(".")[:-1]:
+        owner = getattr(owner, part)
+    return module, owner, getattr(owner, qualname.split(".")[-1])
+
+
+def M(name, target, why, *replace, source=""):
+    return Variant(name, target, why, tuple(replace), source)
+
+
+T, S = "models.transformer", "models.mamba"
+MHA = f"{T}:MultiHeadAttention.forward"
+
+MUTANTS = [
+    # --- Q1.1 attention
+    M("no-scaling", MHA, "scores not divided by √d", (" / math.sqrt(self.head_size)", "")),
+    M("scaled-by-hidden-size", MHA, "divided by √H instead of √d (the head size)",
+      ("math.sqrt(self.head_size)", "math.sqrt(self.hidden_size)")),
+    M("mask-on-the-wrong-side", f"{T}:causal_mask", "upper triangle: attends to the future, not the past",
+      ("torch.tril(", "torch.triu(")),
+    M("mask-hides-the-present", f"{T}:causal_mask", "off by one: a position may not see itself",
+      ("device=device))", "device=device), diagonal=-1)")),
+    M("mask-shows-the-next-token", f"{T}:causal_mask", "off by one: a position sees one future token",
+      ("device=device))", "device=device), diagonal=1)")),
+    M("mask-applied-inverted", MHA, "masked_fill on the allowed positions instead of the future ones",
+      ("masked_fill(~mask,", "masked_fill(mask,")),
+    M("softmax-over-queries", MHA, "softmax over the wrong axis", ("softmax(dim=-1)", "softmax(dim=-2)")),
+    M("weights-kept-before-softmax", MHA, "stores the scores, not the softmax weights",
+      ("self.attention_weights = weights.detach()", "self.attention_weights = scores.detach()")),
+    M("no-output-projection", MHA, "forgets W_o",
+      ("return self.W_o(self.merge_heads(context))", "return self.merge_heads(context)")),
+    M("heads-merged-in-the-wrong-order", f"{T}:MultiHeadAttention.merge_heads", "(d h) instead of (h d)",
+      ('"b h l d -> b l (h d)"', '"b h l d -> b l (d h)"')),
+    M("heads-split-in-the-wrong-order", f"{T}:MultiHeadAttention.split_heads", "(d h) instead of (h d)",
+      ('"b l (h d) -> b h l d"', '"b l (d h) -> b h l d"')),
+    # --- Q1.2 encoder
+    M("sin-and-cos-swapped", f"{T}:sinusoidal_positional_encoding", "cos on even columns, sin on odd",
+      ("table[:, 0::2] = torch.sin(angle)", "table[:, 0::2] = torch.cos(angle)"),
+      ("table[:, 1::2] = torch.cos(angle[", "table[:, 1::2] = torch.sin(angle[")),
+    M("exponent-i-instead-of-2i", f"{T}:sinusoidal_positional_encoding", "10000^(i/H) instead of 10000^(2i/H)",
+      ("torch.arange(0, hidden_size, 2, dtype=torch.float32)", "torch.arange(0, hidden_size // 2, dtype=torch.float32)")),
+    M("encoder-positions-not-added", f"{T}:TransformerEncoder.forward", "embeddings only",
+      ("self.positions(self.embedding(source))", "self.embedding(source)")),
+    M("encoder-without-final-norm", f"{T}:TransformerEncoder.forward", "no final LayerNorm",
+      ("return self.norm(x)", "return x")),
+    M("encoder-post-norm", f"{T}:EncoderLayer.forward", "norm(x + sublayer(x)) instead of x + sublayer(norm(x))",
+      source='''
+      def forward(self, x):
+          x = self.attention_norm(x + self.dropout(self.self_attention(x, x, x)))
+          return self.feed_forward_norm(x + self.feed_forward(x))
+      '''),
+    M("encoder-mlp-without-residual", f"{T}:EncoderLayer.forward", "the MLP replaces x instead of adding to it",
+      ("return x + self.feed_forward(", "return self.feed_forward(")),
+    # --- Q1.3 decoder
+    M("decoder-positions-not-added", f"{T}:TransformerDecoder.forward", "the original starter's bug",
+      ("self.positions(self.embedding(target_in))", "self.embedding(target_in)")),
+    M("decoder-self-attention-not-causal", f"{T}:DecoderLayer.forward", "uses the non-causal module for self-attention",
+      ("self.self_attention(normed, normed, normed)", "self.cross_attention(normed, normed, normed)")),
+    M("cross-attention-over-the-decoder", f"{T}:DecoderLayer.forward", "keys and values from the decoder, not the encoder",
+      ("self.cross_attention(normed, annotations, annotations)", "self.cross_attention(normed, normed, normed)")),
+    M("decoder-without-final-norm", f"{T}:TransformerDecoder.forward", "projects without the final LayerNorm",
+      ("return self.output(self.norm(x))", "return self.output(x)")),
+    # --- Q2.1 discretisation
+    M("alpha-swapped", f"{S}:discretize_bilinear", "α and 1−α exchanged (invisible at α = ½)",
+      ("A_bar = (1 + alpha * delta_A)", "A_bar = (1 + (1 - alpha) * delta_A)"),
+      ("denominator = 1 - (1 - alpha) * delta_A", "denominator = 1 - alpha * delta_A")),
+    M("zero-order-hold-instead", f"{S}:discretize_bilinear", "Ā = exp(ΔA), B̄ = ΔB",
+      source='''
+      def discretize_bilinear(delta, A, B, alpha=0.5):
+          A_bar = torch.exp(einsum(delta, A, "b l e, e n -> b l e n"))
+          return A_bar, einsum(delta, B, "b l e, b l n -> b l e n")
+      '''),
+    M("B-bar-without-denominator", f"{S}:discretize_bilinear", "B̄ = ΔB",
+      ('"b l e, b l n -> b l e n") / denominator', '"b l e, b l n -> b l e n")')),
+    # --- Q2.2 parallel scan
+    M("sign-lost-in-log", f"{S}:pscan", "log|b| without iπ for negative b",
+      ("log_b = torch.log(b.to(complex_dtype))", "log_b = torch.log(b.abs()).to(complex_dtype)")),
+    M("cumsum-off-by-one", f"{S}:pscan", "an exclusive cumulative sum of log a",
+      ("a_star = torch.cumsum(log_a, dim=1)", "a_star = torch.cumsum(log_a, dim=1) - log_a")),
+    M("magnitude-instead-of-real-part", f"{S}:pscan", "|h| instead of Re h", (".real.to(b.dtype)", ".abs().to(b.dtype)")),
+    M("pscan-is-a-loop", f"{S}:pscan", "a Python loop over time, not a parallel scan",
+      source='''
+      def pscan(log_a, b):
+          a = torch.exp(log_a).real if log_a.is_complex() else torch.exp(log_a)
+          h, out = torch.zeros_like(b[:, 0]), []
+          for t in range(b.shape[1]):
+              h = a[:, t] * h + b[:, t]
+              out.append(h)
+          return torch.stack(out, dim=1)
+      '''),
+    # --- Q2.3 Mamba block
+    M("non-causal-convolution", f"{S}:MambaBlock.forward", "keeps the last L conv outputs: sees 3 future steps",
+      ("self.conv1d(x)[..., :length]", "self.conv1d(x)[..., -length:]")),
+    M("no-silu-after-convolution", f"{S}:MambaBlock.forward", "the convolution output goes to the SSM raw",
+      ('x = F.silu(rearrange(x, "b e l -> b l e"))', 'x = rearrange(x, "b e l -> b l e")')),
+    M("silu-gate-missing", f"{S}:MambaBlock.forward", "y instead of y · SiLU(z)",
+      ("return self.out_proj(y * F.silu(z))", "return self.out_proj(y)")),
+    M("gate-without-silu", f"{S}:MambaBlock.forward", "y · z instead of y · SiLU(z)",
+      ("y * F.silu(z)", "y * z")),
+    M("A-positive", f"{S}:MambaBlock.ssm", "A = exp(A_log): the state grows instead of decaying",
+      ("A = -torch.exp(self.A_log)", "A = torch.exp(self.A_log)")),
+    M("delta-without-softplus", f"{S}:MambaBlock.ssm", "Δ = dt_proj(δ), possibly negative",
+      ("delta = F.softplus(self.dt_proj(delta))", "delta = self.dt_proj(delta)")),
+    M("B-and-C-swapped", f"{S}:MambaBlock.ssm", "x_proj's output split as δ, C, B",
+      ("delta, B, C = self.x_proj(x)", "delta, C, B = self.x_proj(x)")),
+    M("D-skip-missing", f"{S}:MambaBlock.selective_scan", "y_t = C_t h_t without D u_t", ("return y + u * D", "return y")),
+    M("input-not-in-b", f"{S}:MambaBlock.selective_scan", "b_t = B̄_t instead of B̄_t u_t",
+      ('b = B_bar * rearrange(u, "b l e -> b l e 1")', "b = B_bar")),
+    M("discretisation-ignored", f"{S}:MambaBlock.selective_scan", "always zero-order hold, whatever the config",
+      ("self.discretize(delta, A, B)", "discretize_zoh(delta, A, B)")),
+    M("residual-missing", f"{S}:ResidualBlock.forward", "mixer(norm(x)) without + x",
+      ("return x + self.mixer(self.norm(x))", "return self.mixer(self.norm(x))")),
+    M("norm-after-the-residual", f"{S}:ResidualBlock.forward", "norm(x + mixer(x)) instead of x + mixer(norm(x))",
+      ("return x + self.mixer(self.norm(x))", "return self.norm(x + self.mixer(x))")),
+]
+
+ALTERNATIVES = [
+    M("mask-by-comparing-positions", f"{T}:causal_mask", "arange comparisons instead of tril", source='''
+      def causal_mask(query_length, key_length, device=None):
+          return torch.arange(key_length, device=device)[None, :] <= torch.arange(query_length, device=device)[:, None]
+      '''),
+    M("split-with-view-and-transpose", f"{T}:MultiHeadAttention.split_heads", "no einops", source='''
+      def split_heads(self, x):
+          batch, length, _ = x.shape
+          return x.view(batch, length, self.num_heads, self.head_size).transpose(1, 2)
+      '''),
+    M("merge-with-transpose-and-reshape", f"{T}:MultiHeadAttention.merge_heads", "no einops", source='''
+      def merge_heads(self, x):
+          batch, heads, length, size = x.shape
+          return x.transpose(1, 2).reshape(batch, length, heads * size)
+      '''),
+    M("attention-with-matmul-where-and-minus-1e9", MHA, "@, a pre-scaled q, torch.where with -1e9", source='''
+      def forward(self, query, key, value):
+          q = self.split_heads(self.W_q(query)) * self.head_size ** -0.5
+          k, v = self.split_heads(self.W_k(key)), self.split_heads(self.W_v(value))
+          scores = q @ k.transpose(-2, -1)
+          if self.causal:
+              allowed = causal_mask(query.shape[1], key.shape[1], device=query.device)
+              scores = torch.where(allowed, scores, torch.tensor(-1e9, dtype=scores.dtype))
+          weights = F.softmax(scores, dim=-1)
+          self.attention_weights = weights.detach()
+          return self.W_o(self.merge_heads(self.dropout(weights) @ v))
+      '''),
+    M("attention-with-torch-einsum-and-masked-fill", MHA, "torch.einsum, mask == 0, -1e9", source='''
+      def forward(self, query, key, value):
+          q, k, v = (self.split_heads(w(x)) for w, x in ((self.W_q, query), (self.W_k, key), (self.W_v, value)))
+          scores = torch.einsum("bhqd,bhkd->bhqk", q, k) / self.head_size ** 0.5
+          if self.causal:
+              scores = scores.masked_fill(causal_mask(q.shape[2], k.shape[2]).to(scores.device) == 0, -1e9)
+          self.attention_weights = scores.softmax(-1).detach()
+          out = torch.einsum("bhqk,bhkd->bhqd", self.dropout(scores.softmax(-1)), v)
+          return self.W_o(self.merge_heads(out))
+      '''),
+    M("positions-with-exp-log-div-term", f"{T}:sinusoidal_positional_encoding", "exp(-2i log(10000)/H)", source='''
+      def sinusoidal_positional_encoding(max_length, hidden_size):
+          position = torch.arange(max_length).unsqueeze(1).float()
+          div_term = torch.exp(torch.arange(0, hidden_size, 2).float() * (-math.log(10000.0) / hidden_size))
+          table = torch.empty(max_length, hidden_size)
+          table[:, 0::2] = torch.sin(position * div_term)
+          table[:, 1::2] = torch.cos(position * div_term)
+          return table
+      '''),
+    M("encoder-layer-step-by-step", f"{T}:EncoderLayer.forward", "dropout on both sublayers", source='''
+      def forward(self, x):
+          h = self.attention_norm(x)
+          x = x + self.dropout(self.self_attention(h, h, h))
+          return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+      '''),
+    M("encoder-one-step-per-line", f"{T}:TransformerEncoder.forward", "no dropout at the input", source='''
+      def forward(self, source):
+          x = self.embedding(source)
+          x = self.positions(x)
+          for layer in self.layers:
+              x = layer(x)
+          return self.norm(x)
+      '''),
+    M("decoder-layer-named-steps", f"{T}:DecoderLayer.forward", "named intermediate results", source='''
+      def forward(self, x, annotations):
+          q = self.self_attention_norm(x)
+          after_self = x + self.self_attention(q, q, q)
+          q = self.cross_attention_norm(after_self)
+          after_cross = after_self + self.cross_attention(q, annotations, annotations)
+          return after_cross + self.feed_forward(self.feed_forward_norm(after_cross))
+      '''),
+    M("decoder-with-functools-reduce", f"{T}:TransformerDecoder.forward", "a reduce over the layers", source='''
+      def forward(self, target_in, annotations):
+          import functools
+          x = self.dropout(self.embedding(target_in) + self.positions.table[: target_in.shape[1]])
+          x = functools.reduce(lambda h, layer: layer(h, annotations), self.layers, x)
+          return self.output(self.norm(x))
+      '''),
+    M("bilinear-by-broadcasting", f"{S}:discretize_bilinear", "unsqueeze instead of einsum", source='''
+      def discretize_bilinear(delta, A, B, alpha=0.5):
+          dA = delta.unsqueeze(-1) * A
+          inverse = 1.0 / (1.0 - (1.0 - alpha) * dA)
+          return (1.0 + alpha * dA) * inverse, delta.unsqueeze(-1) * B.unsqueeze(2) * inverse
+      '''),
+    M("doubling-scan", f"{S}:pscan", "Hillis–Steele in linear space: log L steps, no log of b", source='''
+      def pscan(log_a, b):
+          a = torch.exp(log_a).real if log_a.is_complex() else torch.exp(log_a)
+          h, offset = b, 1
+          while offset < b.shape[1]:
+              h = h + a * torch.cat([torch.zeros_like(h[:, :offset]), h[:, :-offset]], dim=1)
+              a = a * torch.cat([torch.ones_like(a[:, :offset]), a[:, :-offset]], dim=1)
+              offset *= 2
+          return h
+      '''),
+    M("heinsen-with-complex-from-polar", f"{S}:pscan", "the sign as a phase, torch.polar", source='''
+      def pscan(log_a, b):
+          log_b = torch.complex(b.abs().log(), torch.where(b < 0, torch.pi, 0.0).to(b.dtype))
+          a_star = log_a.cumsum(1)
+          return (a_star + (log_b - a_star).logcumsumexp(1)).exp().real.to(b.dtype)
+      '''),
+    M("heinsen-always-in-complex64", f"{S}:pscan", "complex64 whatever the input dtype, view_as_real", source='''
+      def pscan(log_a, b):
+          log_b = torch.log(b.to(torch.complex64))
+          a_star = torch.cumsum(log_a, dim=1)
+          return torch.view_as_real(torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=1)))[..., 0]
+      '''),
+    M("block-with-pad-and-functional-conv", f"{S}:MambaBlock.forward", "F.pad + F.conv1d, slicing", source='''
+      def forward(self, x):
+          E = self.expanded_size
+          xz = self.in_proj(x)
+          u, z = xz[..., :E], xz[..., E:]
+          u = F.pad(u.transpose(1, 2), (self.conv_kernel - 1, 0))
+          u = F.conv1d(u, self.conv1d.weight, self.conv1d.bias, groups=E).transpose(1, 2)
+          return self.out_proj(self.ssm(F.silu(u)) * F.silu(z))
+      '''),
+    M("ssm-by-slicing", f"{S}:MambaBlock.ssm", "slices instead of split", source='''
+      def ssm(self, x):
+          R, N = self.dt_rank, self.state_size
+          p = self.x_proj(x)
+          delta = F.softplus(self.dt_proj(p[..., :R]))
+          return self.selective_scan(x, delta, -self.A_log.exp(), p[..., R:R + N], p[..., R + N:], self.D)
+      '''),
+    M("selective-scan-by-broadcasting", f"{S}:MambaBlock.selective_scan", "unsqueeze and sum", source='''
+      def selective_scan(self, u, delta, A, B, C, D):
+          A_bar, B_bar = self.discretize(delta, A, B)
+          h = SCANS[self.scan](log_of_decay(delta, A, A_bar, self.discretization), B_bar * u.unsqueeze(-1))
+          return (h * C.unsqueeze(2)).sum(-1) + D * u
+      '''),
+    M("residual-added-last", f"{S}:ResidualBlock.forward", "mixer first, then + x", source='''
+      def forward(self, x):
+          return self.mixer(self.norm(x)) + x
+      '''),
+]
+
+
+@contextlib.contextmanager
+def substituted(variant: Variant):
+    """The variant in place of the reference wherever the reference function is bound, then restored."""
+    module, owner, original = _resolve(variant.target)
+    namespace = {}
+    exec(compile(variant.function_source(), f"<{variant.name}>", "exec"), module.__dict__, namespace)
+    (replacement,) = [value for value in namespace.values() if callable(value)]
+    replacement.__qualname__ = original.__qualname__
+    replacement.__doc__ = original.__doc__
+    bindings = [(owner, original.__name__)] if owner is not module else []
+    for name, loaded in list(sys.modules.items()):  # `from models.mamba import pscan` and tables like SCANS
+        if getattr(loaded, "__file__", None) and str(REPO) in str(loaded.__file__):
+            for key, value in list(vars(loaded).items()):
+                if value is original:
+                    bindings.append((loaded, key))
+                elif isinstance(value, dict) and any(item is original for item in value.values()):
+                    bindings += [(value, k) for k, item in value.items() if item is original]
+    try:
+        for where, key in bindings:
+            if isinstance(where, dict):
+                where[key] = replacement
+            else:
+                setattr(where, key, replacement)
+        yield
+    finally:
+        for where, key in bindings:
+            if isinstance(where, dict):
+                where[key] = original
+            else:
+                setattr(where, key, original)
+
+
+class _VariantLoop:
+    """A pytest plugin that collects the graded tests once, then runs them once per job (a variant in
+    place, or the reference for None), instead of pytest's single pass: one session for the corpus."""
+
+    def __init__(self, jobs):
+        self.jobs, self.results = jobs, []
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session):
+        for variant, all_tests in self.jobs:
+            wanted = {str(path) for path in QUESTION_FILES.values()} if all_tests or variant is None else {
+                str(QUESTION_FILES[variant.target.split(":")[0]])}
+            items = [item for item in session.items if str(item.fspath) in wanted]
+            with substituted(variant) if variant else contextlib.nullcontext():
+                self.results.append(_run_items(items))
+        return True
+
+
+def _run_items(items) -> dict:
+    from _pytest.runner import runtestprotocol
+
+    rows = {}
+    for index, item in enumerate(items):
+        reports = runtestprotocol(item, nextitem=items[index + 1] if index + 1 < len(items) else None, log=False)
+        failed = [report for report in reports if report.failed]
+        name = getattr(item, "originalname", None) or item.name
+        row = rows.setdefault(name, {"name": name, "points": float(item.get_closest_marker("points").args[0]),
+                                     "outcome": "passed", "message": ""})
+        if failed and row["outcome"] == "passed":
+            row["outcome"], row["message"] = "failed", str(failed[0].longrepr)
+    tests = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0} for row in rows.values()]
+    return {"tests": tests, "total": sum(row["earned"] for row in tests), "max": sum(row["points"] for row in tests)}
+
+
+def run_variants(jobs: list) -> list[dict]:
+    """Graded results for each job (variant or None, all_tests), all in one pytest session in this process.
+    The reference runs first: it imports the graded test modules, which must bind the reference functions
+    (a module first imported while a variant is in place would keep the variant after it is restored)."""
+    loop = _VariantLoop([(None, True), *jobs])
+    args = [*map(str, QUESTION_FILES.values()), "-p", "no:cacheprovider", "-o", "addopts=", "-W", "ignore", "-q"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        pytest.main(args, plugins=[loop])
+    reference, *results = loop.results
+    if reference["total"] != reference["max"] or len(loop.results) != len(jobs) + 1:
+        raise RuntimeError(f"the reference itself scores {reference['total']:g}/{reference['max']:g}")
+    return results
+
+
+def run_corpus(verbose: bool = True) -> int:
+    """Every mutant must lose points and every alternative keep all of them; prints a table. Exit status."""
+    failures = 0
+    results = run_variants([(variant, False) for variant in MUTANTS] + [(variant, True) for variant in ALTERNATIVES])
+    for variant, result in zip(MUTANTS, results):
+        caught = [row["name"] for row in result["tests"] if row["outcome"] != "passed"]
+        lost = sum(row["points"] - row["earned"] for row in result["tests"])
+        failures += not caught
+        if verbose:
+            print(f"{'MISSED' if not caught else 'caught'}  {variant.name:36} -{lost:g}  {', '.join(caught)}")
+    for variant, result in zip(ALTERNATIVES, results[len(MUTANTS):]):
+        lost = [row["name"] for row in result["tests"] if row["outcome"] != "passed"]
+        failures += bool(lost)
+        if verbose:
+            print(f"{'WRONGLY FAILED' if lost else 'kept 10'}  {variant.name:36} {', '.join(lost)}")
+    return 1 if failures else 0

@@ -1,0 +1,46 @@
+"""The graded tests can fail: every plausible mistake in the corpus loses points, and every correct
+alternative keeps all 10. (Instructor-only: the corpus would hand students a list of answers.)"""
+
+from pathlib import Path
+
+import pytest
+
+from grading.mutants import ALTERNATIVES, MUTANTS, run_variants
+from grading.template import find_regions
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDENT_FILES = {"models.transformer": ROOT / "models" / "transformer.py", "models.mamba": ROOT / "models" / "mamba.py"}
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    """name -> graded results with that variant in place; one pytest session for the whole corpus."""
+    jobs = [(variant, False) for variant in MUTANTS] + [(variant, True) for variant in ALTERNATIVES]
+    return {variant.name: result for (variant, _), result in zip(jobs, run_variants(jobs))}
+
+
+def graded_functions() -> set[str]:
+    return {f"{module}:{region.qualname}" for module, path in STUDENT_FILES.items()
+            for region in find_regions(path.read_text(), str(path))}
+
+
+def test_the_corpus_has_twenty_mutants_and_an_alternative_for_every_graded_function():
+    assert len(MUTANTS) >= 20, f"only {len(MUTANTS)} mutants"
+    assert len({variant.name for variant in MUTANTS + ALTERNATIVES}) == len(MUTANTS + ALTERNATIVES), "names repeat"
+    without_alternative = graded_functions() - {variant.target for variant in ALTERNATIVES}
+    assert without_alternative == set(), f"no correct alternative for {sorted(without_alternative)}"
+    without_mutant = graded_functions() - {variant.target for variant in MUTANTS}
+    assert without_mutant == set(), f"no mutant of {sorted(without_mutant)}"
+
+
+@pytest.mark.parametrize("variant", MUTANTS, ids=lambda variant: variant.name)
+def test_every_mutant_loses_points(variant, results):
+    result = results[variant.name]
+    assert result["total"] < result["max"], f"{variant.name} ({variant.why}) keeps all {result['max']:g} points"
+
+
+@pytest.mark.parametrize("variant", ALTERNATIVES, ids=lambda variant: variant.name)
+def test_every_correct_alternative_keeps_all_ten_points(variant, results):
+    result = results[variant.name]
+    lost = {row["name"]: row["message"] for row in result["tests"] if row["outcome"] != "passed"}
+    assert result["total"] == result["max"] == 10 and not lost, f"{variant.name} ({variant.why}) lost: {lost}"

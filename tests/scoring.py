@@ -1,0 +1,320 @@
+"""The autograder's pytest plugin: points per graded test, short failure reports, a score table.
+
+A graded test is marked `@pytest.mark.points(n, readme="<README section>")`. At the end of a session
+that ran graded tests, pytest prints a table (test, earned, possible, total); `--score-json PATH`
+writes the same as JSON, `--score-markdown PATH` appends it as a Markdown table (for the GitHub job
+summary). A failing graded test is reported in a few lines — expected, got, by how much, the tolerance,
+the README section to reread — instead of a traceback.
+
+A test marked `needs_solution` needs the student's finished models: when it meets a function that is
+still a stub (NotImplementedError), it is skipped, naming that function, instead of failing.
+
+`expect_close` is the comparison graded tests use; its AssertionError carries the whole message.
+"""
+
+import base64
+import json
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+
+TOTAL_POINTS = 10
+
+
+# --- comparing tensors ----------------------------------------------------------------------------------
+
+
+class GradedFailure(AssertionError):
+    """A graded check that missed: its message is all the student needs to see."""
+
+
+def fail(message: str):
+    """Fail a graded test with `message` only (no traceback)."""
+    raise GradedFailure(message)
+
+
+def check(condition: bool, message: str):
+    """Fail a graded test with `message` unless `condition` holds."""
+    if not condition:
+        fail(message)
+
+
+def _show(tensor: torch.Tensor, limit: int = 6) -> str:
+    flat = tensor.detach().flatten()
+    shown = ", ".join(f"{value:.4g}" for value in flat[:limit].tolist())
+    return f"[{shown}{', …' if flat.numel() > limit else ''}]"
+
+
+def expect_close(actual, expected, *, atol: float, rtol: float, what: str):
+    """Fail unless |actual - expected| <= atol + rtol * |expected| everywhere (shapes must match).
+
+    The message says what was compared, the expected and actual shapes or values, where and by how
+    much they differ most, and the tolerance.
+    """
+    if not isinstance(actual, torch.Tensor):
+        fail(f"{what}: expected a tensor of shape {tuple(expected.shape)}, got {type(actual).__name__}")
+    if actual.shape != expected.shape:
+        fail(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
+    if actual.is_complex() and not expected.is_complex():
+        fail(f"{what}: expected a real tensor, got dtype {actual.dtype}")
+    actual = actual.detach().to(expected.dtype)
+    expected = expected.detach()
+    if actual.numel() == 0:
+        return
+    if not torch.isfinite(actual).all() and torch.isfinite(expected).all():
+        where = tuple(int(i) for i in torch.nonzero(~torch.isfinite(actual))[0])
+        fail(f"{what}: got {actual[where].item()} at index {where}, where {expected[where].item():.6g} was "
+             f"expected ({int((~torch.isfinite(actual)).sum())} non-finite values in all)")
+    difference = (actual - expected).abs()
+    allowed = atol + rtol * expected.abs()
+    if (difference <= allowed).all():
+        return
+    worst = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
+    fail(
+        f"{what} differs from the expected values\n"
+        f"  expected {_show(expected)}\n"
+        f"  got      {_show(actual)}\n"
+        f"  largest difference {difference.max().item():.3g} at index {worst} "
+        f"(expected {expected[worst].item():.6g}, got {actual[worst].item():.6g}); "
+        f"{int((difference > allowed).sum())} of {difference.numel()} values are off\n"
+        f"  tolerance: |got - expected| <= {atol:g} + {rtol:g} * |expected|"
+    )
+
+
+# --- the plugin -------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("scoring", "assignment score")
+    group.addoption("--score-json", metavar="PATH", help="write the graded tests' points as JSON to PATH")
+    group.addoption("--score-markdown", metavar="PATH",
+                    help="append the score table as Markdown to PATH (e.g. $GITHUB_STEP_SUMMARY)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "points(n, readme=section): a graded test worth n points; "
+                                       "a failure points the student to that README section")
+    config.addinivalue_line("markers", "needs_solution: skip, naming the stub, when a student function "
+                                       "is not written yet")
+    config.pluginmanager.register(Scorer(config), "scoring-scorer")
+
+
+def _points_marker(item):
+    return item.get_closest_marker("points")
+
+
+def _test_name(item) -> str:
+    """The test function's name, without parameters: points belong to the function."""
+    return getattr(item, "originalname", None) or item.name
+
+
+def _question(item) -> str:
+    stem = Path(str(item.fspath)).stem  # test_q1_transformer -> Q1
+    parts = stem.split("_")
+    return parts[1].upper() if len(parts) > 1 and parts[1][:1] == "q" else stem
+
+
+def _unwritten_stub(excinfo):
+    """The NotImplementedError in an exception's chain, if any."""
+    error = excinfo.value if excinfo is not None else None
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, NotImplementedError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _stub_message(error: NotImplementedError) -> str:
+    from main import unimplemented_message  # main.py imports nothing heavy at the top
+
+    return unimplemented_message(error)
+
+
+def _where_it_broke(excinfo) -> str:
+    """The deepest frame in the student's model files, as 'models/x.py:line: code'."""
+    for frame in reversed(traceback.extract_tb(excinfo.tb)):
+        path = Path(frame.filename)
+        if path.parent.name == "models":
+            return f"models/{path.name}:{frame.lineno}: {frame.line}"
+    return ""
+
+
+def _short_report(item, excinfo) -> str:
+    readme = _points_marker(item).kwargs.get("readme")
+    stub = _unwritten_stub(excinfo)
+    if stub is not None:
+        return _stub_message(stub)
+    if isinstance(excinfo.value, GradedFailure):
+        message = str(excinfo.value)
+    elif isinstance(excinfo.value, AssertionError):
+        message = str(excinfo.value).split("\nassert ")[0] or "a check failed"
+    elif excinfo.typename == "Failed":  # pytest.fail, e.g. pytest-timeout's "Timeout (>120.0s)"
+        message = str(excinfo.value).strip().splitlines()[0]
+    else:
+        text = str(excinfo.value).strip()
+        message = f"your code raised {excinfo.typename}: {text.splitlines()[0] if text else ''}"
+        where = _where_it_broke(excinfo)
+        if where:
+            message += f"\n  at {where}"
+    if readme:
+        message += f"\n  reread README section '{readme}'"
+    return message
+
+
+class Scorer:
+    """Collects each graded test's outcome and the outcomes of the others, for the table and the JSON."""
+
+    def __init__(self, config):
+        self.config = config
+        self.graded = {}  # (file, test name) -> row
+        self.keys = {}  # nodeid -> (file, test name)
+        self.others = {}  # nodeid -> {"outcome", "message"}
+
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            marker = _points_marker(item)
+            if marker is None:
+                continue
+            key = (str(item.fspath), _test_name(item))
+            self.keys[item.nodeid] = key
+            self.graded.setdefault(key, {
+                "name": _test_name(item), "question": _question(item), "file": Path(str(item.fspath)).name,
+                "points": float(marker.args[0]), "readme": marker.kwargs.get("readme"),
+                "outcome": None, "message": "",
+            })
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        if call.excinfo is None or report.outcome == "skipped":
+            return report
+        if call.excinfo.errisinstance((pytest.skip.Exception, KeyboardInterrupt)):
+            return report
+        if _points_marker(item) is not None:
+            report.longrepr = _short_report(item, call.excinfo)
+        elif item.get_closest_marker("needs_solution") is not None:
+            stub = _unwritten_stub(call.excinfo)
+            if stub is not None:
+                report.outcome = "skipped"
+                report.longrepr = (str(item.fspath), item.location[1] or 0,
+                                   f"Skipped: needs the finished models; {_stub_message(stub)}")
+        return report
+
+    def pytest_runtest_logreport(self, report):
+        outcome = "failed" if report.failed else "skipped" if report.skipped else "passed"
+        if report.when != "call" and outcome == "passed":
+            return
+        message = ""
+        if report.failed:
+            message = str(report.longrepr)
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            message = report.longrepr[2]
+        key = self.keys.get(report.nodeid)
+        if key is None:
+            previous = self.others.get(report.nodeid)
+            if previous is None or previous["outcome"] == "passed":
+                self.others[report.nodeid] = {"outcome": outcome, "message": message[-2000:]}
+            return
+        row = self.graded[key]
+        # A parametrised graded test earns its points only if every case passes.
+        if row["outcome"] in (None, "passed"):
+            row["outcome"], row["message"] = outcome, message
+
+    def pytest_sessionfinish(self, session):
+        self.result = score(self)
+        if self.config.getoption("score_json"):
+            Path(self.config.getoption("score_json")).write_text(json.dumps(self.result, indent=2) + "\n")
+        if self.config.getoption("score_markdown") and self.result["tests"]:
+            with open(self.config.getoption("score_markdown"), "a", encoding="utf-8") as file:
+                file.write(score_markdown(self.result))
+
+    def pytest_terminal_summary(self, terminalreporter):
+        result = score(self)
+        if not result["tests"]:
+            return
+        terminalreporter.write_sep("=", "assignment score")
+        for line in score_table(result):
+            terminalreporter.write_line(line)
+        if len(result["tests"]) < len(self.graded):
+            terminalreporter.write_line(f"(a partial score: {len(result['tests'])} of the {len(self.graded)} graded "
+                                        f"tests ran; `python -m pytest tests/graded` gives the whole score)")
+
+
+def score(scorer: Scorer) -> dict:
+    """The session's score: total, max, one row per graded test that ran, and the other tests' outcomes."""
+    rows = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0}
+            for row in scorer.graded.values() if row["outcome"] is not None]
+    others = scorer.others.values()
+    return {
+        "total": sum(row["earned"] for row in rows),
+        "max": sum(row["points"] for row in rows),
+        "complete": len(rows) == len(scorer.graded) and sum(row["points"] for row in rows) == TOTAL_POINTS,
+        "tests": rows,
+        "ungraded": {
+            "passed": sum(1 for value in others if value["outcome"] == "passed"),
+            "skipped": {nodeid: value["message"] for nodeid, value in scorer.others.items()
+                        if value["outcome"] == "skipped"},
+            "failed": {nodeid: value["message"] for nodeid, value in scorer.others.items()
+                       if value["outcome"] == "failed"},
+        },
+    }
+
+
+def _fmt(points: float) -> str:
+    return f"{points:g}"
+
+
+def score_table(result: dict) -> list[str]:
+    """The score as fixed-width text lines."""
+    width = max([len(row["name"]) for row in result["tests"]] + [30])
+    lines = [f"{'question':8}  {'test':{width}}  {'earned':>6}  {'possible':>8}"]
+    for row in result["tests"]:
+        mark = "" if row["outcome"] == "passed" else "  ✗"
+        lines.append(f"{row['question']:8}  {row['name']:{width}}  {_fmt(row['earned']):>6}  "
+                     f"{_fmt(row['points']):>8}{mark}")
+    lines.append(f"{'total':8}  {'':{width}}  {_fmt(result['total']):>6}  {_fmt(result['max']):>8}")
+    return lines
+
+
+def score_markdown(result: dict) -> str:
+    """The score as a Markdown table, for the GitHub Actions job summary."""
+    lines = [f"## Score: {_fmt(result['total'])} / {_fmt(result['max'])}", "",
+             "| question | test | earned | possible |", "| --- | --- | ---: | ---: |"]
+    for row in result["tests"]:
+        mark = "✅" if row["outcome"] == "passed" else "❌"
+        lines.append(f"| {row['question']} | {mark} `{row['name']}` | {_fmt(row['earned'])} | {_fmt(row['points'])} |")
+    lines.append(f"| **total** | | **{_fmt(result['total'])}** | **{_fmt(result['max'])}** |")
+    failed = [row for row in result["tests"] if row["outcome"] != "passed" and row["message"]]
+    if failed:
+        lines += ["", "<details><summary>Why points were lost</summary>", ""]
+        for row in failed:
+            lines += [f"**{row['name']}**", "", "```", row["message"], "```", ""]
+        lines.append("</details>")
+    return "\n".join(lines) + "\n"
+
+
+def classroom_results(result: dict) -> str:
+    """The score in the input format of classroom-resources/autograding-grading-reporter, base64-encoded:
+    put it in the environment as <RUNNER>_RESULTS and pass `runners: <runner>` to that action."""
+    payload = {
+        "version": 1,
+        "status": "pass" if result["total"] == result["max"] else "fail",
+        "max_score": result["max"],
+        "tests": [{"name": row["name"], "status": "pass" if row["outcome"] == "passed" else "fail",
+                   "score": row["earned"], "message": row["message"], "line_no": 0, "execution_time": "0s"}
+                  for row in result["tests"]],
+    }
+    return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+if __name__ == "__main__":
+    # python tests/scoring.py classroom score.json: print the reporter's base64 payload
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "classroom":
+        sys.exit("usage: python tests/scoring.py classroom SCORE_JSON")
+    print(classroom_results(json.loads(Path(sys.argv[2]).read_text())))

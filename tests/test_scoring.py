@@ -1,0 +1,163 @@
+"""The autograder's plugin (tests/scoring.py): points add up to the assignment's, the score table and
+its JSON, short failure reports, and skips for tests that need the finished models."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+def graded_points() -> list[tuple[str, str, float, str]]:
+    """(file, test, points, README section) of every graded test, read from its marker."""
+    found = []
+    for path in sorted((TESTS / "graded").glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"points_of_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name, function in vars(module).items():
+            marks = [mark for mark in getattr(function, "pytestmark", []) if mark.name == "points"]
+            if name.startswith("test_") and marks:
+                found.append((path.stem, name, float(marks[0].args[0]), marks[0].kwargs["readme"]))
+    return found
+
+
+MAMBA_BLOCK = {"test_mamba_block_gates_a_causal_convolution_and_the_ssm",
+               "test_ssm_computes_delta_B_and_C_from_the_input_and_A_from_A_log",
+               "test_selective_scan_matches_the_recurrence_step_by_step", "test_mamba_block_is_causal"}
+
+
+def test_graded_points_add_up_to_the_assignment():
+    points = graded_points()
+    total = lambda keep: sum(p for file, name, p, section in points if keep(file, name, section))  # noqa: E731
+    assert total(lambda *_: True) == 10
+    assert total(lambda file, name, section: file == "test_q1_transformer") == 5
+    assert total(lambda file, name, section: file == "test_q2_ssm") == 5
+    assert total(lambda file, name, section: section.startswith("Q2.1")) == 1, "bilinear discretisation: 1 point"
+    assert total(lambda file, name, section: section.startswith("Q2.2")) == 1, "parallel scan: 1 point"
+    assert total(lambda file, name, section: name in MAMBA_BLOCK) == 2, "Mamba block: 2 points"
+    assert all(name.startswith("test_") and len(name) < 100 for _, name, _, _ in points)
+
+
+DEMO = '''
+import pytest
+import torch
+from scoring import expect_close
+
+
+def unwritten(x):
+    """A stub.
+
+    README: Q9 Demo
+    """
+    raise NotImplementedError("unwritten is not written yet: see README section 'Q9 Demo'")
+
+
+@pytest.mark.points(1, readme="Q9 Demo")
+def test_right():
+    expect_close(torch.ones(3), torch.ones(3), atol=1e-6, rtol=0, what="ones")
+
+
+@pytest.mark.points(2, readme="Q9 Demo")
+def test_wrong():
+    expect_close(torch.tensor([1.0, 2.0, 3.5]), torch.tensor([1.0, 2.0, 3.0]), atol=1e-6, rtol=1e-5,
+                 what="the demo output")
+
+
+@pytest.mark.points(1.5, readme="Q9 Demo")
+def test_stub():
+    unwritten(1)
+
+
+@pytest.mark.points(0.5, readme="Q9 Demo")
+def test_crash():
+    torch.ones(2) @ torch.ones(3)
+
+
+@pytest.mark.needs_solution
+def test_needs_the_models():
+    unwritten(1)
+
+
+def test_plain_stub_still_fails():
+    unwritten(1)
+'''
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """pytest on a demo suite with the plugin: (exit status, output, score JSON)."""
+    directory = tmp_path_factory.mktemp("demo")
+    (directory / "conftest.py").write_text('pytest_plugins = ["scoring"]\n')
+    (directory / "test_q9_demo.py").write_text(textwrap.dedent(DEMO))
+    score = directory / "score.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "--score-json",
+                             str(score), str(directory)], cwd=directory, capture_output=True, text=True, env=env,
+                            timeout=300)
+    return result.returncode, result.stdout + result.stderr, json.loads(score.read_text())
+
+
+def test_score_table_lists_each_graded_test_with_earned_and_possible_points_and_the_total(demo_run):
+    status, output, _ = demo_run
+    assert status == 1
+    table = output.split("assignment score", 1)[1]
+    assert "test_right" in table and "test_wrong" in table and "earned" in table and "possible" in table
+    assert [line.split()[-2:] for line in table.splitlines() if line.startswith("total")] == [["1", "5"]]
+
+
+def test_score_json_holds_every_graded_test_and_the_other_tests_outcomes(demo_run):
+    _, _, score = demo_run
+    assert (score["total"], score["max"]) == (1.0, 5.0)
+    earned = {row["name"]: row["earned"] for row in score["tests"]}
+    assert earned == {"test_right": 1.0, "test_wrong": 0.0, "test_stub": 0.0, "test_crash": 0.0}
+    assert list(score["ungraded"]["failed"]) == ["test_q9_demo.py::test_plain_stub_still_fails"]
+    assert list(score["ungraded"]["skipped"]) == ["test_q9_demo.py::test_needs_the_models"]
+
+
+def test_a_graded_failure_says_expected_got_difference_tolerance_and_section_without_a_traceback(demo_run):
+    _, _, score = demo_run
+    message = {row["name"]: row["message"] for row in score["tests"]}["test_wrong"]
+    for part in ("the demo output", "expected [1, 2, 3]", "got      [1, 2, 3.5]", "largest difference 0.5",
+                 "at index (2,)", "tolerance: |got - expected| <= 1e-06 + 1e-05 * |expected|",
+                 "reread README section 'Q9 Demo'"):
+        assert part in message, f"{part!r} missing from:\n{message}"
+    assert len(message.splitlines()) <= 7 and "Traceback" not in message and "def test_wrong" not in message
+
+
+def test_an_unwritten_stub_costs_the_points_with_a_one_line_message(demo_run):
+    _, _, score = demo_run
+    message = {row["name"]: row["message"] for row in score["tests"]}["test_stub"]
+    assert message.count("\n") == 0 and "unwritten" in message and "Q9 Demo" in message
+
+
+def test_a_crash_in_a_graded_test_is_reported_in_two_or_three_lines(demo_run):
+    _, _, score = demo_run
+    message = {row["name"]: row["message"] for row in score["tests"]}["test_crash"]
+    assert message.startswith("your code raised RuntimeError") and len(message.splitlines()) <= 3
+
+
+def test_a_test_that_needs_the_models_skips_naming_the_stub(demo_run):
+    _, output, score = demo_run
+    reason = score["ungraded"]["skipped"]["test_q9_demo.py::test_needs_the_models"]
+    assert "needs the finished models" in reason and "unwritten" in reason
+    assert "SKIPPED" in output
+
+
+def test_the_classroom_reporter_payload_is_base64_json_with_max_score_and_per_test_scores(demo_run):
+    import base64
+
+    from scoring import classroom_results
+
+    _, _, score = demo_run
+    payload = json.loads(base64.b64decode(classroom_results(score)))
+    assert payload["version"] == 1 and payload["status"] == "fail" and payload["max_score"] == 5.0
+    assert {test["name"]: (test["status"], test["score"]) for test in payload["tests"]}["test_right"] == ("pass", 1.0)
+    assert sum(test["score"] for test in payload["tests"]) == score["total"]
