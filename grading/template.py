@@ -23,7 +23,7 @@ MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN T
 # instructor documents, and this development repository's own CI.
 TOTAL_POINTS = 10  # what the graded tests must be worth (tests/scoring.py checks the same)
 
-INSTRUCTOR_ONLY = ("grading/", "tests/instructor/", "tests/hidden/", "INSTRUCTOR.md", "README_ADDITIONS.md", ".ci/")
+INSTRUCTOR_ONLY = ("grading/", "tests/instructor/", "tests/hidden/", "INSTRUCTOR.md", ".ci/")
 
 
 # Prose about the markers (module docstrings, the README) says, in the template, what students see there.

@@ -107,9 +107,14 @@ SCANS = {"sscan": sscan, "pscan": pscan}
 
 
 def log_of_decay(delta: torch.Tensor, A: torch.Tensor, A_bar: torch.Tensor, discretization: str) -> torch.Tensor:
-    """log Ā for the scans: exactly ΔA under zero-order hold; otherwise log Ā, complex where Ā < 0."""
+    """log Ā for the scans: exactly ΔA under zero-order hold; otherwise log Ā, complex where Ā < 0.
+
+    The bilinear Ā crosses 0 (at ΔA = −1/α), where the gradient of log is infinite and would turn the
+    whole training step into NaN; so |Ā| is floored at a number far below anything a state can feel.
+    """
     if discretization in ("zoh", "zoh_exact"):
         return einsum(delta, A, "b l e, e n -> b l e n")
+    A_bar = torch.where(A_bar.abs() < 1e-30, torch.full_like(A_bar, 1e-30), A_bar)
     if (A_bar < 0).any():
         return torch.log(A_bar.to(torch.complex128 if A_bar.dtype == torch.float64 else torch.complex64))
     return torch.log(A_bar)

@@ -14,6 +14,7 @@ from models.mamba import (
     discretize_bilinear,
     discretize_zoh,
     discretize_zoh_exact,
+    log_of_decay,
     sscan,
 )
 
@@ -137,3 +138,14 @@ def test_unknown_scan_or_discretisation_is_refused():
         MambaBlock(hidden_size=8, scan="fast")
     with pytest.raises(ValueError, match="discretization"):
         MambaBlock(hidden_size=8, discretization="euler")
+
+
+@pytest.mark.needs_solution
+def test_bilinear_decay_crossing_zero_keeps_gradients_finite():
+    """With α = 1/2, Ā = 0 exactly at ΔA = −2: the log the scans take must not turn the step into NaN."""
+    delta = torch.tensor([[[2.0, 1.0], [2.0, 1.0]]], requires_grad=True)  # (B, L, E): ΔA = −2 in channel 0
+    A = torch.tensor([[-1.0], [-1.0]])
+    A_bar, B_bar = discretize_bilinear(delta, A, torch.ones(1, 2, 1), alpha=0.5)
+    assert A_bar[0, 0, 0, 0] == 0
+    sscan(log_of_decay(delta, A, A_bar, "bilinear"), B_bar).sum().backward()
+    assert torch.isfinite(delta.grad).all(), f"gradient {delta.grad}"
