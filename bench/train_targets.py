@@ -70,7 +70,7 @@ def table(rows: list) -> str:
             ok = metrics["val_word_acc"] >= accuracy and metrics["wall_seconds"] <= 60 * minutes
             met = f"≥ {accuracy} in ≤ {minutes} min: {'met' if ok else 'MISSED'}"
         lines.append(
-            f"| `{Path(config).name}` | {metrics['params']:,} | {metrics['epochs']} | {metrics['val_word_acc']:.4f} | "
+            f"| `{Path(config).name}` | {metrics['params']:,} | {metrics['epochs']} | {metrics['val_word_acc']:.5f} | "
             f"{metrics['val_loss']:.4f} | {metrics['wall_seconds'] / 60:.1f} min | "
             f"{metrics['peak_memory_mb']:.0f} MB | {met} |")
     return "\n".join(lines)
