@@ -11,7 +11,6 @@ import inspect
 import json
 import re
 import sys
-import traceback
 import warnings
 from pathlib import Path
 
@@ -28,20 +27,17 @@ class UsageError(Exception):
 
 def unimplemented_message(error: NotImplementedError) -> str:
     """Which function is still a stub, and which README section explains it."""
-    frames = traceback.extract_tb(error.__traceback__)
-    frame = frames[-1] if frames else None
-    tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if frame is None or tb is None:
+    innermost = error.__traceback__
+    if innermost is None:
         return f"not implemented yet: {error}"
-    name = tb.tb_frame.f_code.co_qualname
-    where = Path(frame.filename).resolve()
-    try:
+    while innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    code = innermost.tb_frame.f_code
+    name = code.co_qualname
+    where = Path(code.co_filename).resolve()
+    if where.is_relative_to(Path(__file__).resolve().parent):
         where = where.relative_to(Path(__file__).resolve().parent)
-    except ValueError:
-        pass
-    section = readme_section(tb.tb_frame.f_globals, name)
+    section = readme_section(innermost.tb_frame.f_globals, name)
     hint = f"; README section '{section}' explains it" if section else ""
     return f"{name} in {where} is not implemented yet: write it{hint}"
 
@@ -78,7 +74,7 @@ def parse_train_args(argv: list):
 
 
 def run_train(argv: list) -> int:
-    from training.config import Config, build_config, parse_overrides
+    from training.config import OPTIONS, Config, build_config, parse_overrides
     from training.run import train
 
     config_path, resume, overrides = parse_train_args(argv)
@@ -89,7 +85,14 @@ def run_train(argv: list) -> int:
             raise UsageError("--resume continues a run with its own config.json: leave out --config")
         if not saved.is_file():
             raise UsageError(f"cannot resume {run_dir}: no config.json there (is it a run directory?)")
-        values = json.loads(saved.read_text())
+        try:
+            values = json.loads(saved.read_text())
+        except json.JSONDecodeError as error:
+            raise UsageError(f"cannot resume {run_dir}: {saved} is not valid JSON ({error.msg}, line {error.lineno})")
+        unknown = values.keys() - OPTIONS.keys()
+        if unknown:
+            raise UsageError(f"cannot resume {run_dir}: {saved} has options this version does not know: "
+                             f"{', '.join(sorted(unknown))}")
         changes = parse_overrides(overrides)
         for name in changes.keys() - RESUMABLE_OPTIONS:
             raise UsageError(f"--{name} cannot change when resuming (only {', '.join(sorted(RESUMABLE_OPTIONS))} can); "
@@ -149,6 +152,10 @@ def run_translate(argv: list) -> int:
         if not re.fullmatch(r"[a-z]+(-[a-z]+)*", word):
             raise UsageError(f"cannot translate {word!r}: words are letters a-z, optionally joined by dashes")
     module = load_checkpoint(checkpoint)
+    longest = getattr(module.model, "max_length", None)  # the Transformer's position table; Mamba has none
+    for word in words:
+        if longest is not None and len(word) > longest:
+            raise UsageError(f"cannot translate {word!r}: this model reads words of at most {longest} characters")
     translation = module.translate(words)
     print(" ".join(translation))
     expected = [to_pig_latin(word) for word in words]

@@ -5,6 +5,7 @@ what is wrong and what to do, and exit status 2. An unfinished stub ends with on
 its file and the README section that explains it, and exit status 1. Tracebacks are for bugs.
 """
 
+import json
 import logging
 import pickle
 import subprocess
@@ -202,6 +203,45 @@ def test_resuming_a_directory_that_is_not_a_run_is_refused(tmp_path, capsys):
     not_a_run.mkdir()
     status, _, err = run_main(["--resume", not_a_run], capsys)
     assert_one_line_error(status, err, str(not_a_run))
+
+
+@pytest.mark.parametrize("argv, mention", [
+    (["--val_fraction", "1.5"], "val_fraction"),
+    (["--batch_size", "0"], "batch_size"),
+    (["--dropout", "1"], "dropout"),
+    (["--hidden_size", "10", "--num_heads", "3"], "divisible"),
+], ids=["val_fraction", "batch_size", "dropout", "heads"])
+def test_a_value_no_run_could_use_is_refused(argv, mention, capsys):
+    status, _, err = run_main(argv, capsys)
+    assert_one_line_error(status, err, mention)
+
+
+def a_run_directory(tmp_path, config_text: str, checkpoint: bytes = b"") -> Path:
+    """A directory that looks like a run: config.json and, if given, checkpoints/last.ckpt."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(config_text)
+    if checkpoint:
+        (run_dir / "checkpoints" / "last.ckpt").write_bytes(checkpoint)
+    return run_dir
+
+
+def test_resuming_a_run_whose_config_json_is_corrupt_is_refused(tmp_path, capsys):
+    run_dir = a_run_directory(tmp_path, '{"model": "transformer",')
+    status, _, err = run_main(["--resume", run_dir], capsys)
+    assert_one_line_error(status, err, "config.json", "not valid JSON")
+
+
+def test_resuming_a_run_whose_config_json_has_unknown_options_is_refused(tmp_path, capsys):
+    run_dir = a_run_directory(tmp_path, json.dumps({"model": "transformer", "hiden_size": 32}))
+    status, _, err = run_main(["--resume", run_dir], capsys)
+    assert_one_line_error(status, err, "hiden_size")
+
+
+def test_resuming_a_run_whose_last_checkpoint_is_corrupt_is_refused(tmp_path, capsys):
+    run_dir = a_run_directory(tmp_path, json.dumps({"epochs": 3}), checkpoint=bytes(range(256)) * 4)
+    status, _, err = run_main(["--resume", run_dir], capsys)
+    assert_one_line_error(status, err, "last.ckpt", "not a readable checkpoint")
 
 
 def test_translating_with_a_missing_checkpoint_is_refused(tmp_path, capsys):

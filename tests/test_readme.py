@@ -24,6 +24,16 @@ def test_quickstart_is_install_train_test():
     assert "pytest" in test
 
 
+def test_ci_runs_the_quickstart_install_and_test_lines_as_written():
+    ci_script = ROOT / ".ci" / "run"
+    if not ci_script.is_file():
+        pytest.skip(".ci/run is the instructor repository's CI; the student release leaves it out")
+    install, _, test = quickstart_lines()
+    ci = ci_script.read_text().splitlines()
+    assert any(line.startswith(install) for line in ci), f".ci/run should run the Quickstart's {install!r}"
+    assert test in ci, f".ci/run should run the Quickstart's {test!r} as written"
+
+
 def test_requirements_pin_torch_so_ci_never_pulls_cuda_packages():
     requirements = (ROOT / "requirements.txt").read_text()
     assert re.search(r"^torch==2\.13\.0$", requirements, re.M)

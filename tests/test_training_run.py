@@ -309,3 +309,9 @@ def test_a_decoder_that_sees_the_future_is_reported(runs_dir, tiny_data_file, mo
                         lambda query_length, key_length, device=None: torch.ones(query_length, key_length, dtype=torch.bool, device=device))
     train(tiny_config(tiny_data_file, runs_dir, run_name="peeking", epochs=20, lr=1e-2), quiet=True)
     assert "does the decoder see future tokens?" in capsys.readouterr().err
+
+
+def test_translating_a_word_longer_than_the_position_table_is_refused(transformer_run, capsys):
+    status = main.main(["translate", "--checkpoint", str(transformer_run), "a" * 65])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "at most 64 characters" in err, err

@@ -65,6 +65,27 @@ class Config:
     run_name: Optional[str] = _option(None, "run directory name (default: the config file's name)")
     num_samples: int = _option(20, "validation words whose translations are saved with the run")
 
+    def __post_init__(self):
+        """Refuses values no run could use, whichever way the config was made (file, command line, resume)."""
+        ranges = [
+            ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1 (exclusive)"),
+            ("dropout", 0 <= self.dropout < 1, "at least 0 and below 1"),
+            ("alpha", 0 <= self.alpha <= 1, "between 0 and 1"),
+            ("dt_min", 0 < self.dt_min <= self.dt_max, "positive and at most dt_max"),
+            ("lr", self.lr > 0, "positive"),
+            ("weight_decay", self.weight_decay >= 0, "at least 0"),
+            ("grad_clip", self.grad_clip >= 0, "at least 0 (0 turns clipping off)"),
+            ("warmup_epochs", self.warmup_epochs >= 0, "at least 0"),
+            ("num_samples", self.num_samples >= 0, "at least 0"),
+        ] + [(name, getattr(self, name) >= 1, "at least 1") for name in (
+            "epochs", "batch_size", "hidden_size", "num_heads", "num_encoder_layers", "num_decoder_layers",
+            "max_length", "num_layers", "state_size", "expand", "conv_kernel")]
+        for name, ok, wanted in ranges:
+            if not ok:
+                raise ConfigError(f"{name} must be {wanted}, got {getattr(self, name)}")
+        if self.model == "transformer" and self.hidden_size % self.num_heads:
+            raise ConfigError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
+
 
 OPTIONS = {f.name: f for f in dataclasses.fields(Config)}
 
@@ -72,15 +93,13 @@ OPTIONS = {f.name: f for f in dataclasses.fields(Config)}
 def _parse_value(name: str, text: str):
     """Converts `text` to option `name`'s type, or raises ConfigError."""
     option = OPTIONS[name]
-    kind = option.type
     choices = option.metadata["choices"]
-    if kind in ("Optional[str]", Optional[str]):
+    if option.type == Optional[str]:
         return None if text.lower() == "none" else text
-    converters = {int: int, float: float, str: str, "int": int, "float": float, "str": str}
     try:
-        value = converters[kind](text)
+        value = option.type(text)
     except ValueError:
-        raise ConfigError(f"{name} must be {converters[kind].__name__}, got {text!r}") from None
+        raise ConfigError(f"{name} must be {option.type.__name__}, got {text!r}") from None
     if choices and value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {text!r}")
     return value

@@ -6,6 +6,7 @@ reads `[SOS] + target` and learns to predict `target + [EOS]`.
 
 import math
 from collections import defaultdict
+from contextlib import contextmanager
 
 import lightning as L
 import torch
@@ -29,6 +30,17 @@ def build_model(config: Config) -> nn.Module:
         expand=config.expand, conv_kernel=config.conv_kernel, discretization=config.discretization,
         alpha=config.alpha, scan=config.scan, A_init=config.A_init, dt_min=config.dt_min, dt_max=config.dt_max,
     )
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Evaluation mode (no dropout) for the duration, then whatever mode the model was in before."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def with_sos(target: torch.Tensor) -> torch.Tensor:
@@ -109,13 +121,9 @@ def decoding_batches(pairs: list, max_batch_size: int = 512) -> list:
 def greedy_word_accuracy(model: nn.Module, pairs: list) -> float:
     """Share of (english, piglatin) pairs that greedy decoding translates exactly right."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         right = sum(greedy_matches(model, source.to(device), expected.to(device)).sum().item()
                     for source, expected in decoding_batches(pairs))
-    finally:
-        model.train(was_training)
     return right / len(pairs)
 
 
@@ -133,9 +141,6 @@ class Seq2SeqModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.config = Config(**config)
         self.model = build_model(self.config)
-
-    def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
-        return self.model(source, target_in)
 
     def loss(self, batch) -> torch.Tensor:
         """Mean cross-entropy per character of predicting target + EOS from SOS + target."""
@@ -164,18 +169,14 @@ class Seq2SeqModule(L.LightningModule):
 
     def translate(self, words: list) -> list:
         """Greedy translations of lowercase words, each decoded on its own (any length mix)."""
-        was_training = self.model.training
-        self.model.eval()  # dropout off: the original starter forgot this
-        try:
-            results = []
+        results = []
+        with eval_mode(self.model):  # dropout off: the original starter forgot this
             for word in words:
                 source = torch.tensor([VOCAB.encode(word)], device=self.device)
                 max_length = getattr(self.model, "max_length", None)
                 tokens = greedy_decode(self.model, source, decode_budget(len(word), max_length))
                 results.append(VOCAB.decode(tokens[0].tolist()))
-            return results
-        finally:
-            self.model.train(was_training)
+        return results
 
     def configure_optimizers(self):
         config = self.config

@@ -98,9 +98,6 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     if config.model == "transformer" and config.max_length < needed:
         raise ConfigError(f"max_length={config.max_length} is too short for {config.data}: use at least {needed}")
 
-    module = Seq2SeqModule(dataclasses.asdict(config))
-    preflight(module, datamodule)
-
     if resume_dir is None:
         run_dir = fresh_run_dir(config.out_dir, config.run_name)
         checkpoint_path, previous_seconds = None, 0.0
@@ -109,8 +106,19 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         checkpoint_path = run_dir / "checkpoints" / "last.ckpt"
         if not checkpoint_path.is_file():
             raise ConfigError(f"cannot resume: {checkpoint_path} not found")
+        try:
+            torch.load(checkpoint_path, map_location="cpu", weights_only=False)["global_step"]
+        except Exception as error:  # truncated, foreign or not a checkpoint at all
+            raise ConfigError(f"cannot resume: {checkpoint_path} is not a readable checkpoint "
+                              f"({type(error).__name__})") from None
         previous = run_dir / "metrics.json"
-        previous_seconds = json.loads(previous.read_text())["train_seconds"] if previous.is_file() else 0.0
+        try:
+            previous_seconds = json.loads(previous.read_text())["train_seconds"] if previous.is_file() else 0.0
+        except (json.JSONDecodeError, KeyError):
+            previous_seconds = 0.0  # only the reported time suffers; the run itself is intact
+    module = Seq2SeqModule(dataclasses.asdict(config))
+    preflight(module, datamodule)
+
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
