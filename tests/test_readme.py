@@ -73,3 +73,67 @@ def test_every_function_students_write_names_its_readme_section(path):
         match = re.search(r"README: (.+)", docstring)
         assert match, f"{name}'s docstring should say which README section explains it ('README: ...')"
         assert match.group(1).strip() in headings, f"{name} points to README section {match.group(1)!r}, which is missing"
+
+
+# --- the commands and figure slots of the handout ---------------------------------------------------------
+
+
+def readme_commands(program: str) -> list[str]:
+    """Every line of a README code block that runs `program` (comments after `#` dropped)."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", README, re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
+            if line.strip().startswith(program)]
+
+
+def test_every_training_command_in_the_readme_builds_a_valid_config():
+    import shlex
+
+    from main import parse_train_args
+    from training.config import build_config
+
+    commands = [line for line in readme_commands("python main.py")
+                if not any(word in line for word in ("translate", "--resume", "--help", "<"))]
+    assert len(commands) >= 8, f"the README should list the runs to make; found {commands}"
+    for line in commands:
+        config_path, resume, overrides = parse_train_args(shlex.split(line)[2:])
+        config = build_config(ROOT / config_path if config_path else None, overrides)  # raises ConfigError
+        assert (ROOT / config.data).is_file(), f"{line!r} trains on {config.data}, which does not exist"
+
+
+def test_the_readme_asks_for_hidden_32_and_64_on_both_datasets_for_each_model():
+    import shlex
+
+    from main import parse_train_args
+    from training.config import build_config
+
+    grid = set()
+    for line in readme_commands("python main.py"):
+        if "--run_name" in line and "<" not in line:
+            config_path, _, overrides = parse_train_args(shlex.split(line)[2:])
+            config = build_config(ROOT / config_path, overrides)
+            grid.add((config.model, Path(config.data).stem, config.hidden_size, config.run_name))
+    for model in ("transformer", "mamba"):
+        for data in ("small", "large"):
+            for hidden in (32, 64):
+                assert (model, f"pig_latin_{data}", hidden, f"{model}_{data}_h{hidden}") in grid, (
+                    f"the README should train {model} hidden {hidden} on the {data} set as {model}_{data}_h{hidden}")
+
+
+def test_the_runs_the_notebooks_read_are_made_by_readme_commands():
+    from analysis.runs import LEARNED_POSITIONS, MAMBA, TRANSFORMER
+
+    commands = readme_commands("python main.py")
+    for spec in (TRANSFORMER, MAMBA, LEARNED_POSITIONS):
+        run_name = Path(spec.default).name
+        assert any(f"--run_name {run_name}" in line for line in commands), (
+            f"the notebooks read {spec.default}; the README should say how to make it")
+
+
+def test_every_figure_slot_of_the_writeup_is_a_file_a_command_or_notebook_writes():
+    from tests.test_notebooks import NOTEBOOK_ASSETS
+
+    written = set(NOTEBOOK_ASSETS) | {"curves_transformer.png", "curves_mamba.png", "results.md"}
+    writeup = README.split("\n## Your writeup", 1)[1]
+    slots = re.findall(r"!\[[^\]]*\]\(assets/([^)]+)\)", writeup)
+    assert slots, "the writeup template should have figure slots"
+    assert set(slots) <= written, f"figure slots no command writes: {set(slots) - written}"

@@ -57,7 +57,18 @@ def test_the_solution_branch_holds_the_reference_and_differs_from_main_only_in_t
     for name in ("models/transformer.py", "models/mamba.py", "tests/graded/test_q2_ssm.py"):
         assert git(repo, "show", f"solution:{name}") == (ROOT / name).read_text()
     changed = set(git(repo, "diff", "--name-only", "main", "solution").split())
-    assert changed <= {"models/transformer.py", "models/mamba.py", "README.md"} and "models/mamba.py" in changed
+    notebooks = {path.relative_to(ROOT).as_posix() for path in (ROOT / "notebooks").glob("*.ipynb")}
+    assert changed <= {"models/transformer.py", "models/mamba.py", "README.md"} | notebooks
+    assert "models/mamba.py" in changed and notebooks <= changed  # every notebook has an answer cell
+
+
+def test_the_template_notebooks_ask_for_answers_and_hold_no_reference_text(released):
+    repo, _ = released
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        name = path.relative_to(ROOT).as_posix()
+        template = git(repo, "show", f"main:{name}")
+        assert "YOUR ANSWER HERE" in template and "Reference" not in template, name
+        assert git(repo, "show", f"solution:{name}") == path.read_text()
 
 
 def test_the_template_has_a_stub_for_every_student_function(released):

@@ -111,6 +111,24 @@ def test_notebooks_are_stripped_by_nbgrader_of_solutions_hidden_tests_and_output
     assert leaks("notebooks/q1.ipynb", template, secret_lines(files)) == []
 
 
+def test_the_real_notebooks_lose_their_reference_answers_and_keep_everything_else():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = {path.relative_to(root).as_posix(): path.read_bytes() for path in (root / "notebooks").glob("*.ipynb")}
+    assert files, "notebooks/ should hold the writeup's notebooks"
+    secrets = secret_lines(files)
+    for name, stripped in make_template(files).items():
+        original, template = json.loads(files[name])["cells"], json.loads(stripped)["cells"]
+        assert len(original) == len(template), f"{name}: the release should keep every cell"
+        for before, after in zip(original, template):
+            answer = before.get("metadata", {}).get("nbgrader", {}).get("solution", False)
+            source = "".join(after["source"])
+            assert source == ("YOUR ANSWER HERE" if answer else "".join(before["source"])), (
+                f"{name}: an answer cell should become 'YOUR ANSWER HERE', any other cell stay as it is")
+        assert leaks(name, stripped, secrets) == [], f"{name}: {leaks(name, stripped, secrets)}"
+
+
 def test_leak_check_finds_a_solution_line_in_a_notebook_output_and_in_a_python_file():
     files = {"notebooks/q1.ipynb": tiny_notebook().encode(), "models/layer.py": MODULE.encode()}
     secrets = secret_lines(files)

@@ -1,0 +1,77 @@
+"""Which trained runs the notebooks read, where their figures go, and loading them with one-line errors.
+
+Each notebook reads the run that a README command makes (`runs/<run_name>`); an environment variable
+points it elsewhere (the tests point them at tiny runs they train themselves):
+
+    PIGLATIN_TRANSFORMER_RUN          the Transformer of the attention and embedding notebooks
+    PIGLATIN_LEARNED_POSITIONS_RUN    a Transformer trained with `--positional learned`
+    PIGLATIN_MAMBA_RUN                the Mamba of the embedding and state-space notebooks
+    PIGLATIN_ASSETS                   where notebooks write figures and HTML (default: assets/)
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class MissingRun(Exception):
+    """A run the analysis needs is not there (or is the wrong model): says which command makes it."""
+
+    def _render_traceback_(self):
+        """What Jupyter shows instead of a traceback: the one line that says what to do."""
+        return [f"MissingRun: {self}"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A run a notebook needs: the variable that overrides its place, the default place, how to make it."""
+
+    variable: str
+    default: str
+    model: str
+    command: str
+
+    def path(self) -> Path:
+        path = Path(os.environ.get(self.variable) or self.default)
+        return path if path.is_absolute() else ROOT / path
+
+
+TRANSFORMER = RunSpec("PIGLATIN_TRANSFORMER_RUN", "runs/transformer_small_h64", "transformer",
+                      "python main.py --config exps/args_piglatin_small_transformer.txt --run_name transformer_small_h64")
+LEARNED_POSITIONS = RunSpec(
+    "PIGLATIN_LEARNED_POSITIONS_RUN", "runs/transformer_small_learned", "transformer",
+    "python main.py --config exps/args_piglatin_small_transformer.txt --positional learned "
+    "--run_name transformer_small_learned")
+MAMBA = RunSpec("PIGLATIN_MAMBA_RUN", "runs/mamba_small_h64", "mamba",
+                "python main.py --config exps/args_piglatin_small_mamba.txt --hidden_size 64 --run_name mamba_small_h64")
+
+
+def load_run(spec: RunSpec):
+    """The trained model of `spec`'s run (best checkpoint, evaluation mode) and its config.
+
+    Raises MissingRun, in one line, when there is no run there or it holds the other model.
+    """
+    from main import UsageError, load_checkpoint
+
+    run_dir = spec.path()
+    shown = run_dir.relative_to(ROOT) if run_dir.is_relative_to(ROOT) else run_dir
+    if not (run_dir / "checkpoints" / "best.ckpt").is_file():
+        raise MissingRun(f"no trained {spec.model} in {shown}: make it with `{spec.command}` "
+                         f"(or set {spec.variable} to a run directory)")
+    try:
+        module = load_checkpoint(str(run_dir))
+    except UsageError as error:
+        raise MissingRun(str(error)) from None
+    if module.config.model != spec.model:
+        raise MissingRun(f"{shown} holds a {module.config.model}, this needs a {spec.model}: "
+                         f"make one with `{spec.command}` (or set {spec.variable})")
+    return module.model.eval(), module.config
+
+
+def assets_dir() -> Path:
+    """Where notebooks save what the writeup shows; created if missing."""
+    path = Path(os.environ.get("PIGLATIN_ASSETS") or ROOT / "assets")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
