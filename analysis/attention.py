@@ -130,11 +130,10 @@ def plot_heatmaps(maps: AttentionMaps):
 def screenshot_views(maps: AttentionMaps, out_dir: Path) -> list:
     """bertviz_head_view.png (last layer) and bertviz_model_view.png of the cross-attention in `maps`,
     rendered offline in headless Chromium."""
-    from tests.browser import LOCAL_LIBRARIES, NODE_MODULES, open_page
+    from tests.browser import missing_requirement, open_page
 
-    missing = [library for library in LOCAL_LIBRARIES.values() if not (NODE_MODULES / library).is_file()]
-    if missing:
-        raise RuntimeError(f"node_modules/{missing[0]} is missing: run `npm ci` in the repository root")
+    if reason := missing_requirement():
+        raise RuntimeError(reason)
     paths = []
     for view, width in (("head", 400), ("model", 1000)):
         with open_page(width=width, height=900) as page:

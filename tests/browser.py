@@ -42,12 +42,23 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
-def chromium_path() -> str:
-    """The system Chromium (Debian's `chromium` package), or a skip/failure that says how to get it."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if found := shutil.which(name):
-            return found
-    unavailable("no Chromium on this machine (Debian/Ubuntu: apt-get install chromium)")
+def chromium_path():
+    """The system Chromium (Debian's `chromium` package), or None."""
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def missing_requirement():
+    """Why pages cannot be rendered here, in one line, or None when everything is in place."""
+    if chromium_path() is None:
+        return "no Chromium on this machine (Debian/Ubuntu: apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed (pip install -r requirements-dev.txt)"
+    for library in LOCAL_LIBRARIES.values():
+        if not (NODE_MODULES / library).is_file():
+            return f"node_modules/{library} is missing: run `npm ci` in the repository root"
+    return None
 
 
 def local_file_for(url: str):
@@ -55,10 +66,7 @@ def local_file_for(url: str):
     match = CDNJS.match(url)
     if not match or match["name"] not in LOCAL_LIBRARIES:
         return None
-    path = NODE_MODULES / LOCAL_LIBRARIES[match["name"]]
-    if not path.is_file():
-        unavailable(f"{path.relative_to(ROOT)} is missing: run `npm ci` in the repository root")
-    return path
+    return NODE_MODULES / LOCAL_LIBRARIES[match["name"]]
 
 
 def is_local(url: str) -> bool:
@@ -68,15 +76,14 @@ def is_local(url: str) -> bool:
 
 @contextmanager
 def open_page(width: int = 1200, height: int = 900):
-    """A Playwright page in headless Chromium, offline, with `page.problems` collecting what went wrong."""
-    executable = chromium_path()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright is not installed (pip install -r requirements-dev.txt)")
+    """A Playwright page in headless Chromium, offline, with `page.problems` collecting what went wrong.
+    Outside a test, call `missing_requirement()` first: this skips the calling test when something is missing."""
+    if reason := missing_requirement():
+        unavailable(reason)  # before any page loads: inside Playwright's request handler a skip is lost
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.problems = []

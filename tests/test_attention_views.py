@@ -7,7 +7,7 @@ import torch
 
 from analysis.attention import KINDS, attention_maps, view_html
 from models import TransformerSeq2Seq
-from tests.browser import LOCAL_LIBRARIES, NODE_MODULES, ROOT, open_page, unavailable
+from tests.browser import open_page
 
 HEADS, LAYERS = 2, 2
 
@@ -25,11 +25,6 @@ def maps():
 
 @pytest.fixture(scope="module")
 def page():
-    # Checked here, before any page loads: open_page's own check runs inside Playwright's request
-    # handler, where a skip cannot reach the test, and the page would only time out.
-    for library in LOCAL_LIBRARIES.values():
-        if not (NODE_MODULES / library).is_file():
-            unavailable(f"{(NODE_MODULES / library).relative_to(ROOT)} is missing: run `npm ci` in the repository root")
     with open_page() as page:
         yield page
 
