@@ -112,7 +112,7 @@ def feedback_markdown(result: dict) -> str:
                   "did it earned nothing):", ""] + [f"- {item}" for item in result["blocked"] + result["notes"]] + [""]
     failed = [row for row in result["tests"] if row["outcome"] != "passed"]
     if failed:
-        sections = list(dict.fromkeys(row["readme"] for row in failed if row["readme"]))
+        sections = sorted({row["readme"] for row in failed if row["readme"]})
         lines += ["## README sections to reread", ""] + [f"- {section}" for section in sections] + [""]
         lines += ["## What failed", ""]
         for row in failed:

@@ -115,6 +115,20 @@ def why_it_died(ended: sandbox.Ended, limits: sandbox.Limits) -> tuple[str, str]
                        f"(os._exit, or something that ends the interpreter)")
 
 
+def append_capped(source: Path, target: Path, keep: int = 32 << 10):
+    """Appends `source` to `target`, only its first and last `keep` bytes when it is longer than both."""
+    with open(source, "rb") as part, open(target, "ab") as combined:
+        size = part.seek(0, 2)
+        part.seek(0)
+        if size <= 2 * keep:
+            combined.write(part.read())
+            return
+        combined.write(part.read(keep))
+        combined.write(f"\n[... {size - 2 * keep} bytes of output left out ...]\n".encode())
+        part.seek(size - keep)
+        combined.write(part.read())
+
+
 def output_tail(path: Path, lines: int = 12) -> str:
     with open(path, "rb") as file:
         file.seek(0, 2)
@@ -133,8 +147,7 @@ def run_resumed(tree: Path, folder: Path, harness: Path, nodeids: list[str], lim
         ended = sandbox.run_tests(tree, folder, harness, ["-p", "no:cacheprovider", "-q", "-o", "addopts=",
                                                           "--continue-on-collection-errors", *remaining],
                                   limits, hidden, events_path, output, folder / "blocked.jsonl")
-        with open(log, "ab") as combined, open(output, "rb") as part:
-            shutil.copyfileobj(part, combined)
+        append_capped(output, log)
         events = read_events(events_path)
         collect_errors = {event["nodeid"]: event["message"] for event in events if event["event"] == "collect_error"}
         started = [event["nodeid"] for event in events if event["event"] == "start"]
