@@ -19,17 +19,39 @@ def command_release(args) -> int:
     return 0
 
 
-def command_regrade(args) -> int:
-    from grading.regrade import RegradeError, regrade
+def run_regrade(args, out: Path):
+    from grading.regrade import regrade
     from grading.sandbox import Limits
 
     limits = Limits(test_seconds=args.timeout, idle_seconds=args.timeout + args.grace, memory_mb=args.memory,
                     output_mb=args.output_limit)
+    regrade(REPO, args.submissions, out, ref=args.ref, deadline=args.deadline,
+            release=Path(args.release) if args.release else None, jobs=args.jobs, limits=limits)
+
+
+def command_regrade(args) -> int:
+    from grading.regrade import RegradeError
+
     try:
-        regrade(REPO, args.submissions, Path(args.out), ref=args.ref, deadline=args.deadline,
-                release=Path(args.release) if args.release else None, jobs=args.jobs, limits=limits)
+        run_regrade(args, Path(args.out))
     except RegradeError as error:
         print(f"grading regrade: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def command_review(args) -> int:
+    from grading.regrade import RegradeError
+    from grading.review import ReviewError, build_site
+    from grading.submissions import SubmissionError, check_paths
+
+    site = Path(args.out)
+    try:
+        if args.grades is None:
+            run_regrade(args, site / "grades")
+        build_site(check_paths(args.submissions), Path(args.grades or site / "grades"), site)
+    except (RegradeError, ReviewError, SubmissionError) as error:
+        print(f"grading review: {error}", file=sys.stderr)
         return 1
     return 0
 
@@ -52,7 +74,6 @@ def positive(kind):
 def add_regrade_options(parser):
     parser.add_argument("submissions", metavar="SUBMISSION", nargs="+",
                         help="student repositories: clones or bare repositories, one folder each (named after it)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="where the gradebook and feedback go")
     parser.add_argument("--ref", default="HEAD", help="the branch, tag or commit to grade (default HEAD)")
     parser.add_argument("--deadline", default="", metavar="WHEN",
                         help="grade the last commit of --ref made before WHEN (e.g. '2026-10-01 23:59 +0200')")
@@ -80,8 +101,16 @@ def main(argv=None) -> int:
     release.set_defaults(run=command_release)
     regrade = commands.add_parser("regrade", help="grade student repositories with the instructor's public and "
                                                   "hidden tests: gradebook.csv, feedback/, results/ in --out")
+    regrade.add_argument("--out", required=True, metavar="DIR", help="where the gradebook and feedback go")
     add_regrade_options(regrade)
     regrade.set_defaults(run=command_regrade)
+    review = commands.add_parser("review", help="one static site of the students' READMEs beside their grades, "
+                                                "tamper flags and feedback, with an index of the class")
+    review.add_argument("--out", required=True, metavar="DIR", help="where the site goes (DIR/index.html)")
+    review.add_argument("--grades", metavar="DIR", help="the output of an earlier regrade of these submissions "
+                                                        "(default: regrade them now into DIR/grades)")
+    add_regrade_options(review)
+    review.set_defaults(run=command_review)
     mutants = commands.add_parser("mutants", help="run the graded tests against every mutant and correct "
                                                   "alternative, and tabulate which tests catch what")
     mutants.set_defaults(run=command_mutants)
