@@ -135,3 +135,18 @@ def test_bad_submissions_are_refused_in_one_line_each_before_anything_runs(tmp_p
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "missing: no such directory" in result.stderr and "not-a-repo: not a git repository" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_files_a_run_changed_added_or_deleted_in_the_tree_are_named_and_put_back(tmp_path):
+    from grading.regrade import changed_files, write_tree
+
+    expected = {"tests/graded/test_q1.py": (b"def test(): pass\n", 0o644), "models/mamba.py": (b"x = 1\n", 0o644)}
+    write_tree(tmp_path, expected)
+    (tmp_path / "tests" / "graded" / "test_q1.py").write_text("def test(): assert True\n")
+    (tmp_path / "models" / "mamba.py").unlink()
+    (tmp_path / "conftest.py").write_text("")
+    assert changed_files(tmp_path, expected) == ["added conftest.py while running",
+                                                 "changed tests/graded/test_q1.py while running",
+                                                 "deleted models/mamba.py while running"]
+    assert changed_files(tmp_path, expected) == []
+    assert (tmp_path / "tests" / "graded" / "test_q1.py").read_bytes() == b"def test(): pass\n"
