@@ -234,8 +234,8 @@ class Regrade:
         key = self.key(submission)
         if previous.exists():
             cached = json.loads(previous.read_text())
-            if cached.get("key") == key:
-                return {**cached, "cached": True}
+            if cached.get("key") == key:  # the flags are recomputed: --release may differ from last time
+                return {**cached, "tamper": flags, "cached": True}
         started = time.monotonic()
         folder = self.work / submission.name
         # The template with the student's files on top: a model file they deleted stays the stub.
@@ -257,9 +257,17 @@ class Regrade:
         self.log(f"regrading {len(paths)} submission{'s' if len(paths) != 1 else ''}, {jobs} at a time, "
                  f"{len(self.tests)} graded tests; {sandbox.isolation_summary()}")
         results, lock, done = {}, threading.Lock(), 0
+
+        def grade_one(path: Path) -> dict:
+            submission = submissions.read(path, ref, deadline)
+            try:
+                return self.grade(submission)
+            except Exception as error:  # a bug of the grader's must not stop the class: the row says it
+                return gradebook.summarise(submission, self.tests, {}, [], [], [], 0.0, key="",
+                                           problem=f"the grader failed ({type(error).__name__}: {error})")
+
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(lambda path: self.grade(submissions.read(path, ref, deadline)), path): path
-                       for path in paths}
+            futures = {pool.submit(grade_one, path): path for path in paths}
             for future in as_completed(futures):
                 result = future.result()
                 results[result["name"]] = result
