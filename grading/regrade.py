@@ -102,17 +102,17 @@ def read_events(path: Path) -> list[dict]:
 
 
 def why_it_died(ended: sandbox.Ended, limits: sandbox.Limits) -> tuple[str, str]:
-    """(outcome, reason) for the test that was running when the process ended without finishing."""
+    """(outcome, cause) when the test process ended without finishing its session."""
     if ended.killed:
-        return "timeout", f"stopped by the grader: {ended.killed} (an endless loop or a hang?)"
+        return "timeout", f"the grader stopped it: {ended.killed} (an endless loop or a hang?)"
     if ended.returncode < 0:
         number = -ended.returncode
         if number == signal.SIGXFSZ:
-            return "crashed", f"stopped by the grader: it wrote more than {limits.output_mb} MB (a flood of output?)"
+            return "crashed", f"the grader stopped it: it wrote more than {limits.output_mb} MB (a flood of output?)"
         name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
         return "crashed", f"the test process was killed by {name}"
-    return "crashed", (f"the test process ended with exit status {ended.returncode} in the middle of this test "
-                       f"(os._exit, or something that ends the interpreter)")
+    return "crashed", (f"the test process ended with exit status {ended.returncode} (os._exit, or something "
+                       f"else that ends the interpreter)")
 
 
 def append_capped(source: Path, target: Path, keep: int = 32 << 10):
@@ -159,17 +159,20 @@ def run_resumed(tree: Path, folder: Path, harness: Path, nodeids: list[str], lim
         notes += changed_files(tree, expected)
         running = [nodeid for nodeid in started if nodeid not in outcomes]
         finished = any(event["event"] == "finished" for event in events)
-        if finished or not running:
+        if not finished and running:  # the test that was running takes the blame; resume after it
+            outcome, cause = why_it_died(ended, limits)
+            outcomes[running[-1]] = {"outcome": outcome, "message": f"this test was running when {cause}"}
+        elif not finished and not any(event["event"] == "result" for event in events):
+            cause = why_it_died(ended, limits)[1]  # before any test: importing the student's code, most likely
+            for nodeid in remaining:
+                outcomes[nodeid] = {"outcome": "crashed", "message": f"the tests never started: {cause}\n"
+                                                                      f"{output_tail(output)}"}
+        elif finished:
             for nodeid in remaining:
                 if nodeid not in outcomes:
                     error = next((message for path, message in collect_errors.items() if nodeid.startswith(path)), "")
-                    reason = (f"could not import the tests: {error}" if error else
-                              "the tests never started: " + (why_it_died(ended, limits)[1] if not finished else
-                                                             "pytest did not run it") + "\n" + output_tail(output))
-                    outcomes[nodeid] = {"outcome": "crashed" if not finished or error else "not run", "message": reason}
-            break
-        outcome, reason = why_it_died(ended, limits)
-        outcomes[running[-1]] = {"outcome": outcome, "message": reason}
+                    outcomes[nodeid] = ({"outcome": "crashed", "message": f"could not import the tests: {error}"}
+                                        if error else {"outcome": "not run", "message": "pytest did not run it"})
         remaining = [nodeid for nodeid in remaining if nodeid not in outcomes]
     return outcomes, notes
 

@@ -1,8 +1,8 @@
 """Synthetic student repositories for the regrade and review tests, built from a draft release.
 
 Each one is a clone of the template's `main` with one commit that makes it what its name says: the
-reference solution, the stubs, partly right, hostile in one function (the rest correct), or tampering
-with the tests. `outside` is a path outside every submission that the `escapes` submission tries to write.
+reference solution, the stubs, partly right, hostile in one function (the rest correct), a syntax
+error, or tampering with the tests. `outside` is a path outside every submission that the `escapes` submission tries to write.
 """
 
 import os
@@ -163,6 +163,8 @@ def class_of_submissions(release: Path, folder: Path, outside: Path) -> dict[str
             with_first_lines(transformer, T, "causal_mask", [f"open({str(outside)!r}, 'w').write('was here')"]),
             T, "sinusoidal_positional_encoding",
             ["import socket", "socket.create_connection(('192.0.2.1', 9), timeout=1)"])}),
+        "broken": make_submission(release, folder, "broken", {**correct, M: mamba.replace(
+            "def pscan(", "def pscan(log_a, b) -> torch.Tensor\n    pass\n\n\ndef pscan_(", 1)}),
         "tampers": make_submission(release, folder, "tampers", {
             tests_q1: "import pytest\n\n@pytest.mark.points(5)\ndef test_everything():\n    pass\n",
             ".github/workflows/autograde.yml": "name: Autograding\non: push\njobs: {}\n",

@@ -1,7 +1,8 @@
 """`python -m grading regrade`, end to end, on a class of synthetic submissions (tests/instructor/
 synthetic_submissions.py): correct, stubs, partly right, hanging, exiting, flooding, escaping (a write
-outside its folder, a network connection) and tampering. Each gets zero on what it broke and keeps the
-rest; the batch goes on; a rerun skips what did not change. (Instructor-only. About half a minute.)"""
+outside its folder, a network connection), broken (a syntax error) and tampering. Each gets zero on what
+it broke and keeps the rest; the batch goes on; a rerun skips what did not change. (Instructor-only.
+About half a minute on two cores.)"""
 
 import csv
 import json
@@ -82,6 +83,15 @@ def test_writing_outside_and_the_network_are_blocked_and_cost_the_tests_that_tri
     assert rows(escapes, name="test_parallel_scan_agrees_with_the_sequential_scan")[0]["earned"] == 0.25
 
 
+def test_code_that_does_not_import_costs_the_tests_it_breaks_with_the_error_as_feedback(graded):
+    _, out, _, _ = graded
+    broken = results(out)["broken"]
+    assert broken["grade"] == 0 and broken["status"] == "30 crashed"  # models/__init__.py imports both files
+    assert all("could not import the tests" in row["message"] and "SyntaxError" in row["message"]
+               for row in broken["tests"])
+    assert "models/mamba.py" in broken["tests"][0]["message"]
+
+
 def test_tampering_is_flagged_with_the_files_named_and_graded_with_the_instructors_tests(graded):
     _, out, _, _ = graded
     tampers = results(out)["tampers"]
@@ -104,7 +114,7 @@ def test_gradebook_has_a_row_per_student_and_a_column_per_test_and_progress_was_
     assert sum(float(correct[column]) for column in header[8:]) == 12
     assert "changed tests/graded/test_q1_transformer.py" in next(row for row in table if row["student"] == "tampers")["tamper"]
     assert all(f"] {name} (" in output for name in made), output
-    assert output.count("/8] ") == 8
+    assert output.count(f"/{len(made)}] ") == len(made)
 
 
 def test_feedback_says_what_failed_by_how_much_and_which_section_to_reread(graded):
