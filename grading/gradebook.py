@@ -115,10 +115,14 @@ def feedback_markdown(result: dict) -> str:
         sections = sorted({row["readme"] for row in failed if row["readme"]})
         lines += ["## README sections to reread", ""] + [f"- {section}" for section in sections] + [""]
         lines += ["## What failed", ""]
+        by_message = {}  # a stub or an import error fails many tests with one message: show it once
         for row in failed:
-            kind = "hidden test" if row["hidden"] else "test"
-            lines += [f"### {row['question']} {kind} `{row['name']}`: 0 / {row['points']:g} ({row['outcome']})", "",
-                      "```", row["message"].strip() or row["outcome"], "```", ""]
+            by_message.setdefault(row["message"].strip() or row["outcome"], []).append(row)
+        for message, rows in by_message.items():
+            for row in rows:
+                kind = "hidden test" if row["hidden"] else "test"
+                lines.append(f"- {row['question']} {kind} `{row['name']}`: 0 / {row['points']:g} ({row['outcome']})")
+            lines += ["", "```", message, "```", ""]
     else:
         lines += ["Every test passed.", ""]
     lines += ["## All tests", "", "| question | test | earned | possible |", "| --- | --- | ---: | ---: |"]

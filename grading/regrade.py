@@ -148,7 +148,8 @@ def run_resumed(tree: Path, folder: Path, harness: Path, nodeids: list[str], lim
                                                           "--continue-on-collection-errors", *remaining],
                                   limits, hidden, events_path, output, folder / "blocked.jsonl")
         append_capped(output, log)
-        events = read_events(events_path)
+        # Messages name files by their path in the repository, not in the scratch folder.
+        events = json.loads(json.dumps(read_events(events_path)).replace(f"{tree}/", ""))
         collect_errors = {event["nodeid"]: event["message"] for event in events if event["event"] == "collect_error"}
         started = [event["nodeid"] for event in events if event["event"] == "start"]
         for event in events:
