@@ -21,15 +21,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
 from grading import gradebook, sandbox, submissions
-from grading.release import shipped_files
 from grading.gradebook import WORST_FIRST
+from grading.release import shipped_files
 from grading.submissions import Submission, SubmissionError, blob_id
 from grading.template import make_template
 
@@ -211,7 +210,16 @@ class Regrade:
         harness_digest = hashlib.sha256(b"".join((self.harness / name).read_bytes() for name in sandbox.HARNESS_FILES))
         self.key_parts = [tree_digest(self.base), harness_digest.hexdigest(), json.dumps(asdict(limits))]
         self.hidden_paths = [self.repo, self.out, self.work]
-        self.tests = self.collect()
+        self.submission_paths = []
+        try:
+            self.tests = self.collect()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        """Removes the scratch folders (the results are in `out` already)."""
+        shutil.rmtree(self.work, ignore_errors=True)
 
     def collect(self) -> list[dict]:
         """The graded tests (public and hidden) with their points, collected on the clean template."""
@@ -260,7 +268,7 @@ class Regrade:
         self.submission_paths = [path.resolve() for path in paths]
         self.log(f"regrading {len(paths)} submission{'s' if len(paths) != 1 else ''}, {jobs} at a time, "
                  f"{len(self.tests)} graded tests; {sandbox.isolation_summary()}")
-        results, lock, done = {}, threading.Lock(), 0
+        results = {}
 
         def grade_one(path: Path) -> dict:
             submission = submissions.read(path, ref, deadline)
@@ -272,17 +280,14 @@ class Regrade:
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(grade_one, path): path for path in paths}
-            for future in as_completed(futures):
+            for done, future in enumerate(as_completed(futures), start=1):
                 result = future.result()
                 results[result["name"]] = result
-                gradebook.write_student(self.out, result)
-                with lock:
-                    done += 1
-                    self.log(f"[{done}/{len(paths)}] {gradebook.progress_line(result)}")
+                gradebook.write_student(self.out, result)  # written at once: an interrupted class loses nothing
+                self.log(f"[{done}/{len(paths)}] {gradebook.progress_line(result)}")
         ordered = [results[name] for name in sorted(results)]
         gradebook.write_gradebook(self.out / "gradebook.csv", ordered, self.tests)
         self.log(f"wrote {self.out / 'gradebook.csv'} and {len(ordered)} feedback files in {self.out / 'feedback'}")
-        shutil.rmtree(self.work, ignore_errors=True)
         return ordered
 
 
@@ -297,4 +302,8 @@ def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline
                                               capture_output=True).returncode:
         raise RegradeError(f"--release {release}: not a release repository with a branch main")
     out.mkdir(parents=True, exist_ok=True)
-    return Regrade(repo, out, limits, release, log).run(found, ref, deadline, jobs)
+    grader = Regrade(repo, out, limits, release, log)
+    try:
+        return grader.run(found, ref, deadline, jobs)
+    finally:
+        grader.close()
