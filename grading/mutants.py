@@ -3,7 +3,10 @@
 A *mutant* is the reference solution of one student function with one plausible mistake (a text
 replacement on its source, or a whole new body); every mutant must lose points. An *alternative* is a
 different but correct way to write one graded function (other einsum spellings, view/transpose for
-rearrange, a -1e9 mask, a doubling scan, ...); every alternative must keep all 10 points.
+rearrange, a -1e9 mask, a doubling scan, ...); every alternative must keep all 10 points, and all the
+points of the hidden tests (tests/hidden, run by the regrade). A *hidden-only mutant* is a mistake the
+public tests cannot see because it fits their inputs (a square mask, a kernel of 4 hard-coded): it must
+keep all 10 public points and lose hidden ones, which proves the hidden tests add something.
 
 Each variant is compiled in its module's namespace and put in place of the reference everywhere the
 reference function is bound (the class or module, tables such as SCANS, modules that imported it by
@@ -24,8 +27,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-GRADED = REPO / "tests" / "graded"
-QUESTION_FILES = {"models.transformer": GRADED / "test_q1_transformer.py", "models.mamba": GRADED / "test_q2_ssm.py"}
+GRADED, HIDDEN = REPO / "tests" / "graded", REPO / "tests" / "hidden"
+# student module -> its question's test files: the public graded tests, then the hidden ones
+QUESTION_FILES = {
+    "models.transformer": (GRADED / "test_q1_transformer.py", HIDDEN / "test_q1_hidden.py"),
+    "models.mamba": (GRADED / "test_q2_ssm.py", HIDDEN / "test_q2_hidden.py"),
+}
 
 
 @dataclass(frozen=True)
@@ -301,6 +308,21 @@ ALTERNATIVES = [
 ]
 
 
+HIDDEN_ONLY_MUTANTS = [
+    M("mask-built-square-from-one-length", f"{T}:causal_mask", "torch.ones(T, T): right only when T = S",
+      ("torch.ones(query_length, key_length", "torch.ones(query_length, query_length")),
+    M("softmax-in-float32", MHA, "scores cast to float32 before the softmax: float64 inputs break",
+      ("weights = scores.softmax(dim=-1)", "weights = scores.float().softmax(dim=-1)")),
+    M("truncation-hard-codes-kernel-4", f"{S}:MambaBlock.forward", "[..., :-3] is causal only for kernel 4",
+      ("self.conv1d(x)[..., :length]", "self.conv1d(x)[..., :-3]")),
+    M("dt-rank-hard-coded-to-one", f"{S}:MambaBlock.ssm", "ceil(H / 16) is 1 only up to H = 16",
+      ("split([self.dt_rank,", "split([1,")),
+    M("readout-squeezes-every-single-dimension", f"{S}:MambaBlock.selective_scan",
+      "squeeze() also drops a batch or a length of one",
+      ('y = einsum(h, C, "b l e n, b l n -> b l e")', 'y = (h @ rearrange(C, "b l n -> b l n 1")).squeeze()')),
+]
+
+
 @contextlib.contextmanager
 def substituted(variant: Variant):
     """The variant in place of the reference wherever the reference function is bound, then restored."""
@@ -343,8 +365,8 @@ class _VariantLoop:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session):
         for variant, all_tests in self.jobs:
-            wanted = {str(path) for path in QUESTION_FILES.values()} if all_tests or variant is None else {
-                str(QUESTION_FILES[variant.target.split(":")[0]])}
+            wanted = {str(path) for paths in QUESTION_FILES.values() for path in paths} \
+                if all_tests or variant is None else set(map(str, QUESTION_FILES[variant.target.split(":")[0]]))
             items = [item for item in session.items if str(item.fspath) in wanted]
             with substituted(variant) if variant else contextlib.nullcontext():
                 self.results.append(_run_items(items))
@@ -360,40 +382,67 @@ def _run_items(items) -> dict:
         failed = [report for report in reports if report.failed]
         name = getattr(item, "originalname", None) or item.name
         row = rows.setdefault(name, {"name": name, "points": float(item.get_closest_marker("points").args[0]),
+                                     "hidden": Path(str(item.fspath)).parent == HIDDEN,
                                      "outcome": "passed", "message": ""})
         if failed and row["outcome"] == "passed":
             row["outcome"], row["message"] = "failed", str(failed[0].longrepr)
     tests = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0} for row in rows.values()]
-    return {"tests": tests, "total": sum(row["earned"] for row in tests), "max": sum(row["points"] for row in tests)}
+    public = [row for row in tests if not row["hidden"]]
+    hidden = [row for row in tests if row["hidden"]]
+    return {"tests": tests, "total": sum(row["earned"] for row in public), "max": sum(row["points"] for row in public),
+            "hidden_total": sum(row["earned"] for row in hidden), "hidden_max": sum(row["points"] for row in hidden)}
 
 
 def run_variants(jobs: list) -> list[dict]:
-    """Graded results for each job (variant or None, all_tests), all in one pytest session in this process.
-    The reference runs first: it imports the graded test modules, which must bind the reference functions
-    (a module first imported while a variant is in place would keep the variant after it is restored)."""
+    """Graded results (public and hidden) for each job (variant or None, all_tests), all in one pytest
+    session in this process. The reference runs first: it imports the test modules, which must bind the
+    reference functions (a module first imported while a variant is in place would keep the variant after
+    it is restored)."""
+    import torch
+
     loop = _VariantLoop([(None, True), *jobs])
-    args = [*map(str, QUESTION_FILES.values()), "-p", "no:cacheprovider", "-o", "addopts=", "-W", "ignore", "-q"]
-    with contextlib.redirect_stdout(io.StringIO()):
-        pytest.main(args, plugins=[loop])
+    files = [str(path) for paths in QUESTION_FILES.values() for path in paths]
+    args = [*files, "-p", "no:cacheprovider", "-o", "addopts=", "-W", "ignore", "-q"]
+    threads = torch.get_num_threads()
+    # The tests' tensors are tiny: a second thread only waits for the first (the corpus runs 20x faster).
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            pytest.main(args, plugins=[loop])
+    finally:
+        torch.set_num_threads(threads)
     reference, *results = loop.results
-    if reference["total"] != reference["max"] or len(loop.results) != len(jobs) + 1:
-        raise RuntimeError(f"the reference itself scores {reference['total']:g}/{reference['max']:g}")
+    if len(loop.results) != len(jobs) + 1 or reference["total"] != reference["max"] or (
+            reference["hidden_total"] != reference["hidden_max"]):
+        raise RuntimeError(f"the reference itself scores {reference['total']:g}/{reference['max']:g} "
+                           f"(hidden {reference['hidden_total']:g}/{reference['hidden_max']:g})")
     return results
 
 
+def corpus_jobs() -> list:
+    """(variant, all_tests) for every mutant (its question's tests), hidden-only mutant and alternative
+    (every test)."""
+    return ([(variant, False) for variant in MUTANTS + HIDDEN_ONLY_MUTANTS]
+            + [(variant, True) for variant in ALTERNATIVES])
+
+
 def run_corpus(verbose: bool = True) -> int:
-    """Every mutant must lose points and every alternative keep all of them; prints a table. Exit status."""
+    """Every mutant must lose public points, every hidden-only mutant keep them and lose hidden ones, every
+    alternative keep all of them; prints a table. Exit status."""
     failures = 0
-    results = run_variants([(variant, False) for variant in MUTANTS] + [(variant, True) for variant in ALTERNATIVES])
-    for variant, result in zip(MUTANTS, results):
-        caught = [row["name"] for row in result["tests"] if row["outcome"] != "passed"]
-        lost = sum(row["points"] - row["earned"] for row in result["tests"])
-        failures += not caught
+    jobs = corpus_jobs()
+    for (variant, _), result in zip(jobs, run_variants(jobs)):
+        caught = [("hidden:" if row["hidden"] else "") + row["name"] for row in result["tests"]
+                  if row["outcome"] != "passed"]
+        lost = result["max"] - result["total"]
+        hidden_lost = result["hidden_max"] - result["hidden_total"]
+        if variant in ALTERNATIVES:
+            verdict = "WRONGLY FAILED" if caught else "kept all"
+        elif variant in HIDDEN_ONLY_MUTANTS:
+            verdict = "caught" if hidden_lost and not lost else "MISSED" if not hidden_lost else "PUBLIC SEES IT"
+        else:
+            verdict = "caught" if lost else "MISSED"
+        failures += verdict not in ("caught", "kept all")
         if verbose:
-            print(f"{'MISSED' if not caught else 'caught'}  {variant.name:36} -{lost:g}  {', '.join(caught)}")
-    for variant, result in zip(ALTERNATIVES, results[len(MUTANTS):]):
-        lost = [row["name"] for row in result["tests"] if row["outcome"] != "passed"]
-        failures += bool(lost)
-        if verbose:
-            print(f"{'WRONGLY FAILED' if lost else 'kept 10'}  {variant.name:36} {', '.join(lost)}")
+            print(f"{verdict:14}  {variant.name:40} -{lost:g} public -{hidden_lost:g} hidden  {', '.join(caught)}")
     return 1 if failures else 0

@@ -47,7 +47,8 @@ def test_instructor_only_files_are_on_neither_branch_and_the_autograder_is_on_bo
     repo, _ = released
     for branch in ("main", "solution"):
         files = files_on(repo, branch)
-        assert not [f for f in files if f.startswith(("grading/", "tests/instructor/", ".ci/")) or f == "INSTRUCTOR.md"]
+        assert not [f for f in files if f.startswith(("grading/", "tests/instructor/", "tests/hidden/", ".ci/"))
+                    or f == "INSTRUCTOR.md"]
         assert {".github/workflows/autograde.yml", "requirements-grading.txt", "tests/scoring.py",
                 "tests/graded/test_q1_transformer.py", "tests/graded/test_q2_ssm.py"} <= files
 

@@ -1,0 +1,133 @@
+"""The regrade's outputs: one results record per student, the gradebook CSV, the feedback files.
+
+A results record (results/<student>.json) holds the commit, status, tamper flags, what the guard
+blocked, and one row per graded test function: points, earned, outcome (passed, failed, timeout,
+crashed, skipped, not run) and the failure message the graded tests write (expected, got, by how much,
+the tolerance, the README section). A parametrised test earns its points only if every case passes.
+"""
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+from grading.template import TOTAL_POINTS
+
+WORST_FIRST = ("crashed", "timeout", "failed", "not run", "skipped", "passed")
+
+
+def question_of(file: str) -> str:
+    """test_q1_transformer.py, test_q1_hidden.py -> Q1."""
+    parts = Path(file).stem.split("_")
+    return parts[1].upper() if len(parts) > 1 and parts[1][:1] == "q" else Path(file).stem
+
+
+def summarise(submission, tests: list[dict], outcomes: dict, notes: list[str], flags: list[str],
+              blocked: list[str], seconds: float, key: str, problem: str = "") -> dict:
+    """The results record of one submission from the per-test outcomes of its runs."""
+    rows = {}
+    for test in tests:
+        outcome = outcomes.get(test["nodeid"], {"outcome": "not run", "message": problem})
+        row = rows.setdefault((test["file"], test["name"]), {
+            "name": test["name"], "file": test["file"], "question": question_of(test["file"]),
+            "hidden": test["hidden"], "points": test["points"], "readme": test["readme"],
+            "outcome": "passed", "message": ""})
+        if WORST_FIRST.index(outcome["outcome"]) < WORST_FIRST.index(row["outcome"]):
+            row["outcome"], row["message"] = outcome["outcome"], outcome["message"]
+    rows = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0} for row in rows.values()]
+    public = [row for row in rows if not row["hidden"]]
+    hidden = [row for row in rows if row["hidden"]]
+    score = {name: sum(row[key_] for row in group) for name, group, key_ in (
+        ("public", public, "earned"), ("public_max", public, "points"),
+        ("hidden", hidden, "earned"), ("hidden_max", hidden, "points"))}
+    possible = score["public_max"] + score["hidden_max"]
+    grade = round((score["public"] + score["hidden"]) * TOTAL_POINTS / possible, 2) if possible else 0.0
+    return {"name": submission.name, "path": str(submission.path), "commit": submission.commit, "key": key,
+            "status": status(rows, problem), "tamper": flags, "blocked": sorted(set(blocked)), "notes": notes,
+            "grade": grade, **score, "seconds": round(seconds, 1), "tests": rows}
+
+
+def status(rows: list[dict], problem: str) -> str:
+    """ok, or what went wrong: 'not graded: ...', '1 timeout, 2 crashed'."""
+    if problem:
+        return f"not graded: {problem}"
+    counts = Counter(row["outcome"] for row in rows if row["outcome"] in ("timeout", "crashed", "not run"))
+    if not counts:
+        return "ok"
+    return ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+
+
+def progress_line(result: dict) -> str:
+    commit = result["commit"][:7] or "-"
+    if result.get("cached"):
+        return f"{result['name']} ({commit}): unchanged since the last run, {result['grade']:g}/{TOTAL_POINTS}"
+    flags = f"; TAMPER: {len(result['tamper'])} file(s)" if result["tamper"] else ""
+    blocked = f"; blocked {len(result['blocked'])} action(s)" if result["blocked"] else ""
+    return (f"{result['name']} ({commit}): {result['grade']:g}/{TOTAL_POINTS} (public {result['public']:g}/"
+            f"{result['public_max']:g}, hidden {result['hidden']:g}/{result['hidden_max']:g}), {result['status']}"
+            f"{flags}{blocked}, {result['seconds']:g} s")
+
+
+# --- files ---------------------------------------------------------------------------------------------------
+
+
+def write_student(out: Path, result: dict):
+    """results/<name>.json and feedback/<name>.md."""
+    for folder in ("results", "feedback"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    record = {key: value for key, value in result.items() if key != "cached"}
+    (out / "results" / f"{result['name']}.json").write_text(json.dumps(record, indent=1) + "\n")
+    (out / "feedback" / f"{result['name']}.md").write_text(feedback_markdown(result))
+
+
+def write_gradebook(path: Path, results: list[dict], tests: list[dict]):
+    """One row per student, one column per graded test function (points earned), totals and flags."""
+    columns = list(dict.fromkeys(("hidden: " if test["hidden"] else "") + test["name"] for test in tests))
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["student", "commit", "grade", "public", "hidden", "status", "tamper", "blocked", *columns])
+        for result in results:
+            earned = {("hidden: " if row["hidden"] else "") + row["name"]: row["earned"] for row in result["tests"]}
+            writer.writerow([result["name"], result["commit"], f"{result['grade']:g}", f"{result['public']:g}",
+                             f"{result['hidden']:g}", result["status"], "; ".join(result["tamper"]),
+                             "; ".join(result["blocked"] + result["notes"]),
+                             *(f"{earned.get(column, 0.0):g}" for column in columns)])
+
+
+def feedback_markdown(result: dict) -> str:
+    """What the student reads: the grade, what failed and by how much, which README sections to reread."""
+    lines = [f"# Feedback for {result['name']}", ""]
+    if result["status"].startswith("not graded"):
+        return "\n".join(lines + [f"Your submission was {result['status']}.", ""])
+    lines += [f"Commit `{result['commit'][:12]}`: **{result['grade']:g} / {TOTAL_POINTS}**, from the public tests "
+              f"({result['public']:g} / {result['public_max']:g}) and the hidden tests ({result['hidden']:g} / "
+              f"{result['hidden_max']:g}): grade = (public + hidden) × {TOTAL_POINTS} / "
+              f"{result['public_max'] + result['hidden_max']:g}.", ""]
+    if result["tamper"]:
+        lines += ["**Files you were not meant to change differ from the assignment**: "
+                  + ", ".join(f"`{flag}`" for flag in result["tamper"])
+                  + ". They were not used: your grade comes from the instructor's copies of the tests.", ""]
+    if result["blocked"] or result["notes"]:
+        lines += ["**Your code tried something the grader does not allow** (it was stopped, and the test that "
+                  "did it earned nothing):", ""] + [f"- {item}" for item in result["blocked"] + result["notes"]] + [""]
+    failed = [row for row in result["tests"] if row["outcome"] != "passed"]
+    if failed:
+        sections = sorted({row["readme"] for row in failed if row["readme"]})
+        lines += ["## README sections to reread", ""] + [f"- {section}" for section in sections] + [""]
+        lines += ["## What failed", ""]
+        by_message = {}  # a stub or an import error fails many tests with one message: show it once
+        for row in failed:
+            by_message.setdefault(row["message"].strip() or row["outcome"], []).append(row)
+        for message, rows in by_message.items():
+            for row in rows:
+                kind = "hidden test" if row["hidden"] else "test"
+                lines.append(f"- {row['question']} {kind} `{row['name']}`: 0 / {row['points']:g} ({row['outcome']})")
+            lines += ["", "```", message, "```", ""]
+    else:
+        lines += ["Every test passed.", ""]
+    lines += ["## All tests", "", "| question | test | earned | possible |", "| --- | --- | ---: | ---: |"]
+    for row in result["tests"]:
+        mark = "✅" if row["outcome"] == "passed" else "❌"
+        kind = "hidden: " if row["hidden"] else ""
+        lines.append(f"| {row['question']} | {mark} {kind}`{row['name']}` | {row['earned']:g} | {row['points']:g} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,134 @@
+"""Student repositories as the regrade sees them: which commit, the files students write, what they changed
+that they should not have.
+
+A submission is a git repository (a clone or a bare repository) named after its folder (`alice.git` ->
+alice). It is read at one commit only (`--ref`, or the last commit before `--deadline`), straight from
+git's objects: the working tree, uncommitted changes and ignored files play no part. (A commit's date
+is written by the student's machine; only the host's push log can prove when it arrived.)
+
+Students write `STUDENT_FILES` and the folders in `STUDENT_FOLDERS`; they may add new configurations
+in `exps/`. Every other path is protected: a protected file changed, deleted or added is a tamper flag.
+"""
+
+import hashlib
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STUDENT_FILES = ("models/transformer.py", "models/mamba.py", "README.md")
+STUDENT_FOLDERS = ("notebooks/", "assets/")
+MAY_ADD = ("exps/",)
+REGULAR_FILE_MODES = ("100644", "100755")
+
+
+class SubmissionError(Exception):
+    """A submission that cannot be read at all: said in one line."""
+
+
+def is_student_file(path: str) -> bool:
+    return path in STUDENT_FILES or path.startswith(STUDENT_FOLDERS)
+
+
+def blob_id(content: bytes) -> str:
+    """git's object id of a file with this content (what `git hash-object` prints)."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def git(repo: Path, *args: str, binary: bool = False, input: bytes = None):
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, input=input)
+    if result.returncode:
+        raise SubmissionError(f"git {' '.join(args)} failed in {repo}: "
+                              f"{result.stderr.decode(errors='replace').strip().splitlines()[-1:] or ['?']}")
+    return result.stdout if binary else result.stdout.decode()
+
+
+@dataclass
+class Submission:
+    name: str
+    path: Path
+    commit: str = ""  # empty when no commit qualifies
+    problem: str = ""  # why it cannot be graded, in one line
+    files: dict = field(default_factory=dict)  # student path -> content, at the commit
+    tree: dict = field(default_factory=dict)  # every path -> (mode, blob id), at the commit
+
+
+def submission_name(path: Path) -> str:
+    name = path.resolve().name
+    return name[: -len(".git")] if name.endswith(".git") and len(name) > 4 else name
+
+
+def check_paths(paths: list[str]) -> list[Path]:
+    """The submissions as paths, refused (one line each) unless each is a git repository with its own name."""
+    problems, found, names = [], [], {}
+    for text in paths:
+        path = Path(text)
+        if not path.is_dir():
+            problems.append(f"{text}: no such directory")
+        elif subprocess.run(["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True).returncode:
+            problems.append(f"{text}: not a git repository (a clone or a bare repository)")
+        elif submission_name(path) in names:
+            problems.append(f"{text}: the same name as {names[submission_name(path)]} ({submission_name(path)})")
+        else:
+            names[submission_name(path)] = text
+            found.append(path)
+    if problems:
+        raise SubmissionError("\n".join(problems))
+    return found
+
+
+def read(path: Path, ref: str = "HEAD", deadline: str = "") -> Submission:
+    """The submission at `ref`, or at the last commit of `ref` made before `deadline`."""
+    submission = Submission(submission_name(path), path)
+    try:
+        if deadline:
+            submission.commit = git(path, "rev-list", "-1", f"--before={deadline}", ref, "--").strip()
+            if not submission.commit:
+                submission.problem = f"no commit before the deadline {deadline}"
+                return submission
+        else:
+            submission.commit = git(path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
+        listing = git(path, "ls-tree", "-r", "-z", "--full-tree", submission.commit, binary=True)
+    except SubmissionError as error:
+        submission.problem = f"cannot read {ref}: {error}"
+        return submission
+    for entry in filter(None, listing.split(b"\0")):
+        meta, _, name = entry.partition(b"\t")
+        mode, kind, blob = meta.decode().split()
+        if kind == "blob":
+            submission.tree[name.decode("utf-8", errors="replace")] = (mode, blob)
+    wanted = [path for path, (mode, _) in submission.tree.items() if is_student_file(path) and mode in REGULAR_FILE_MODES]
+    submission.files = dict(zip(wanted, read_blobs(path, [submission.tree[name][1] for name in wanted])))
+    return submission
+
+
+def read_blobs(repo: Path, blobs: list[str]) -> list[bytes]:
+    """The contents of these blobs, in one `git cat-file --batch`."""
+    if not blobs:
+        return []
+    output = git(repo, "cat-file", "--batch", binary=True, input="".join(f"{blob}\n" for blob in blobs).encode())
+    contents, position = [], 0
+    for _ in blobs:
+        header_end = output.index(b"\n", position)
+        size = int(output[position:header_end].split()[2])
+        contents.append(output[header_end + 1: header_end + 1 + size])
+        position = header_end + 1 + size + 1
+    return contents
+
+
+def tamper_flags(tree: dict, release: dict[str, str]) -> list[str]:
+    """Protected paths that differ from the release (path -> blob id), as 'changed x', 'deleted y', 'added z'."""
+    flags = []
+    for path, blob in sorted(release.items()):
+        if is_student_file(path):
+            continue
+        if path not in tree:
+            flags.append(f"deleted {path}")
+        elif tree[path][1] != blob:
+            flags.append(f"changed {path}")
+    for path, (mode, _) in sorted(tree.items()):
+        if is_student_file(path):
+            if mode not in REGULAR_FILE_MODES:
+                flags.append(f"not a regular file {path}")
+        elif path not in release and not path.startswith(MAY_ADD):
+            flags.append(f"added {path}")
+    return flags
