@@ -119,3 +119,17 @@ def test_jupyter_shows_a_missing_run_as_its_one_line_without_a_traceback(capsys)
     shown = capsys.readouterr()
     lines = [line for line in (shown.out + shown.err).splitlines() if line.strip()]
     assert lines == ["MissingRun: no trained transformer in runs/x: make it with `python main.py ...`"], lines
+
+
+def test_the_attention_command_writes_views_heatmaps_and_screenshots(tiny_runs, tmp_path, capsys):
+    from analysis.attention import main
+    from tests.browser import missing_requirement, unavailable
+
+    if reason := missing_requirement():
+        unavailable(reason)
+    assert main([tiny_runs["PIGLATIN_TRANSFORMER_RUN"], "--words", "brown", "--out", str(tmp_path), "--screenshots"]) == 0
+    written = {path.name: path.stat().st_size for path in tmp_path.iterdir()}
+    for name in ("attention_brown.png", "attention_brown_head_view.html", "attention_brown_model_view.html",
+                 "bertviz_head_view.png", "bertviz_model_view.png"):
+        assert written.get(name, 0) > 1000, f"{name} missing or nearly empty: {written}"
+    assert "screenshot:" in capsys.readouterr().out
