@@ -67,7 +67,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"python -m bench: error: cannot write into --out {out}: {error.strerror}") from None
     started, written = time.perf_counter(), []
     header = machine_header("cuda" if "cuda" in args.devices else "cpu")
 
