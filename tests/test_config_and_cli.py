@@ -167,8 +167,8 @@ def test_a_word_where_an_int_belongs_is_refused(capsys):
 
 
 def test_a_model_that_does_not_exist_is_refused_with_the_choices(capsys):
-    status, _, err = run_main(["--model", "lstm"], capsys)
-    assert_one_line_error(status, err, "lstm", "transformer", "mamba")
+    status, _, err = run_main(["--model", "xlstm"], capsys)
+    assert_one_line_error(status, err, "xlstm", "transformer", "mamba", "lstm", "gru")
 
 
 def test_a_missing_config_file_is_refused(tmp_path, capsys):

@@ -23,7 +23,8 @@ def _option(default, help, choices=None):
 @dataclass
 class Config:
     # what to train on
-    model: str = _option("transformer", "which model to train", ["transformer", "mamba"])
+    model: str = _option("transformer", "which model to train (lstm and gru are baselines)",
+                         ["transformer", "mamba", "lstm", "gru"])
     data: str = _option("data/pig_latin_small.txt", "dataset file: one 'english piglatin' pair per line")
     val_fraction: float = _option(0.2, "share of the pairs held out for validation")
     seed: int = _option(0, "seeds the split, the initialisation and the batch order")
@@ -40,10 +41,10 @@ class Config:
     dropout: float = _option(0.0, "dropout probability")
 
     # Transformer (Q1)
-    hidden_size: int = _option(64, "hidden size H (Transformer) or D (Mamba)")
+    hidden_size: int = _option(64, "hidden size H (Transformer, LSTM, GRU) or D (Mamba)")
     num_heads: int = _option(4, "attention heads")
-    num_encoder_layers: int = _option(2, "Transformer encoder layers")
-    num_decoder_layers: int = _option(2, "Transformer decoder layers")
+    num_encoder_layers: int = _option(2, "Transformer (or LSTM/GRU) encoder layers")
+    num_decoder_layers: int = _option(2, "Transformer (or LSTM/GRU) decoder layers")
     positional: str = _option("sinusoidal", "positional encoding", ["sinusoidal", "learned"])
     max_length: int = _option(64, "longest sequence the position tables cover")
 
@@ -52,7 +53,8 @@ class Config:
     state_size: int = _option(16, "state size N per channel")
     expand: int = _option(2, "expansion E = expand * D")
     conv_kernel: int = _option(4, "width of the causal depthwise convolution")
-    scan: str = _option("sscan", "how the recurrence is computed", ["sscan", "pscan"])
+    scan: str = _option("pair_scan", "how the recurrence is computed (pair_scan: the fast exact one)",
+                        ["sscan", "pscan", "pair_scan"])
     discretization: str = _option("zoh", "continuous -> discrete rule", ["zoh", "zoh_exact", "bilinear"])
     alpha: float = _option(0.5, "bilinear discretisation: 1 forward Euler, 0 backward Euler, 0.5 Tustin")
     A_init: str = _option("s4d_real", "initial A", ["s4d_real", "s4d_lin", "constant"])

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.vocab import VOCAB
-from models import MambaSeq2Seq, TransformerSeq2Seq
+from models import MambaSeq2Seq, RNNSeq2Seq, TransformerSeq2Seq
 from training.config import Config
 
 
@@ -25,6 +25,9 @@ def build_model(config: Config) -> nn.Module:
             len(VOCAB), config.hidden_size, config.num_heads, config.num_encoder_layers,
             config.num_decoder_layers, config.dropout, config.max_length, config.positional,
         )
+    if config.model in ("lstm", "gru"):
+        return RNNSeq2Seq(len(VOCAB), config.model, config.hidden_size, config.num_encoder_layers,
+                          config.num_decoder_layers, config.dropout)
     return MambaSeq2Seq(
         len(VOCAB), VOCAB.EOS, config.hidden_size, config.num_layers, config.dropout, state_size=config.state_size,
         expand=config.expand, conv_kernel=config.conv_kernel, discretization=config.discretization,
@@ -134,7 +137,7 @@ def decode_budget(source_length: int, max_length: int = None) -> int:
 
 
 class Seq2SeqModule(L.LightningModule):
-    """Trains a `TransformerSeq2Seq` or `MambaSeq2Seq`; logs per-character loss and whole-word accuracy."""
+    """Trains a `TransformerSeq2Seq`, `MambaSeq2Seq` or `RNNSeq2Seq`; logs per-character loss and whole-word accuracy."""
 
     def __init__(self, config: dict):
         super().__init__()
