@@ -140,6 +140,16 @@ MUTANTS = [
     M("cumsum-off-by-one", f"{S}:pscan", "an exclusive cumulative sum of log a",
       ("a_star = torch.cumsum(log_a, dim=1)", "a_star = torch.cumsum(log_a, dim=1) - log_a")),
     M("magnitude-instead-of-real-part", f"{S}:pscan", "|h| instead of Re h", (".real.to(b.dtype)", ".abs().to(b.dtype)")),
+    M("pscan-calls-the-given-pair-scan", f"{S}:pscan", "hands the work to the given exact scan",
+      source='''
+      def pscan(log_a, b):
+          return pair_scan(log_a, b)
+      '''),
+    M("pscan-calls-the-given-loop", f"{S}:pscan", "hands the work to the given sscan",
+      source='''
+      def pscan(log_a, b):
+          return sscan(log_a, b)
+      '''),
     M("pscan-is-a-loop", f"{S}:pscan", "a Python loop over time, not a parallel scan",
       source='''
       def pscan(log_a, b):

@@ -143,7 +143,23 @@ def test_bilinear_with_alpha_one_is_forward_euler_and_alpha_zero_backward_euler(
 # --- Q2.2 parallel scan (1 point) ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def given_scans_out_of_reach(monkeypatch):
+    """pscan must scan by itself: while it runs, the given scans (the loop, the exact pair scan) refuse."""
+    def refuse(name):
+        def given_scan(*args, **kwargs):
+            raise AssertionError(f"pscan called the given {name}: Q2.2 asks for a parallel scan of your own, "
+                                 f"in log space (reread README section {SCAN!r})")
+        return given_scan
+
+    for name, scan in list(mamba.SCANS.items()):
+        if name != "pscan":
+            monkeypatch.setitem(mamba.SCANS, name, refuse(name))
+            monkeypatch.setattr(mamba, scan.__name__, refuse(name))
+
+
 @pytest.mark.points(0.25, readme=SCAN)
+@pytest.mark.usefixtures("given_scans_out_of_reach")
 def test_parallel_scan_agrees_with_the_sequential_scan():
     for length in (1, 2, 7, 64, 257):
         log_a, b = scan_inputs(length)
@@ -155,6 +171,7 @@ def test_parallel_scan_agrees_with_the_sequential_scan():
 
 
 @pytest.mark.points(0.25, readme=SCAN)
+@pytest.mark.usefixtures("given_scans_out_of_reach")
 def test_parallel_scan_keeps_the_sign_of_negative_inputs_and_decays():
     log_a, b = scan_inputs(33, negative_b=True)
     expect_close(pscan(log_a, b), sscan(log_a, b), **SCAN_TOLERANCE,
@@ -165,6 +182,7 @@ def test_parallel_scan_keeps_the_sign_of_negative_inputs_and_decays():
 
 
 @pytest.mark.points(0.25, readme=SCAN)
+@pytest.mark.usefixtures("given_scans_out_of_reach")
 def test_parallel_scan_gradients_agree_with_the_sequential_scan():
     log_a, b = scan_inputs(19)
     weights = torch.randn_like(b)
@@ -191,6 +209,7 @@ class CountTorchCalls(TorchFunctionMode):
 
 
 @pytest.mark.points(0.25, readme=SCAN)
+@pytest.mark.usefixtures("given_scans_out_of_reach")
 def test_parallel_scan_has_no_python_loop_over_time():
     calls = {}
     for length in (64, 1024):
