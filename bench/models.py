@@ -121,7 +121,9 @@ def report(rows: list[dict], header: str, batch: int) -> str:
              "(dropout on), on random characters; the loss is the training loss. Forward includes the loss. "
              "Times: mean ± std over repeated steps after two warm-up steps (the GPU synchronised before each clock reading). FLOPs: "
              "torch.utils.flop_counter, which counts matrix products, convolutions and attention but no "
-             "elementwise work: Mamba's scan and discretisation are not in it. Peak memory: allocated during "
+             "elementwise work: Mamba's scan and discretisation are not in it, nor the fused recurrences of "
+             "nn.LSTM and nn.GRU (their counts are the attention and projections only, and vary with the "
+             "backend). Peak memory: allocated during "
              "one forward+backward beyond the model and inputs (GPU: torch.cuda.max_memory_allocated; CPU: "
              "torch's allocations as torch.profiler records them). Grad norm: the L2 norm of all gradients "
              "after one backward, before clipping.")
