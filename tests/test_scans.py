@@ -7,8 +7,8 @@ values and gradients.
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
+from graded.test_q2_ssm import CountTorchCalls
 from models import mamba
 from models.mamba import SCANS, MambaBlock, pair_scan, sscan
 from training.config import build_config
@@ -72,16 +72,6 @@ def test_pair_scan_in_float32_stays_within_1e_5_of_a_float64_loop_at_long_length
     reference = sscan(log_a.double(), b.double())
     error = ((pair_scan(log_a, b).double() - reference).abs().max() / reference.abs().max()).item()
     assert error < 1e-5, f"{way}: relative error {error:.1e} against the float64 loop"
-
-
-class CountTorchCalls(TorchFunctionMode):
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.calls += 1
-        return func(*args, **(kwargs or {}))
 
 
 def test_pair_scan_recursion_takes_log_depth_not_a_step_per_position(monkeypatch):
