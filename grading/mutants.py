@@ -333,6 +333,16 @@ HIDDEN_ONLY_MUTANTS = [
 ]
 
 
+def is_project_module(module) -> bool:
+    """A module of this repository's own code: not a package installed into a virtual environment that
+    happens to live inside it (CI's .venv), whose lazy mappings may not even survive being read."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    path = Path(file).resolve()
+    return path.is_relative_to(REPO) and "site-packages" not in path.parts
+
+
 @contextlib.contextmanager
 def substituted(variant: Variant):
     """The variant in place of the reference wherever the reference function is bound, then restored."""
@@ -344,11 +354,11 @@ def substituted(variant: Variant):
     replacement.__doc__ = original.__doc__
     bindings = [(owner, original.__name__)] if owner is not module else []
     for name, loaded in list(sys.modules.items()):  # `from models.mamba import pscan` and tables like SCANS
-        if getattr(loaded, "__file__", None) and str(REPO) in str(loaded.__file__):
+        if is_project_module(loaded):
             for key, value in list(vars(loaded).items()):
                 if value is original:
                     bindings.append((loaded, key))
-                elif isinstance(value, dict) and any(item is original for item in value.values()):
+                elif type(value) is dict and any(item is original for item in value.values()):
                     bindings += [(value, k) for k, item in value.items() if item is original]
     try:
         for where, key in bindings:
