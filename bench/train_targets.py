@@ -84,6 +84,10 @@ def main(argv=None) -> int:
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="options passed to every run, after --")
     args = parser.parse_args(argv)
     extra = [token for token in args.extra if token != "--"]
+    # A typo in the fourth config should not surface after three runs of up to half an hour each.
+    if missing := [config for config in args.configs if not Path(config).is_file()]:
+        print(f"bench.train_targets: error: no such config file: {', '.join(missing)}", file=sys.stderr)
+        return 2
 
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

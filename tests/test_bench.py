@@ -79,3 +79,12 @@ def test_piglatin_table_reports_training_throughput_and_decoding_latency(bench_d
     for row in rows:
         assert float(row["training (words/s)"].replace(",", "")) > 0, row
         assert milliseconds(row["decoding (ms/word)"]) > 0, row
+
+
+def test_train_targets_refuses_a_missing_config_before_training_anything(capsys):
+    from bench.train_targets import main as train_targets
+
+    assert train_targets(["--configs", "exps/args_piglatin_small_gru.txt", "exps/no_such_config.txt"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such config file: exps/no_such_config.txt" in err
+    assert "training" not in err
