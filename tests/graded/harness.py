@@ -45,6 +45,10 @@ class CallProblem(Exception):
     """A value that cannot be compared: the call raised, timed out, or returned something else."""
 
 
+# test name -> the functions its calls ran (their targets): what a mistake there can cost
+TARGETS_RUN: dict = {}
+
+
 def seed_of(name: str) -> int:
     return zlib.crc32(name.encode())
 
@@ -368,6 +372,7 @@ class Case:
                               count_torch_calls)
         result = Result(call, call.target.split(":", 1)[1])
         self.results.append(result)
+        TARGETS_RUN.setdefault(self.name, set()).add(call.target)
         if self.run_now:
             result.outcome = probe.execute(call)
             if isinstance(result.outcome.exception, NotImplementedError):
@@ -378,6 +383,7 @@ class Case:
         """The source text of the function `target` ("mamba:pscan"), for checks that read code."""
         result = SourceResult(target)
         self.results.append(result)
+        TARGETS_RUN.setdefault(self.name, set()).add(target)
         if self.run_now:
             result.outcome = probe.Outcome({"status": "ok", "source": probe.function_source(
                 probe.module_file_text(target.split(":")[0]), target.split(":")[1])}, {})
