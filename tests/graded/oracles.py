@@ -18,6 +18,11 @@ than any float32 answer it is compared with. The attention oracle is PyTorch's o
 import torch
 import torch.nn.functional as F
 
+try:
+    from graded.probe import SPY_SCALE, SPY_SCAN
+except ImportError:
+    from probe import SPY_SCALE, SPY_SCAN
+
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, as the given __init__ creates them
 RMS_NORM_EPS = 1e-5  # nn.RMSNorm(hidden_size, eps=1e-5) in the given ResidualBlock and Mamba
 
@@ -45,24 +50,6 @@ def layer_norm(params: dict, name: str, x: torch.Tensor) -> torch.Tensor:
 def rms_norm(params: dict, name: str, x: torch.Tensor) -> torch.Tensor:
     weight = f64(params[f"{name}.weight"])
     return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + RMS_NORM_EPS) * weight
-
-
-def config_of(module) -> dict:
-    """The attributes (given code sets them in __init__) that an oracle needs besides the parameters."""
-    kind = type(module).__name__
-    if kind == "MultiHeadAttention":
-        return {"num_heads": module.num_heads, "causal": bool(module.causal)}
-    if kind in ("EncoderLayer", "DecoderLayer"):
-        return {"num_heads": module.self_attention.num_heads}
-    if kind in ("TransformerEncoder", "TransformerDecoder"):
-        return {"num_heads": module.layers[0].self_attention.num_heads if len(module.layers) else 1,
-                "num_layers": len(module.layers)}
-    if kind == "MambaBlock":
-        return {"dt_rank": module.dt_rank, "state_size": module.state_size, "expanded_size": module.expanded_size,
-                "conv_kernel": module.conv_kernel, "discretization": module.discretization, "alpha": module.alpha}
-    if kind == "ResidualBlock":
-        return config_of(module.mixer)
-    return {}
 
 
 # --- Q1 Transformer ---------------------------------------------------------------------------------------
@@ -235,3 +222,33 @@ def mixer(params: dict, config: dict, x: torch.Tensor) -> torch.Tensor:
 def residual_block(params: dict, config: dict, x: torch.Tensor) -> torch.Tensor:
     """x + mixer(RMSNorm(x))."""
     return (f64(x) + mixer(sub(params, "mixer"), config, rms_norm(params, "norm", f64(x)))).to(x.dtype)
+
+
+# --- the stand-ins' answers (tests/graded/probe.py: CALLEES) ---------------------------------------------------
+
+
+def answer(name: str, params: dict, config: dict, args: list):
+    """The trusted answer for a stand-in: what `name` ("transformer:EncoderLayer.forward") gives on these
+    arguments, for a module with these parameters and attributes."""
+    module_functions = {
+        "transformer:causal_mask": lambda: causal_mask(int(args[0]), int(args[1])),
+        "transformer:sinusoidal_positional_encoding": lambda: sinusoidal_positional_encoding(int(args[0]), int(args[1])),
+        "mamba:discretize_bilinear": lambda: discretize_bilinear(*args[:3], float(args[3]) if len(args) > 3 else 0.5),
+        "mamba:pscan": lambda: scan(args[0], args[1]),
+        SPY_SCAN: lambda: SPY_SCALE * scan(args[0], args[1]),
+    }
+    methods = {
+        "transformer:MultiHeadAttention.split_heads": lambda: split_heads(args[0], config["num_heads"]),
+        "transformer:MultiHeadAttention.merge_heads": lambda: merge_heads(args[0]),
+        "transformer:MultiHeadAttention.forward": lambda: attention(params, config, args[0], args[1], args[2]),
+        "transformer:EncoderLayer.forward": lambda: encoder_layer(params, config, args[0]),
+        "transformer:DecoderLayer.forward": lambda: decoder_layer(params, config, args[0], args[1]),
+        "transformer:TransformerEncoder.forward": lambda: encoder(params, config, args[0]),
+        "transformer:TransformerDecoder.forward": lambda: decoder(params, config, args[0], args[1]),
+        "mamba:MambaBlock.forward": lambda: mixer(params, config, args[0]),
+        "mamba:MambaBlock.ssm": lambda: ssm(params, config, args[0], config["scale"]),
+        "mamba:MambaBlock.selective_scan": lambda: selective_scan(*args[:6], config["discretization"],
+                                                                  config["alpha"], config["scale"]),
+        "mamba:ResidualBlock.forward": lambda: residual_block(params, config, args[0]),
+    }
+    return {**module_functions, **methods}[name]()
