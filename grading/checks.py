@@ -200,9 +200,9 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
     from graded.probe import STUDENT_FILES, Outcome, encode_call, frame
 
     outcomes, notes, logs, skip = [None] * len(calls), [], [], set()
-    pending, attempts = list(range(len(calls))), 0
+    pending, attempts, barren = list(range(len(calls))), 0, 0
     answer_for = stand_in_server(calls)
-    while pending and attempts <= len(calls) + 2 and time.monotonic() < deadline:
+    while pending and attempts <= len(calls) + 2 and barren < 3 and time.monotonic() < deadline:
         attempts += 1
         runnable = [i for i in pending if calls[i].target.split(":")[0] not in skip]
         if not runnable:
@@ -231,12 +231,12 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
                 notes.append(f"{calls[runnable[run.running]].target.split(':')[1]} stopped the sandbox: {why}")
             else:
                 notes.append(f"the sandbox stopped before any call: {why}")
-                for i in runnable:
-                    if outcomes[i] is None:
-                        outcomes[i] = Outcome({"status": status, "why": f"the sandbox stopped before it ({why})"}, {})
-        pending = [i for i in pending if outcomes[i] is None]
+        before, pending = len(pending), [i for i in pending if outcomes[i] is None]
+        barren = barren + 1 if len(pending) == before else 0  # three restarts that settle nothing: give up
+    why = (f"the submission's {limits.run_seconds:g} s were used up" if time.monotonic() >= deadline
+           else "the sandbox kept stopping before any call gave a result")
     for i in pending:
-        outcomes[i] = Outcome({"status": "not run", "why": f"the submission's {limits.run_seconds:g} s were used up"}, {})
+        outcomes[i] = Outcome({"status": "not run", "why": why}, {})
     return outcomes, notes, b"".join(logs)
 
 

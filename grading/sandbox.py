@@ -2,8 +2,10 @@
 
 Student code runs only in `probe_main.py` (tests/graded/probe.py) inside `bwrap`, which gives it
 
-- new user, mount, PID, network, IPC, UTS and cgroup namespaces (`--unshare-all`): no network at all, no
-  view of other processes, its own uid (65534) with no capabilities, no further user namespaces;
+- new mount, PID, network, IPC and UTS namespaces: no network at all, no view of other processes; and
+  never root, not even outside: uid 65534 with no capabilities (by a user namespace when an ordinary user
+  grades, by `setpriv` when root does: a user namespace's root would be the machine's root outside it,
+  which owns /proc/sys);
 - a file system of its own: a read-only view of /usr (and the /lib, /bin links), of the Python installation
   and of the few /etc files the dynamic linker reads; its folder (the template's models/ with the student's
   two files, and the probe) read-only; /tmp an empty tmpfs of limited size. Nothing else exists there: not
@@ -61,7 +63,7 @@ class Limits:
     output_mb: int = 64  # the data the probe sends back
     log_kb: int = 256  # its stdout and stderr kept for the instructor (first and last halves)
     tmp_mb: int = 64  # its /tmp, a tmpfs
-    threads: int = 64  # tasks (threads) it may run; no process may start at all
+    threads: int = 256  # threads (the kernel counts them per user: sandboxes of a regrade share the count)
     open_files: int = 256
 
 
@@ -102,11 +104,29 @@ def python_paths() -> list[str]:
     return [p for p in kept if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in kept)]
 
 
+SANDBOX_UID = 65534  # nobody
+
+
+def ancestors(path: str) -> list[str]:
+    """/a/b/c -> [/a, /a/b]: the folders bwrap must make, traversable, before it binds /a/b/c."""
+    parts = Path(path).parts[1:-1]
+    return [str(Path("/", *parts[:i + 1])) for i in range(len(parts))]
+
+
 def bwrap_command(folder: Path, limits: Limits, seccomp_fd: int) -> list[str]:
-    """bwrap's arguments for a sandbox whose root shows `folder` (read-only) at /sandbox."""
-    command = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-               "--cap-drop", "ALL", "--uid", "65534", "--gid", "65534", "--hostname", "sandbox", "--clearenv",
-               "--ro-bind", "/usr", "/usr"]
+    """bwrap's arguments (up to the command) for a sandbox whose root shows `folder` read-only at /sandbox.
+
+    The sandboxed process never runs as root, not even outside the sandbox: run by an ordinary user, bwrap
+    makes a user namespace (uid 65534 inside is that user outside); run by root, bwrap keeps no user
+    namespace (its uid 0 would be the machine's root, which owns /proc/sys) and `setpriv` turns the
+    process into uid 65534 with no capabilities before Python starts."""
+    as_root = os.geteuid() == 0
+    if as_root:
+        command = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    else:
+        command = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
+                   "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+    command += ["--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv", "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/") / name
         if path.is_symlink():
@@ -115,9 +135,15 @@ def bwrap_command(folder: Path, limits: Limits, seccomp_fd: int) -> list[str]:
             command += ["--ro-bind", str(path), str(path)]
     for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime"):
         command += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    made = {"/", "/usr", "/etc"}
     for path in python_paths():
+        for parent in ancestors(path):
+            if parent not in made and not parent.startswith("/usr/"):
+                command += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
         command += ["--ro-bind", path, path]
-    command += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
+    command += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777",
+                "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
                 "--ro-bind", str(folder), SANDBOX_ROOT, "--chdir", SANDBOX_ROOT, "--seccomp", str(seccomp_fd)]
     environment = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "USER": "sandbox",
                    "LOGNAME": "sandbox", "MPLCONFIGDIR": "/tmp", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -125,6 +151,14 @@ def bwrap_command(folder: Path, limits: Limits, seccomp_fd: int) -> list[str]:
     for key, value in environment.items():
         command += ["--setenv", key, value]
     return command
+
+
+def unprivileged(command: list[str]) -> list[str]:
+    """What follows bwrap's `--`: under a root regrade, first setpriv drops to uid 65534 with no capabilities."""
+    if os.geteuid() != 0:
+        return command
+    return ["/usr/bin/setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--", *command]
 
 
 def limited(command: list[str], limits: Limits) -> list[str]:
@@ -139,7 +173,7 @@ def check_available() -> str:
     """A one-line description of the isolation, or SandboxUnavailable saying what is missing."""
     if sys.platform != "linux":
         raise SandboxUnavailable(f"the sandbox needs Linux (bubblewrap and seccomp), not {sys.platform}")
-    for tool in ("bwrap", "prlimit"):
+    for tool in ("bwrap", "prlimit") + (("setpriv",) if os.geteuid() == 0 else ()):
         if shutil.which(tool) is None:
             raise SandboxUnavailable(f"the sandbox needs {tool}, which is not installed ({INSTALL_HINT})")
     program = seccomp_program()
@@ -147,7 +181,9 @@ def check_available() -> str:
     os.write(write, program)
     os.close(write)
     try:
-        trial = subprocess.run(limited([*bwrap_command(Path("/usr"), Limits(), read), "--", "/bin/true"], Limits()),
+        trial = subprocess.run(limited([*bwrap_command(Path("/usr"), Limits(), read), "--",  # never as root
+                                        *unprivileged([sys.executable, "-I", "-S", "-c", "import os, sys; sys.exit(os.getuid() == 0)"])],
+                                       Limits()),
                                pass_fds=(read,), capture_output=True, text=True, timeout=30)
     finally:
         os.close(read)
@@ -156,8 +192,10 @@ def check_available() -> str:
         raise SandboxUnavailable(f"bubblewrap cannot make its namespaces here ({detail}); unprivileged user "
                                  f"namespaces must be allowed (sysctl kernel.unprivileged_userns_clone=1, or "
                                  f"kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu)")
-    return ("bubblewrap: new user, mount, PID, network and IPC namespaces, read-only system, no processes "
-            "(seccomp), limits on memory, CPU, threads, files, output and time")
+    user = ("uid 65534, dropped by setpriv (the regrade runs as root)" if os.geteuid() == 0
+            else "uid 65534 in a user namespace")
+    return (f"bubblewrap: mount, PID, network, IPC and UTS namespaces, {user}, a read-only system, no new "
+            f"processes (seccomp), limits on memory, CPU, threads, files, output and time")
 
 
 # --- one run of the probe ---------------------------------------------------------------------------------
@@ -284,7 +322,7 @@ def run_probe(folder: Path, header: bytes, messages: list, answer, imports: list
     os.close(seccomp_write)
     settings = json.dumps({"events_fd": events_write, "rlimits": {"RLIMIT_NPROC": limits.threads}})
     command = limited([*bwrap_command(folder, limits, seccomp_read), "--setenv", "PIGLATIN_PROBE", settings, "--",
-                       sys.executable, "-I", "-B", f"{SANDBOX_ROOT}/probe_main.py"], limits)
+                       *unprivileged([sys.executable, "-I", "-B", f"{SANDBOX_ROOT}/probe_main.py"])], limits)
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                pass_fds=(events_write, seccomp_read), start_new_session=True)
     os.close(events_write)
