@@ -49,7 +49,16 @@ class GradedFailure(AssertionError):
 
 
 class CallProblem(Exception):
-    """A value that cannot be compared: the call raised, timed out, or returned something else."""
+    """A value that cannot be compared: the call raised, timed out, or returned something else. A `whole`
+    problem (a function not written yet) is the whole story: the message is just it, the same in every test."""
+
+    def __init__(self, message: str, whole: bool = False):
+        super().__init__(message)
+        self.whole = whole
+
+
+class Whole(str):
+    """A verdict message that stands alone (see CallProblem.whole)."""
 
 
 # test name -> the functions its calls ran (their targets): what a mistake there can cost
@@ -123,7 +132,7 @@ class Value:
         if outcome is None:
             raise CallProblem(f"{self.result.label} did not run")
         if outcome.meta.get("status") != "ok":
-            raise CallProblem(describe_failed_call(self.result))
+            raise CallProblem(describe_failed_call(self.result), whole=outcome.meta.get("not_implemented") is True)
         if self.name == "source":
             value = outcome.meta.get("source")
             if not isinstance(value, str):
@@ -413,7 +422,7 @@ class Case:
                 resolved = actual.resolve() if isinstance(actual, Value) else actual
                 wanted = expected.resolve() if isinstance(expected, Value) else expected
             except CallProblem as problem:
-                return f"{what}: {problem}"
+                return Whole(str(problem)) if problem.whole else f"{what}: {problem}"
             return compare(resolved, wanted, atol=atol, rtol=rtol, what=what, hidden=self.hidden,
                            alternatives=alternatives, factors=factors)
         self.expectations.append(Expectation(check, dict(where or {})))
@@ -425,7 +434,7 @@ class Case:
             try:
                 resolved = [value.resolve() if isinstance(value, Value) else value for value in values]
             except CallProblem as problem:
-                return f"{what}: {problem}"
+                return Whole(str(problem)) if problem.whole else f"{what}: {problem}"
             message = predicate(*resolved)
             return None if message is None else f"{what}: {message}"
         self.expectations.append(Expectation(check, dict(where or {})))
@@ -444,6 +453,8 @@ class Case:
         failures = [message for _, message in outcomes if message is not None]
         if not failures:
             return None
+        if isinstance(failures[0], Whole):
+            return str(failures[0])
         summary = summarise_cases([(expectation.where, message is None) for expectation, message in outcomes
                                    if expectation.where])
         more = f"\n  ({len(failures) - 1} more comparison{'s' if len(failures) > 2 else ''} failed)" \
