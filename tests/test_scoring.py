@@ -29,9 +29,11 @@ def graded_points() -> list[tuple[str, str, float, str]]:
     return found
 
 
-MAMBA_BLOCK = {"test_mamba_block_gates_a_causal_convolution_and_the_ssm",
+MAMBA_BLOCK = {"test_mamba_block_gates_a_causal_convolution_and_the_ssm", "test_mamba_block_is_causal",
                "test_ssm_computes_delta_B_and_C_from_the_input_and_A_from_A_log",
-               "test_selective_scan_matches_the_recurrence_step_by_step", "test_mamba_block_is_causal"}
+               "test_selective_scan_matches_the_recurrence_step_by_step",
+               "test_selective_scan_runs_the_configured_scan_even_when_the_bilinear_decay_turns_negative",
+               "test_residual_block_adds_the_mixer_of_the_rms_normalised_input"}
 
 
 def test_graded_points_add_up_to_the_assignment():
@@ -42,7 +44,7 @@ def test_graded_points_add_up_to_the_assignment():
     assert total(lambda file, name, section: file == "test_q2_ssm") == 5
     assert total(lambda file, name, section: section.startswith("Q2.1")) == 1, "bilinear discretisation: 1 point"
     assert total(lambda file, name, section: section.startswith("Q2.2")) == 1, "parallel scan: 1 point"
-    assert total(lambda file, name, section: name in MAMBA_BLOCK) == 2, "Mamba block: 2 points"
+    assert total(lambda file, name, section: name in MAMBA_BLOCK) == 3, "Mamba block and residual block: 3 points"
     assert all(name.startswith("test_") and len(name) < 100 for _, name, _, _ in points)
 
 
@@ -161,3 +163,9 @@ def test_the_classroom_reporter_payload_is_base64_json_with_max_score_and_per_te
     assert payload["version"] == 1 and payload["status"] == "fail" and payload["max_score"] == 5.0
     assert {test["name"]: (test["status"], test["score"]) for test in payload["tests"]}["test_right"] == ("pass", 1.0)
     assert sum(test["score"] for test in payload["tests"]) == score["total"]
+
+
+def test_the_score_table_is_the_last_thing_pytest_prints(demo_run):
+    _, output, _ = demo_run
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines[-1].split()[:1] == ["total"] and "assignment score" in lines[-7]
