@@ -260,7 +260,7 @@ class Regrade:
 
 
 def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline: str = "", release: Path = None,
-            jobs: int = 2, limits: sandbox.Limits = sandbox.Limits(), log=print) -> list[dict]:
+            jobs: int = 2, limits: sandbox.Limits = sandbox.Limits(), log=print, seed: int = None) -> list[dict]:
     """Grades every submission; returns their results (also written to `out`)."""
     try:
         found = submissions.check_paths(paths)
@@ -270,7 +270,7 @@ def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline
                                               capture_output=True).returncode:
         raise RegradeError(f"--release {release}: not a release repository with a branch main")
     out.mkdir(parents=True, exist_ok=True)
-    grader = Regrade(repo, out, limits, release, log)
+    grader = Regrade(repo, out, limits, release, log, seed)
     try:
         return grader.run(found, ref, deadline, jobs)
     finally:
