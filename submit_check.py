@@ -236,11 +236,12 @@ def short_run_figures(root: Path) -> list[str]:
             config = json.loads((run_dir / "config.json").read_text())
             epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
         except (OSError, ValueError, KeyError):
-            problems.append(f"{shown}: has not finished training, yet {', '.join(figures)} in assets/ come from it")
+            problems.append(f"{shown}: has not finished training, yet assets/ holds figures made from it: "
+                            f"{', '.join(figures)}")
             continue
         reason = why_short(root, config.get("model", ""), config.get("data", ""), epochs)
         if reason:
-            problems.append(f"{shown}: {reason}, yet {', '.join(figures)} in assets/ come from it: "
+            problems.append(f"{shown}: {reason}, yet assets/ holds figures made from it: {', '.join(figures)}; "
                             f"retrain it and rerun {maker(figures[0])}")
     return problems
 

@@ -197,7 +197,7 @@ def test_a_notebook_figure_made_from_a_short_local_run_is_reported(repo):
     run_dir(repo, "transformer_small_h64", "data/pig_latin_small.txt", 2)
     assert problems(repo) == [
         "runs/transformer_small_h64: trained 2 of the 150 epochs of exps/args_piglatin_small_transformer.txt, yet "
-        "attention_brown.png in assets/ come from it: retrain it and rerun notebooks/attention.ipynb"]
+        "assets/ holds figures made from it: attention_brown.png; retrain it and rerun notebooks/attention.ipynb"]
 
 
 def test_a_notebook_figure_from_an_unfinished_run_is_reported_and_a_full_run_is_not(repo, monkeypatch):
@@ -205,8 +205,8 @@ def test_a_notebook_figure_from_an_unfinished_run_is_reported_and_a_full_run_is_
     assert problems(repo) == []
     elsewhere = run_dir(repo, "elsewhere", "data/pig_latin_small.txt", 150, finished=False)
     monkeypatch.setenv("PIGLATIN_TRANSFORMER_RUN", str(elsewhere))  # where the notebook reads it from
-    assert problems(repo) == ["runs/elsewhere: has not finished training, yet attention_brown.png in assets/ "
-                              "come from it"]
+    assert problems(repo) == ["runs/elsewhere: has not finished training, yet assets/ holds figures made from it: "
+                              "attention_brown.png"]
 
 
 @pytest.mark.parametrize("source, state", [("YOUR ANSWER HERE", "still says YOUR ANSWER HERE"), ("  \n", "is empty")])
