@@ -3,6 +3,7 @@
 It checks what the benchmark reports, never how fast anything is (timings belong to the benchmark itself)."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,26 @@ def test_train_targets_refuses_a_missing_config_before_training_anything(capsys)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such config file: exps/no_such_config.txt" in err
     assert "training" not in err
+
+
+def test_quick_run_writes_into_a_new_temporary_folder_unless_told_where():
+    from bench.__main__ import ASSETS, parse_args
+
+    out = Path(parse_args(["--quick"]).out)
+    try:
+        assert out.is_dir() and not any(out.iterdir()) and out.resolve() != ASSETS.resolve()
+    finally:
+        out.rmdir()
+    assert parse_args(["--quick", "--out", "elsewhere"]).out == "elsewhere"
+    assert Path(parse_args([]).out) == ASSETS
+
+
+def test_quick_run_refuses_to_overwrite_the_measured_tables_in_assets(capsys):
+    from bench.__main__ import ASSETS
+
+    before = {path.name: path.stat().st_mtime_ns for path in ASSETS.glob("bench_*")}
+    with pytest.raises(SystemExit) as stopped:
+        main(["--quick", "--out", str(ASSETS)])
+    assert stopped.value.code == 2
+    assert "--quick measures too little to replace the tables in assets/" in capsys.readouterr().err
+    assert {path.name: path.stat().st_mtime_ns for path in ASSETS.glob("bench_*")} == before
