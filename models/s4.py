@@ -188,10 +188,9 @@ def bilinear(A: torch.Tensor, B: torch.Tensor, delta: torch.Tensor):
     B̄ = (I − ΔA/2)⁻¹ ΔB, shapes (H, N, N) and (H, N)."""
     eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     half_step = delta[:, None, None] / 2 * A
-    backward = eye - half_step
-    A_bar = torch.linalg.solve(backward, eye + half_step)
-    B_bar = torch.linalg.solve(backward, (delta[:, None] * B)[..., None])[..., 0]
-    return A_bar, B_bar
+    # One solve for both: (I − ΔA/2)⁻¹ [I + ΔA/2 | ΔB]
+    solved = torch.linalg.solve(eye - half_step, torch.cat([eye + half_step, (delta[:, None] * B)[..., None]], dim=-1))
+    return solved[..., :-1], solved[..., -1]
 
 
 def krylov(length: int, A_bar: torch.Tensor, B_bar: torch.Tensor) -> torch.Tensor:
@@ -300,9 +299,12 @@ class LowRankSSM(LTILayer):
         right = with_conjugates(torch.cat([self.B[None], self.P])) * delta[:, None]  # ΔB, ΔP: (1+r, H, 2M)
         cauchy = 1 / ((1 - omega)[:, None, None] - c[..., 0] * poles[None])  # R', (Lk/2+1, H, 2M)
         S = einsum(left, right, cauchy, "i h m, j h m, k h m -> k h i j")  # (Lk/2+1, H, 1+r, 1+r)
-        eye = torch.eye(rank, dtype=S.dtype, device=S.device)
-        correction = S[..., :1, 1:] @ torch.linalg.solve(eye + c * S[..., 1:, 1:], c * S[..., 1:, :1])
-        transfer = S[..., 0, 0] - correction[..., 0, 0]  # (Lk/2+1, H)
+        if rank == 1:  # the r × r solve is a division: one operation instead of a batched solver call
+            correction = S[..., 0, 1] * c[..., 0, 0] * S[..., 1, 0] / (1 + c[..., 0, 0] * S[..., 1, 1])
+        else:
+            eye = torch.eye(rank, dtype=S.dtype, device=S.device)
+            correction = (S[..., :1, 1:] @ torch.linalg.solve(eye + c * S[..., 1:, 1:], c * S[..., 1:, :1]))[..., 0, 0]
+        transfer = S[..., 0, 0] - correction  # (Lk/2+1, H)
         return torch.fft.irfft(transfer.T, n=Lk)[:, :length]  # (H, L)
 
     def dense(self):
