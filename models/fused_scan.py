@@ -76,7 +76,8 @@ if triton is not None:
             here = (t[:, None] < length) & (columns[None, :] < channels)
             offsets = sequence + t[:, None].to(tl.int64) * channels + columns[None, :]
             following = here & (t[:, None] + 1 < length)
-            a_next = tl.where(following, tl.exp(tl.load(log_a_ptr + offsets + channels, mask=following, other=0.0)), 0.0)
+            log_a_next = tl.load(log_a_ptr + offsets + channels, mask=following, other=0.0)
+            a_next = tl.where(following, tl.exp(log_a_next), 0.0)  # a_L does not exist: nothing follows the end
             g = tl.load(grad_h_ptr + offsets, mask=here, other=0.0)
             a_cumulative, g_cumulative = tl.associative_scan((a_next, g), 0, _combine)
             x = a_cumulative * carry[None, :] + g_cumulative

@@ -64,7 +64,8 @@ def fft_convolution(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
 class LTILayer(nn.Module):
     """What every LTI layer shares: the D skip, the two modes, and the slow reference built on `step`.
 
-    A subclass gives `kernel(L)` -> (H, L), `initial_state(batch)` and `step(u_t, state)`.
+    A subclass gives `kernel(L)` -> (H, L), `initial_state(batch)`, `step_matrices()` -> (Ā, B̄, C) and
+    `step(u_t, state, matrices)`.
     """
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
@@ -74,10 +75,11 @@ class LTILayer(nn.Module):
     def recurrent(self, u: torch.Tensor) -> torch.Tensor:
         """Recurrent mode over a whole sequence, one step at a time: u (B, L, H) -> y (B, L, H). Slow; the
         reference the convolution mode is tested against, and what generation does one token at a time."""
+        matrices = self.step_matrices()  # the same at every step: that is what time-invariant means
         state = self.initial_state(u.shape[0])
         outputs = []
         for u_t in u.unbind(dim=1):
-            y_t, state = self.step(u_t, state)
+            y_t, state = self.step(u_t, state, matrices)
             outputs.append(y_t)
         return torch.stack(outputs, dim=1)
 
@@ -108,7 +110,8 @@ class DiagonalSSM(LTILayer):
                  dt_max: float = 1e-1):
         super().__init__()
         if init != "real" and state_size % 2:
-            raise ValueError(f"S4D-{init.capitalize()} keeps conjugate pairs: state_size must be even, not {state_size}")
+            raise ValueError(f"S4D-{init.capitalize()} keeps conjugate pairs: state_size must be even, "
+                             f"not {state_size}")
         A = s4d_A(init, channels, state_size)  # (H, M)
         self.init = init
         self.complex = A.is_complex()
@@ -141,11 +144,16 @@ class DiagonalSSM(LTILayer):
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, *self.B.shape, dtype=self.B.dtype, device=self.B.device)  # (B, H, M)
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor):
-        """One step: u_t (B, H), state (B, H, M) -> y_t (B, H), the next state."""
+    def step_matrices(self):
+        """Ā, B̄, C, each (H, M): Ā and B̄ are diagonal, kept as their diagonals."""
         delta_A, B_bar = self.discretized()
-        state = torch.exp(delta_A) * state + B_bar * u_t[..., None]
-        y = einsum(self.C, state, "h m, b h m -> b h")
+        return torch.exp(delta_A), B_bar, self.C
+
+    def step(self, u_t: torch.Tensor, state: torch.Tensor, matrices=None):
+        """One step: u_t (B, H), state (B, H, M) -> y_t (B, H), the next state."""
+        A_bar, B_bar, C = matrices or self.step_matrices()
+        state = A_bar * state + B_bar * u_t[..., None]
+        y = einsum(C, state, "h m, b h m -> b h")
         return (2 * y.real if self.complex else y) + self.D * u_t, state
 
 
@@ -230,11 +238,16 @@ class DenseSSM(LTILayer):
     def initial_state(self, batch: int) -> torch.Tensor:
         return self.B.new_zeros(batch, *self.B.shape)  # (B, H, N)
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor):
-        """One step: u_t (B, H), state (B, H, N) -> y_t (B, H), the next state."""
+    def step_matrices(self):
+        """Ā (H, N, N), B̄ (H, N), C (H, N)."""
         A_bar, B_bar = bilinear(self.A, self.B, torch.exp(self.log_dt))
+        return A_bar, B_bar, self.C
+
+    def step(self, u_t: torch.Tensor, state: torch.Tensor, matrices=None):
+        """One step: u_t (B, H), state (B, H, N) -> y_t (B, H), the next state."""
+        A_bar, B_bar, C = matrices or self.step_matrices()
         state = einsum(A_bar, state, "h n k, b h k -> b h n") + B_bar * u_t[..., None]
-        return einsum(self.C, state, "h n, b h n -> b h") + self.D * u_t, state
+        return einsum(C, state, "h n, b h n -> b h") + self.D * u_t, state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,7 +265,7 @@ class LowRankSSM(LTILayer):
 
     Like the S4 paper, the parameter C is C̃ = C (I − Ā^Lk): the kernel's generating function at the Lk-th
     roots of unity then needs no matrix power. The kernel is computed at Lk = `max_length` and cut to L, so
-    sequences may be at most that long. `step` converts C̃ back to C (one matrix power per call).
+    sequences may be at most that long. The recurrent mode converts C̃ back to C (one matrix power, `step_matrices`).
     """
 
     def __init__(self, channels: int, state_size: int = 16, max_length: int = 64, rank: int = 1,
@@ -307,7 +320,7 @@ class LowRankSSM(LTILayer):
         transfer = S[..., 0, 0] - correction  # (Lk/2+1, H)
         return torch.fft.irfft(transfer.T, n=Lk)[:, :length]  # (H, L)
 
-    def dense(self):
+    def step_matrices(self):
         """The same SSM over all 2M modes, as dense matrices: Ā (H, 2M, 2M), B̄ (H, 2M), C (H, 2M) with
         C̃ turned back into C = C̃ (I − Ā^Lk)⁻¹. For `step`, and for tests to check the kernel against."""
         p = with_conjugates(self.P)  # (r, H, 2M)
@@ -322,9 +335,9 @@ class LowRankSSM(LTILayer):
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.B.shape[0], 2 * self.B.shape[1], dtype=self.B.dtype, device=self.B.device)
 
-    def step(self, u_t: torch.Tensor, state: torch.Tensor):
+    def step(self, u_t: torch.Tensor, state: torch.Tensor, matrices=None):
         """One step: u_t (B, H), state (B, H, 2M) -> y_t (B, H), the next state. The modes come in
         conjugate pairs, so C h is real; its real part drops the rounding error."""
-        A_bar, B_bar, C = self.dense()
+        A_bar, B_bar, C = matrices or self.step_matrices()
         state = einsum(A_bar, state, "h n k, b h k -> b h n") + B_bar * u_t[..., None]
         return einsum(C, state, "h n, b h n -> b h").real + self.D * u_t, state

@@ -89,7 +89,7 @@ def test_s4d_vandermonde_kernel_equals_c_times_powers_of_a_bar_times_b_bar():
 
 def test_low_rank_cauchy_kernel_equals_the_dense_kernel_of_the_same_matrices():
     layer = trained_looking(LowRankSSM(CHANNELS, STATE, max_length=16, rank=2, dt_min=0.05, dt_max=0.5))
-    A_bar, B_bar, C = layer.dense()  # C from C̃ = C (I − Ā^Lk)
+    A_bar, B_bar, C = layer.step_matrices()  # C from C̃ = C (I − Ā^Lk)
     expected = torch.einsum("hn,hnl->hl", C, krylov(16, A_bar, B_bar)).real
     torch.testing.assert_close(layer.kernel(16), expected, atol=1e-5, rtol=1e-4)
 
@@ -117,7 +117,7 @@ def test_low_rank_s4_starts_as_the_dense_hippo_s4_in_another_basis():
     with torch.no_grad():
         low_rank.log_dt.copy_(dense.log_dt)
         dense.C.copy_(dense.B)  # real B: B* = Bᵀ
-        A_bar, _, _ = low_rank.dense()
+        A_bar, _, _ = low_rank.step_matrices()
         B_full = torch.cat([low_rank.B, low_rank.B.conj()], dim=-1)
         eye = torch.eye(STATE, dtype=A_bar.dtype)
         C_tilde = B_full.conj()[:, None, :] @ (eye - torch.linalg.matrix_power(A_bar, 32))  # C̃ = C (I − Ā^Lk)
