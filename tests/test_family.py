@@ -7,7 +7,7 @@ import torch
 from models.family import MODELS, FamilySeq2Seq, GatedMLPBlock, MambaMixerBlock, SelectiveSSM
 from models.mamba import MambaBlock
 from training.config import FAMILY_MODELS, build_config
-from training.module import build_model
+from training.module import Seq2SeqModule, build_model
 
 EOS = 28
 
@@ -91,3 +91,19 @@ def test_only_the_ssm_dynamics_skip_weight_decay():
     network = small("s4d_lin")
     kept = {name.rsplit(".", 1)[-1] for name, p in network.named_parameters() if getattr(p, "no_weight_decay", False)}
     assert kept == {"log_A_real", "A_imag", "log_dt"}
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_a_family_member_trains_through_main_and_its_optimizer_spares_the_ssm_dynamics(tiny_data_file, tmp_path):
+    from training.run import train
+
+    options = {"model": "s4d_lin", "data": tiny_data_file, "val_fraction": 0.25, "hidden_size": 16, "num_layers": 1,
+               "state_size": 4, "epochs": 1, "out_dir": tmp_path, "run_name": "tiny", "accelerator": "cpu",
+               "num_samples": 2}
+    run_dir = train(build_config(None, [f"--{name}={value}" for name, value in options.items()]), quiet=True)
+    assert (run_dir / "metrics.json").is_file()
+    module = Seq2SeqModule(vars(build_config(None, ["--model", "s4d_lin", "--hidden_size", "16"])))
+    module.trainer = type("Trainer", (), {"estimated_stepping_batches": 10})()
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    assert [group["weight_decay"] for group in groups] == [0.01, 0.0]
+    assert all(getattr(p, "no_weight_decay", False) for p in groups[1]["params"])
