@@ -1,7 +1,8 @@
 """The fused Triton scan (models/fused_scan.py) against the exact scans it replaces on a GPU.
 
 The kernel runs on a CUDA GPU, or on the CPU through Triton's interpreter (`TRITON_INTERPRET=1 pytest
-tests/test_fused_scan.py` with Triton installed); elsewhere, CI included, these tests skip.
+tests/test_fused_scan.py` with Triton installed); elsewhere, CI included, these tests skip. Triton 3.6.0's
+interpreter stops under NumPy 2.4 (it calls int() on one-element arrays): use a newer Triton or an older NumPy.
 """
 
 import pytest
