@@ -121,7 +121,8 @@ def test_score_loss_is_the_cross_entropy_of_the_scored_positions():
 
 
 SYNTHETIC_CONFIGS = sorted(path for path in (REPO / "exps").glob("args_*.txt") if "piglatin" not in path.name)
-ROWS = sorted({re.sub(r"_(transformer|mamba|hybrid|lstm)\.txt$", "", path.name) for path in SYNTHETIC_CONFIGS})
+MODEL_SUFFIX = re.compile(r"_(transformer|mamba|hybrid|lstm)\.txt$")
+ROWS = sorted({MODEL_SUFFIX.sub("", path.name) for path in SYNTHETIC_CONFIGS if MODEL_SUFFIX.search(path.name)})
 
 
 @pytest.mark.parametrize("row", ROWS)
@@ -149,3 +150,13 @@ def test_config_comment_states_the_true_parameter_count(path):
 def test_task_settings_of_a_config_are_checked_before_training():
     with pytest.raises(ConfigError, match="do not fit"):
         Config(task="selective_copying", seq_len=33, num_tokens=16)
+
+
+def test_resume_continues_a_synthetic_run_to_the_new_epoch_count(tmp_path):
+    assert main.main(TINY_COPYING + ["--model", "lstm", "--epochs", "1", "--out_dir", str(tmp_path), "--run_name", "r"]) == 0
+    assert main.main(["--resume", str(tmp_path / "r"), "--epochs", "2"]) == 0
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["epochs"] == 2
+    lines = (tmp_path / "r" / "logs" / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+    assert sorted(int(row["epoch"]) for row in rows if row.get("val_acc")) == [0, 1]
