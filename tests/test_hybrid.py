@@ -9,6 +9,8 @@ from models.transformer import EncoderLayer
 from training.config import Config
 from training.synthetic import TOKEN_MODELS, build_token_model
 
+pytestmark = pytest.mark.needs_solution  # the models are made of the students' layers
+
 VOCAB, LENGTH, HIDDEN = 16, 11, 16  # recall of seq_len 12 reads 11 positions
 
 

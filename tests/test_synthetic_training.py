@@ -18,7 +18,7 @@ TINY_COPYING = ["--task", "selective_copying", "--seq_len", "12", "--num_tokens"
                 "--num_val", "16", "--num_test", "16", "--hidden_size", "16", "--num_heads", "2", "--num_layers", "1",
                 "--state_size", "4", "--batch_size", "16", "--epochs", "2", "--accelerator", "cpu"]
 
-pytestmark = pytest.mark.usefixtures("single_torch_thread")
+pytestmark = [pytest.mark.usefixtures("single_torch_thread"), pytest.mark.needs_solution]
 
 
 def run_main(argv: list, capsys) -> tuple[int, str, str]:
