@@ -94,8 +94,9 @@ class TokenModel(nn.Module):
             x = self.positions(x)
         x = self.dropout(x)
         for layer in self.layers:
-            x = layer(x)
-        return self.output(self.norm(x))
+            x = layer(x)  # (B, L, H)
+        logits = self.output(self.norm(x))  # (B, L, V)
+        return logits
 
 
 def causal_transformer(vocab_size: int, hidden_size: int, num_heads: int, num_layers: int, max_length: int,
