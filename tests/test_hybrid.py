@@ -24,6 +24,7 @@ def small_config(model: str, **changes) -> Config:
     small_config("transformer"), small_config("mamba"), small_config("lstm"), small_config("gru"),
     *(small_config("hybrid", hybrid_join=join) for join in JOINS),
     small_config("hybrid", hybrid_order="attention_first", hybrid_blocks=2, mamba_layers=2),
+    small_config("mamba_s4d_real"), small_config("s6"), small_config("gated_mlp"),
 ], ids=lambda config: f"{config.model}-{config.hybrid_join}-{config.hybrid_order}-{config.hybrid_blocks}")
 def test_output_at_a_position_ignores_later_tokens(config):
     torch.manual_seed(0)

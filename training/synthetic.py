@@ -38,9 +38,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from data.synthetic import DEFAULT_SEQ_LEN, IGNORE, TaskSettingError, make_splits, model_length
+from models.family import FamilySeq2Seq
 from models.hybrid import RecurrentTokenModel, causal_transformer, hybrid
 from models.mamba import Mamba
-from training.config import Config, ConfigError
+from training.config import FAMILY_MODELS, Config, ConfigError
 from training.module import Seq2SeqModule
 from training.run import EpochProgressBar, count_parameters, fresh_run_dir, peak_memory_mb, prepend_history
 
@@ -69,6 +70,29 @@ TOKEN_MODELS = {
     "gru": lambda config, vocab, length: RecurrentTokenModel(
         vocab, "gru", config.hidden_size, config.num_layers, config.dropout),
 }
+
+
+class FamilyLanguageModel(nn.Module):
+    """A state-space family model (models/family.py) read as a plain causal language model."""
+
+    def __init__(self, family_model: FamilySeq2Seq):
+        super().__init__()
+        self.family_model = family_model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, L, V)."""
+        return self.family_model.language_model(tokens)
+
+
+def family_builder(name: str):
+    """The TOKEN_MODELS entry of one family member: its kernels and tables sized for the task's length."""
+    return lambda config, vocab, length: FamilyLanguageModel(FamilySeq2Seq(
+        name, vocab, 0, config.hidden_size, config.num_layers, config.dropout, config.state_size, config.expand,
+        config.conv_kernel, length, config.scan, config.dt_min, config.dt_max))
+
+
+# S4, S4D, S6, Mamba with an LTI mixer (mamba_s4d_real: Mamba without selectivity), the gated MLP.
+TOKEN_MODELS.update({name: family_builder(name) for name in FAMILY_MODELS})
 
 
 def seq_len(config: Config) -> int:
