@@ -2,6 +2,7 @@
 torch and nothing more, a cache that survives a failing grade, superseded runs cancelled, time limits that
 nest, and a score artifact in every case. (Instructor-only: actionlint comes from requirements-dev.txt.)"""
 
+import ast
 import json
 import re
 import shutil
@@ -150,8 +151,12 @@ def test_graded_tests_import_nothing_beyond_torch_einops_and_pytest():
                *sys.stdlib_module_names}
     tests = ROOT / "tests"
     for path in [*(tests / "graded").glob("*.py"), tests / "scoring.py", tests / "conftest.py"]:
-        for line in path.read_text().splitlines():
-            if line.startswith(("import ", "from ")):
-                top = line.split()[1].split(".")[0]
+        module = ast.parse(path.read_text())  # what runs on import: top-level statements, try and if blocks
+        top_level = [node for statement in module.body for node in ast.walk(statement)
+                     if not isinstance(statement, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))]
+        for node in top_level:
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for top in (name.split(".")[0] for name in names):
                 assert top in allowed, (
                     f"{path.name} imports {top}, which the autograder does not install")
