@@ -173,6 +173,12 @@ def changes(old: dict, new: dict, rubric: Rubric) -> list[dict]:
 # --- files ---------------------------------------------------------------------------------------------------
 
 
+def out(value) -> str:
+    """A gradebook cell: our own numbers as they are (a negative adjustment stays a number), text made safe
+    for spreadsheets."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else cell(value)
+
+
 def write_gradebook(path: Path, state: dict, rubric: Rubric):
     items = [item.id for item in rubric.items]
     with open(path, "w", newline="", encoding="utf-8") as file:
@@ -180,7 +186,7 @@ def write_gradebook(path: Path, state: dict, rubric: Rubric):
         writer.writerow(["student", "name", "commit", "final", "total", "autograded", "test_points", *items,
                          "adjustments", "days_late", "penalty", "status", "similar_to", "tamper", "review", "notes"])
         for record in state["students"].values():
-            writer.writerow([cell(value) for value in (
+            writer.writerow([out(value) for value in (
                 record["student"], record["name"], record["commit"][:12], record["final"], record["total"],
                 record["autograded"], record["test_points"],
                 *("" if record["items"][item] is None else record["items"][item] for item in items),
