@@ -3,6 +3,7 @@ grade, lateness and its evidence (our own fetches against the student's commit d
 Canvas export's refusals, the similarity of a copy. Repositories here are small local bare repositories with
 hand-set commit dates, and the fetch clock is set by the test. (Instructor-only; seconds.)"""
 
+import csv
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ class Student:
 
     def push(self, dated: datetime, text: str) -> str:
         (self.work / "README.md").write_text(text)
-        git(self.work, "add", "README.md")
+        git(self.work, "add", "-A")
         git(self.work, "commit", "-q", "-m", text, when=dated)
         git(self.work, "push", "-q", "origin", "main")
         return git(self.work, "rev-parse", "HEAD")
@@ -213,3 +214,31 @@ def test_a_renamed_copy_is_alike_and_the_reference_is_nobodys_own_code():
     (ranges_a, ranges_b) = pairs["ann", "bob"].lines["models/transformer.py"]
     line = own.splitlines().index("    columns = torch.arange(key_length, device=device)[None, :]") + 1
     assert any(first <= line <= last for first, last in ranges_a)
+
+
+def test_similarity_reads_student_code_and_never_runs_it(tmp_path, course):
+    marker = tmp_path / "ran.txt"
+    hostile = f"open({str(marker)!r}, 'w').write('ran')\nimport os\nos._exit(3)\n"
+    for name in ("ann", "bob"):
+        student = Student(tmp_path, name)
+        (student.work / "models").mkdir()
+        (student.work / "models" / "transformer.py").write_text(hostile + f"# {name}\n")
+        student.push(DEADLINE - timedelta(days=1), name)
+    paths = [tmp_path / "github" / "ann.git", tmp_path / "github" / "bob.git"]
+    pairs = similarity.run(paths, [], course / "similarity", min_shared=10, log=lambda line: None)
+    assert not marker.exists(), "a student's code ran"
+    assert pairs[0].share_a == 1.0 and (course / "similarity" / "report.md").is_file()
+
+
+def test_a_student_with_nothing_to_grade_gets_zero_and_needs_no_scores(tmp_path, course):
+    (course / "roster.csv").write_text("student,repository,canvas_id\nann,/nowhere,7\n")
+    result = grading("gradebook", str(course))
+    assert result.returncode == 0, result.stderr
+    assert "1 not graded" in result.stdout
+    with open(course / "final" / "gradebook.csv", newline="") as file:
+        (row,) = list(csv.DictReader(file))
+    assert (row["final"], row["W1"]) == ("0", "")
+    assert row["status"] == "not graded: not regraded (run python -m grading regrade on COURSE/submissions)"
+    assert grading("export", str(course)).returncode == 0
+    with open(course / "final" / "canvas.csv", newline="") as file:
+        assert list(csv.reader(file))[2] == ["ann", "7", "", "", "", "0"]
