@@ -102,8 +102,8 @@ def _method(name: str, keeps_weights: bool = False):
     def stand_in(self, *args):
         answer = BACKEND(name, _params(self), config_of(self), list(args))
         if keeps_weights:  # MultiHeadAttention.forward also leaves its weights for the notebooks
-            output, weights = answer
-            self.attention_weights = weights.detach()
+            output, softmax = answer
+            self.attention_weights = softmax.detach()
             return output
         return answer
     return stand_in

@@ -42,7 +42,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def graded_class(tmp_path_factory):
     """(name -> submission, the regrade's out directory, its printed progress, the path `escapes` tried to
-    write) after one regrade of the synthetic and the hostile class at the deadline."""
+    write, the regrade's scratch folder) after one regrade of the synthetic and the hostile class at the
+    deadline."""
     from synthetic_submissions import DEADLINE, LIMITS, class_of_submissions, hostile_class, make_release, regrade
 
     root = tmp_path_factory.mktemp("class")
@@ -51,8 +52,9 @@ def graded_class(tmp_path_factory):
     outside.parent.mkdir()
     made = {**class_of_submissions(release, root / "submissions", outside),
             **hostile_class(release, root / "submissions")}
-    out = root / "grades"
+    out, scratch = root / "grades", root / "scratch"
+    scratch.mkdir()
     result = regrade(*map(str, made.values()), "--out", str(out), "--deadline", DEADLINE, "--release", str(release),
-                     *LIMITS)
+                     *LIMITS, scratch=scratch)
     assert result.returncode == 0, result.stdout + result.stderr
-    return made, out, result.stdout, outside
+    return made, out, result.stdout, outside, scratch

@@ -126,10 +126,12 @@ def mutated(source: str, mutant_name: str) -> str:
     return source
 
 
-def regrade(*args: str) -> subprocess.CompletedProcess:
-    """`python -m grading regrade ARGS` from the repository root."""
+def regrade(*args: str, scratch: Path = None) -> subprocess.CompletedProcess:
+    """`python -m grading regrade ARGS` from the repository root, its scratch folders in `scratch` if given
+    (so that a test can look for anything left behind there)."""
+    env = {**os.environ, "TMPDIR": str(scratch)} if scratch is not None else None
     return subprocess.run([sys.executable, "-m", "grading", "regrade", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=env)
 
 
 def make_release(where: Path) -> Path:

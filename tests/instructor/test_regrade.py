@@ -33,8 +33,15 @@ def lost(result: dict) -> set:
     return {row["name"] for row in result["tests"] if row["outcome"] != "passed"}
 
 
+def test_the_class_leaves_no_process_and_no_scratch_file_behind(graded):
+    _, _, _, _, scratch = graded
+    listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(scratch) not in listing, "a sandbox outlived the regrade"
+    assert list(scratch.iterdir()) == [], "the regrade left scratch files"
+
+
 def test_the_reference_earns_everything_and_the_stubs_nothing(graded):
-    _, out, output, _ = graded
+    _, out, output, _, _ = graded
     every = results(out)
     assert (every["correct"]["grade"], every["correct"]["public"], every["correct"]["hidden"]) == (10, 10, 2)
     assert every["correct"]["status"] == "ok" and every["correct"]["tamper"] == [] and every["correct"]["review"] == []
@@ -45,7 +52,7 @@ def test_the_reference_earns_everything_and_the_stubs_nothing(graded):
 
 
 def test_hidden_tests_catch_what_the_public_ones_cannot_and_the_deadline_holds(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     partly = results(out)["partly"]
     assert partly["public"] == 5 and partly["hidden"] == 0.75, "graded the late commit, or the hidden test missed"
     assert partly["grade"] == round((5 + 0.75) * 10 / 12, 2)
@@ -54,7 +61,7 @@ def test_hidden_tests_catch_what_the_public_ones_cannot_and_the_deadline_holds(g
 
 
 def test_a_hang_costs_only_the_tests_that_call_it_and_the_run_goes_on(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     hangs = results(out)["hangs"]
     assert lost(hangs) == {"test_sinusoidal_positional_encoding_matches_the_formula",
                            "test_hidden_positions_and_layers_for_other_sizes"}
@@ -63,7 +70,7 @@ def test_a_hang_costs_only_the_tests_that_call_it_and_the_run_goes_on(graded):
 
 
 def test_os_exit_costs_the_call_it_ended_and_the_run_resumes_after_it(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     exits = results(out)["exits"]
     assert lost(exits) == {"test_residual_block_adds_the_mixer_of_the_rms_normalised_input"}
     assert rows(exits, name="test_residual_block_adds_the_mixer_of_the_rms_normalised_input")[0]["outcome"] == "crashed"
@@ -71,13 +78,13 @@ def test_os_exit_costs_the_call_it_ended_and_the_run_resumes_after_it(graded):
 
 
 def test_a_flood_of_output_costs_nothing_and_is_cut_in_the_log(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     floods = results(out)["floods"]
     assert floods["grade"] == 10 and (out / "logs" / "floods.log").stat().st_size < 600_000
 
 
 def test_writing_outside_and_the_network_fail_inside_and_cost_the_tests_that_tried(graded):
-    _, out, _, outside = graded
+    _, out, _, outside, _ = graded
     escapes = results(out)["escapes"]
     assert not outside.exists(), "the submission wrote outside its sandbox"
     assert lost(escapes) == {"test_causal_mask_lets_each_position_see_itself_and_the_past_only",
@@ -88,7 +95,7 @@ def test_writing_outside_and_the_network_fail_inside_and_cost_the_tests_that_tri
 
 
 def test_a_file_that_does_not_import_costs_its_own_tests_only(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     broken = results(out)["broken"]
     assert broken["public"] == 5 and broken["hidden"] == 1
     assert all(row["question"] == "Q2" for row in broken["tests"] if row["outcome"] != "passed")
@@ -97,7 +104,7 @@ def test_a_file_that_does_not_import_costs_its_own_tests_only(graded):
 
 
 def test_tampering_is_flagged_with_the_files_named_and_graded_with_the_instructors_tests(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     tampers = results(out)["tampers"]
     assert tampers["tamper"] == ["changed .github/workflows/autograde.yml", "changed exps/args_piglatin_small_transformer.txt",
                                  "changed tests/graded/test_q1_transformer.py", "added conftest.py"]
@@ -110,14 +117,14 @@ def test_tampering_is_flagged_with_the_files_named_and_graded_with_the_instructo
 
 
 def test_forging_results_from_inside_the_sandbox_earns_nothing_and_is_flagged(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     forges = results(out)["forges"]
     assert (forges["public"], forges["hidden"]) == (0, 0), lost(forges)
     assert any("imports sys" in flag for flag in forges["review"])
 
 
 def test_the_tests_own_oracles_are_not_there_to_call_in_the_regrade(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     oracles = results(out)["oracles"]
     assert lost(oracles) == {"test_causal_mask_lets_each_position_see_itself_and_the_past_only",
                              "test_encoder_layer_adds_attention_then_mlp_each_of_the_normalised_input",
@@ -127,7 +134,7 @@ def test_the_tests_own_oracles_are_not_there_to_call_in_the_regrade(graded):
 
 
 def test_words_the_student_chose_never_reach_the_feedback(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     lies = results(out)["lies"]
     feedback = (out / "feedback" / "lies.md").read_text()
     assert "Regrade approved" not in feedback and "10_of_10" not in feedback and "10of10" not in feedback
@@ -137,14 +144,14 @@ def test_words_the_student_chose_never_reach_the_feedback(graded):
 
 
 def test_hidden_inputs_never_reach_a_public_output(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     leaks = results(out)["leaks"]
     assert leaks["grade"] == 10, lost(leaks)
     assert f"{HIDDEN_MARK:g}" not in (out / "feedback" / "leaks.md").read_text()
 
 
 def test_crafted_trees_are_refused_before_anything_is_written(graded):
-    made, out, _, _ = graded
+    made, out, _, _, _ = graded
     every = results(out)
     assert every["climbs"]["status"] == "not graded: refused: a file in the commit has a name with an absolute, " \
                                         "empty, '.' or '..' component"
@@ -161,7 +168,7 @@ def test_crafted_trees_are_refused_before_anything_is_written(graded):
 
 
 def test_gradebook_has_a_row_per_student_and_a_column_per_test_and_progress_was_shown(graded):
-    made, out, output, _ = graded
+    made, out, output, _, _ = graded
     with open(out / "gradebook.csv", newline="") as file:
         table = list(csv.DictReader(file))
     assert [row["student"] for row in table] == sorted(made)
@@ -183,7 +190,7 @@ def test_a_gradebook_cell_never_starts_a_spreadsheet_formula():
 
 
 def test_feedback_says_what_failed_by_how_much_and_which_section_to_reread(graded):
-    _, out, _, _ = graded
+    _, out, _, _, _ = graded
     feedback = (out / "feedback" / "partly.md").read_text()
     assert "**4.79 / 10**" in feedback
     assert "- Q1.1 Multi-head attention\n- Q2.1 Discretisation\n- Q2.2 Parallel scan" in feedback
@@ -193,7 +200,7 @@ def test_feedback_says_what_failed_by_how_much_and_which_section_to_reread(grade
 
 
 def test_a_rerun_skips_unchanged_submissions_and_regrades_a_new_commit(graded):
-    made, out, _, _ = graded
+    made, out, _, _, _ = graded
     before = results(out)
     commit(made["stubs"], {"models/transformer.py": (ROOT / "models" / "transformer.py").read_text()}, date=AFTER)
     result = regrade(str(made["correct"]), str(made["stubs"]), "--out", str(out), "--release",

@@ -18,7 +18,7 @@ from synthetic_submissions import ROOT
 @pytest.fixture(scope="module")
 def site(graded_class, tmp_path_factory):
     """(submissions, the site's folder), built from the session's regrade."""
-    made, grades, _, _ = graded_class
+    made, grades, _, _, _ = graded_class
     site = tmp_path_factory.mktemp("site")
     result = subprocess.run([sys.executable, "-m", "grading", "review", *map(str, made.values()), "--grades",
                              str(grades), "--out", str(site)], cwd=ROOT, capture_output=True, text=True, timeout=300)

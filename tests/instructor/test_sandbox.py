@@ -251,3 +251,39 @@ def test_the_regrade_refuses_in_one_line_where_the_sandbox_cannot_run(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "needs bwrap" in lines[0] and "apt-get install bubblewrap" in lines[0], lines
+
+
+def stand_in_request(name: str, params: dict, config: dict, args: list) -> tuple[dict, bytes]:
+    from graded import probe
+
+    packer = probe.Packer()
+    request = {"event": "stand-in", "name": name, "config": packer.value(config), "args": packer.value(args),
+               "params": {key: packer.ref(value) for key, value in params.items()}}
+    return request, probe.pack_tensors(packer.tensors)
+
+
+def replied(reply: bytes) -> bool:
+    size = int.from_bytes(reply[:8], "little")
+    return json.loads(reply[8:8 + size])["ok"]
+
+
+def test_the_grader_answers_a_stand_in_only_for_the_running_targets_callees_and_only_a_small_one():
+    import torch
+
+    attention = {f"{name}.{part}": torch.randn(8, 8) if part == "weight" else torch.randn(8)
+                 for name in ("W_q", "W_k", "W_v", "W_o") for part in ("weight", "bias")}
+    x = torch.randn(2, 5, 8)
+    answer = checks.stand_in_server([Call("transformer:EncoderLayer.forward", None, [])])
+    config = {"num_heads": 2, "causal": False}
+    assert replied(answer(0, *stand_in_request("transformer:MultiHeadAttention.forward", attention, config, [x, x, x])))
+    refused = [  # the target itself, a function it does not call, an unknown one, bad attributes, too much work
+        ("transformer:EncoderLayer.forward", {}, {"num_heads": 2}, [x]),
+        ("mamba:MambaBlock.forward", {}, {}, [x]),
+        ("transformer:nothing", {}, {}, [x]),
+        ("transformer:MultiHeadAttention.forward", attention, {"num_heads": "2"}, [x, x, x]),
+        ("transformer:MultiHeadAttention.forward", attention, {"num_heads": 1000}, [x, x, x]),
+        ("transformer:MultiHeadAttention.forward", attention, {"num_heads": 64, "causal": False},
+         [torch.randn(1, 4096, 8)] * 3),
+    ]
+    for name, params, config, args in refused:
+        assert not replied(answer(0, *stand_in_request(name, params, config, args))), name
