@@ -77,8 +77,8 @@ def write_canvas(path: Path, state: dict, students: list, rubric: Rubric, assign
 
 def git(repo: Path, *args: str, input: str = None) -> str:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-    result = subprocess.run(["git", "-C", str(repo), "-c", "core.hooksPath=/dev/null", *args], capture_output=True,
-                            text=True, input=input, env=env, timeout=600)
+    result = subprocess.run(["git", "-C", str(repo), *roster.SAFE, *args], capture_output=True, text=True,
+                            input=input, env=env, timeout=600)
     if result.returncode:
         last = (result.stderr.strip().splitlines() or ["?"])[-1]
         raise ExportError(f"git {args[0]} failed in {repo}: {last}")

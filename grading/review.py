@@ -174,7 +174,7 @@ def student_page(result: dict, readme_html: str, feedback_text: str, previous: s
     body = (f'{"".join(nav)}\n<header><h1>{html.escape(result["name"])}</h1>\n{score_panel(result)}</header>\n'
             f'<main><article class="readme"><p class="untrusted">The student\'s README, as committed:</p>\n'
             f'{readme_html}</article>\n'
-            f'<aside class="feedback">{rubric_html}<pre>{html.escape(feedback_text)}</pre></aside></main>')
+            f'{rubric_html}<aside class="feedback"><pre>{html.escape(feedback_text)}</pre></aside></main>')
     return page(f"{result['name']}: writeup and grade", body, depth=2)
 
 

@@ -35,6 +35,8 @@ STUDENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
 COLUMNS = ("student", "repository", "name", "canvas_id", "sis_user_id", "sis_login_id", "section", "extension_days")
 BRANCH = "refs/heads/submitted"
 DAY = timedelta(days=1)
+# No hooks, and no transport that runs a program of the URL's choosing (ext::, fd::), whatever the git config.
+SAFE = ("-c", "core.hooksPath=/dev/null", "-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never")
 
 
 class RosterError(Exception):
@@ -89,6 +91,11 @@ def read_roster(course: Path) -> list[Student]:
         if not repository:
             problems.append(f"{where}: student {name} has no repository")
             continue
+        if repository.startswith("-") or "::" in repository or any(ord(char) < 32 for char in repository):
+            # git reads "<transport>::<address>" as a helper to run, and a leading '-' as an option
+            problems.append(f"{where}: repository {repository!r} of {name} is not a URL or a path git fetches "
+                            "plainly (https://, ssh://, git@host:path, a folder)")
+            continue
         try:
             extension = float(row.get("extension_days") or 0)
             if not math.isfinite(extension) or extension < 0:
@@ -132,8 +139,8 @@ def utc_now() -> datetime:
 def git(repo: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
     # No prompt for a password (a missing repository must fail, not wait), and no hooks of anyone's.
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
-    result = subprocess.run(["git", "-C", str(repo), "-c", "core.hooksPath=/dev/null", *args], capture_output=True,
-                            text=True, env=env, timeout=timeout)
+    result = subprocess.run(["git", "-C", str(repo), *SAFE, *args], capture_output=True, text=True, env=env,
+                            timeout=timeout)
     if check and result.returncode:
         last = (result.stderr.strip().splitlines() or ["?"])[-1]
         raise RosterError(f"git {args[0]} failed: {last}")

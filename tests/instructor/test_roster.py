@@ -141,6 +141,10 @@ def test_a_repository_that_cannot_be_fetched_is_named_and_the_others_are_collect
     ("student,repository,email\nann,/a,a@b\n", "roster.csv: unknown column 'email' (the columns are student, "
                                                "repository, name, canvas_id, sis_user_id, sis_login_id, section, "
                                                "extension_days)"),
+    ("student,repository\nann,ext::sh -c touch% /tmp/pwned\n", "roster.csv:2: repository 'ext::sh -c touch% "
+                                                                  "/tmp/pwned' of ann is not a URL or a path git "
+                                                                  "fetches plainly (https://, ssh://, git@host:path, "
+                                                                  "a folder)"),
     ("student,repository,extension_days\nann,/a,soon\n", "roster.csv:2: extension_days must be a number of days, "
                                                          "0 or more, not 'soon'"),
 ])
