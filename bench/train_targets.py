@@ -2,6 +2,10 @@
 
     python -m bench.train_targets                        # the four default configs
     python -m bench.train_targets --configs exps/args_piglatin_small_mamba.txt --out assets/x.md
+    python -m bench.train_targets --configs exps/args_piglatin_small_s4*.txt --parallel 5   # 5 at once
+
+With --parallel N, N runs go at once, each on one CPU thread (OMP_NUM_THREADS=1, --accelerator cpu): for a
+machine with at least N idle cores.
 
 Each run is its own `python main.py` process, so its peak resident memory is its own; times are the
 whole process's wall clock (start-up, data, training, validation, writing the run). The table goes to
@@ -11,6 +15,7 @@ stdout and to `assets/train_targets.md`, headed by the machine it ran on.
 import argparse
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 import platform
 import subprocess
 import sys
@@ -45,11 +50,15 @@ def machine_header() -> str:
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def run_one(config: str, out_dir: Path, extra: list) -> dict:
+def run_one(config: str, out_dir: Path, extra: list, one_thread: bool = False) -> dict:
     """Trains one config in a child process; returns its metrics.json plus the wall time."""
     started = time.perf_counter()
     command = [sys.executable, "main.py", "--config", config, "--out_dir", str(out_dir), *extra]
-    result = subprocess.run(command, capture_output=True, text=True)
+    environment = None
+    if one_thread:
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        command += ["--accelerator", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
     wall = time.perf_counter() - started
     if result.returncode:
         raise SystemExit(f"{config} failed:\n{result.stderr[-2000:]}")
@@ -81,6 +90,8 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
     parser.add_argument("--out", default="assets/train_targets.md", help="where to write the Markdown table")
     parser.add_argument("--keep-runs", default=None, help="keep the run directories here (default: a temp dir)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once, one CPU thread each (default 1: "
+                        "one run at a time with torch's threads)")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="options passed to every run, after --")
     args = parser.parse_args(argv)
     extra = [token for token in args.extra if token != "--"]
@@ -89,18 +100,31 @@ def main(argv=None) -> int:
         print(f"bench.train_targets: error: no such config file: {', '.join(missing)}", file=sys.stderr)
         return 2
 
-    rows = []
+    if args.parallel < 1:
+        print("bench.train_targets: error: --parallel must be at least 1", file=sys.stderr)
+        return 2
+
+    def train(config: str):
+        """(config, metrics), or None after printing why the run failed: the other runs still count."""
+        print(f"training {config} ...", file=sys.stderr, flush=True)
+        try:
+            row = (config, run_one(config, out_dir, extra, one_thread=args.parallel > 1))
+        except SystemExit as failure:
+            print(failure, file=sys.stderr, flush=True)
+            return None
+        print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
+        return row
+
     with tempfile.TemporaryDirectory() as scratch:
         out_dir = Path(args.keep_runs or scratch)
-        for config in args.configs:
-            print(f"training {config} ...", file=sys.stderr, flush=True)
-            rows.append((config, run_one(config, out_dir, extra)))
-            print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            finished = list(pool.map(train, args.configs))
+    rows = [row for row in finished if row is not None]
     report = f"{machine_header()}\n\n{table(rows)}\n"
     print(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)
-    return 0
+    return 0 if len(rows) == len(finished) else 1
 
 
 if __name__ == "__main__":

@@ -344,7 +344,12 @@ def main(argv=None) -> int:
     mutants.set_defaults(run=command_mutants)
     add_course_commands(commands)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ModuleNotFoundError as error:  # nbgrader, nh3, ...: instructor tools that requirements.txt leaves out
+        print(f"python -m grading {args.command}: {error.name} is not installed: "
+              "python -m pip install -r requirements-dev.txt", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -176,17 +176,23 @@ class Regrade:
         except queue.Empty:
             cases = [checks.plan(check, self.secret) for check in self.checks]
         notes, logs = [], []
+
+        def run(hidden: bool):
+            calls = [result for case in cases if case.hidden == hidden for result in case.results
+                     if result.call is not None]
+            deadline = time.monotonic() + self.limits.run_seconds
+            outcomes, run_notes, log = checks.run_calls([result.call for result in calls], folder, self.limits,
+                                                        self.program, deadline)
+            for result, outcome in zip(calls, outcomes):
+                result.outcome = outcome
+            return [f"{'hidden' if hidden else 'public'} tests: {note}" for note in run_notes], log
+
         try:
-            for hidden in (False, True):  # two sandboxes: hidden inputs never meet a public test's output
-                group = [case for case in cases if case.hidden == hidden]
-                calls = [(case, result) for case in group for result in case.results if result.call is not None]
-                deadline = time.monotonic() + self.limits.run_seconds
-                outcomes, run_notes, log = checks.run_calls([result.call for _, result in calls], folder,
-                                                            self.limits, self.program, deadline)
-                for (_, result), outcome in zip(calls, outcomes):
-                    result.outcome = outcome
-                notes += [f"{'hidden' if hidden else 'public'} tests: {note}" for note in run_notes]
-                logs.append(log)
+            # Two sandboxes, side by side: a hidden input never meets a public test's output.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for run_notes, log in pool.map(run, (False, True)):
+                    notes += run_notes
+                    logs.append(log)
             verdicts = {check.name: checks.judge(check, case, sources) for check, case in zip(self.checks, cases)}
         finally:
             for case in cases:

@@ -12,7 +12,6 @@ still a stub (NotImplementedError), it is skipped, naming that function, instead
 `expect_close` is the comparison graded tests use; its AssertionError carries the whole message.
 """
 
-import base64
 import json
 import traceback
 from pathlib import Path
@@ -155,8 +154,10 @@ class Scorer:
         self.keys = {}  # nodeid -> (file, test name)
         self.others = {}  # nodeid -> {"outcome", "message"}
 
-    def pytest_collection_modifyitems(self, items):
-        for item in items:
+    def pytest_collection_finish(self, session):
+        """The graded tests that will run (after any deselection); the score is written at once, every test
+        'not run', so that a run stopped from outside still leaves a score file."""
+        for item in session.items:
             marker = _points_marker(item)
             if marker is None:
                 continue
@@ -167,6 +168,7 @@ class Scorer:
                 "points": float(marker.args[0]), "readme": marker.kwargs.get("readme"),
                 "outcome": None, "message": "",
             })
+        self.write_json()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -206,13 +208,13 @@ class Scorer:
             row["outcome"], row["message"] = outcome, message
         self.write_json()
 
-    def write_json(self):
-        """The score so far to --score-json: rewritten after every graded test, so that a run stopped by a
-        time limit still leaves the points it earned."""
+    def write_json(self, finished: bool = False):
+        """The score so far to --score-json: written when collection ends, rewritten after every graded test
+        (atomically), so that a run stopped by a time limit still leaves the points it earned."""
         if self.config.getoption("score_json"):
             path = Path(self.config.getoption("score_json"))
             partial = path.with_name(path.name + ".partial")
-            partial.write_text(json.dumps(score(self), indent=2) + "\n")
+            partial.write_text(json.dumps(score(self, finished), indent=2) + "\n")
             partial.replace(path)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -220,7 +222,7 @@ class Scorer:
         """Outermost, so that the score table comes after pytest's own summary: the last thing printed."""
         result = yield
         self.result = score(self)
-        self.write_json()
+        self.write_json(finished=True)
         if self.config.getoption("score_markdown") and self.result["tests"]:
             with open(self.config.getoption("score_markdown"), "a", encoding="utf-8") as file:
                 file.write(score_markdown(self.result))
@@ -235,21 +237,29 @@ class Scorer:
         terminal.write_sep("=", "assignment score")
         for line in score_table(summary):
             terminal.write_line(line)
-        if len(summary["tests"]) < len(self.graded):
-            terminal.write_line(f"(a partial score: {len(summary['tests'])} of the {len(self.graded)} graded "
-                                f"tests ran; `python -m pytest tests/graded` gives the whole score)")
+        ran = sum(1 for row in summary["tests"] if row["outcome"] != "not run")
+        if ran < len(summary["tests"]):
+            terminal.write_line(f"(a partial score: {ran} of the {len(summary['tests'])} graded tests here ran; "
+                                f"`python -m pytest tests/graded` gives the whole score)")
         return result
 
 
-def score(scorer: Scorer) -> dict:
-    """The session's score: total, max, one row per graded test that ran, and the other tests' outcomes."""
-    rows = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0}
-            for row in scorer.graded.values() if row["outcome"] is not None]
+def score(scorer: Scorer, finished: bool = True) -> dict:
+    """The session's score: total, max, one row per graded test collected (one that did not run earns
+    nothing, with the reason), and the other tests' outcomes. `finished`: whether pytest got to its end."""
+    rows = []
+    for row in scorer.graded.values():
+        if row["outcome"] is None:
+            why = "did not run: the session ended first (its time limit?)" if finished else "has not run yet"
+            row = {**row, "outcome": "not run", "message": why}
+        rows.append({**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0})
     others = scorer.others.values()
+    ran = [row for row in rows if row["outcome"] != "not run"]
     return {
         "total": sum(row["earned"] for row in rows),
         "max": sum(row["points"] for row in rows),
-        "complete": len(rows) == len(scorer.graded) and sum(row["points"] for row in rows) == TOTAL_POINTS,
+        "complete": len(ran) == len(rows) and sum(row["points"] for row in rows) == TOTAL_POINTS,
+        "finished": finished,
         "tests": rows,
         "ungraded": {
             "passed": sum(1 for value in others if value["outcome"] == "passed"),
@@ -292,26 +302,3 @@ def score_markdown(result: dict) -> str:
             lines += [f"**{row['name']}**", "", "```", row["message"], "```", ""]
         lines.append("</details>")
     return "\n".join(lines) + "\n"
-
-
-def classroom_results(result: dict) -> str:
-    """The score in the input format of classroom-resources/autograding-grading-reporter, base64-encoded:
-    put it in the environment as <RUNNER>_RESULTS and pass `runners: <runner>` to that action."""
-    payload = {
-        "version": 1,
-        "status": "pass" if result["total"] == result["max"] else "fail",
-        "max_score": result["max"],
-        "tests": [{"name": row["name"], "status": "pass" if row["outcome"] == "passed" else "fail",
-                   "score": row["earned"], "message": row["message"], "line_no": 0, "execution_time": "0s"}
-                  for row in result["tests"]],
-    }
-    return base64.b64encode(json.dumps(payload).encode()).decode()
-
-
-if __name__ == "__main__":
-    # python tests/scoring.py classroom score.json: print the reporter's base64 payload
-    import sys
-
-    if len(sys.argv) != 3 or sys.argv[1] != "classroom":
-        sys.exit("usage: python tests/scoring.py classroom SCORE_JSON")
-    print(classroom_results(json.loads(Path(sys.argv[2]).read_text())))

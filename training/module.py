@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.vocab import VOCAB
-from models import MambaSeq2Seq, RNNSeq2Seq, TransformerSeq2Seq
-from training.config import Config
+from models import FamilySeq2Seq, MambaSeq2Seq, RNNSeq2Seq, TransformerSeq2Seq
+from training.config import FAMILY_MODELS, Config
 
 
 def build_model(config: Config) -> nn.Module:
@@ -28,6 +28,12 @@ def build_model(config: Config) -> nn.Module:
     if config.model in ("lstm", "gru"):
         return RNNSeq2Seq(len(VOCAB), config.model, config.hidden_size, config.num_encoder_layers,
                           config.num_decoder_layers, config.dropout)
+    if config.model in FAMILY_MODELS:
+        return FamilySeq2Seq(
+            config.model, len(VOCAB), VOCAB.EOS, config.hidden_size, config.num_layers, config.dropout,
+            config.state_size, config.expand, config.conv_kernel, config.max_length, config.scan, config.dt_min,
+            config.dt_max,
+        )
     return MambaSeq2Seq(
         len(VOCAB), VOCAB.EOS, config.hidden_size, config.num_layers, config.dropout, state_size=config.state_size,
         expand=config.expand, conv_kernel=config.conv_kernel, discretization=config.discretization,
@@ -184,7 +190,13 @@ class Seq2SeqModule(L.LightningModule):
     def configure_optimizers(self):
         config = self.config
         # All parameters: embeddings and the output layer too (the original trained only the middle).
-        parameters = self.model.parameters()
+        parameters = list(self.model.parameters())
+        # The state-space family marks its SSM dynamics (A, Δ) `no_weight_decay`, as the S4 papers train them:
+        # decay would pull log Δ and A towards 0. Other models mark nothing and keep one parameter group.
+        kept = [p for p in parameters if getattr(p, "no_weight_decay", False)]
+        if kept:
+            parameters = [{"params": [p for p in parameters if not getattr(p, "no_weight_decay", False)]},
+                          {"params": kept, "weight_decay": 0.0}]
         if config.optimizer == "adamw":
             optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
         elif config.optimizer == "adam":

@@ -26,6 +26,9 @@ def missing_tools() -> list[str]:
     return missing + [tool for tool in ("bwrap", "actionlint") if shutil.which(tool) is None]
 
 
+SKIPPED = []  # (how many tests, why), for the one line at the end
+
+
 def pytest_collection_modifyitems(config, items):
     missing = missing_tools()
     if not missing:
@@ -34,9 +37,16 @@ def pytest_collection_modifyitems(config, items):
                + ("; sudo apt-get install bubblewrap" if "bwrap" in missing else ""))
     if os.environ.get("PIGLATIN_REQUIRE_INSTRUCTOR") == "1":
         raise pytest.UsageError(message)
-    for item in items:
-        if "tests/instructor" in str(item.fspath).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.skip(reason=message))
+    instructor = [item for item in items if "tests/instructor" in str(item.fspath).replace(os.sep, "/")]
+    for item in instructor:
+        item.add_marker(pytest.mark.skip(reason=message))
+    if instructor:
+        SKIPPED.append((len(instructor), message))
+
+
+def pytest_terminal_summary(terminalreporter):
+    for count, message in SKIPPED:
+        terminalreporter.write_line(f"{count} instructor tests skipped: {message}")
 
 
 @pytest.fixture(scope="session")
