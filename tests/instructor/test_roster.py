@@ -246,3 +246,24 @@ def test_a_student_with_nothing_to_grade_gets_zero_and_needs_no_scores(tmp_path,
     assert grading("export", str(course)).returncode == 0
     with open(course / "final" / "canvas.csv", newline="") as file:
         assert list(csv.reader(file))[2] == ["ann", "7", "", "", "", "0"]
+
+
+def test_a_test_that_passes_after_a_regrade_is_listed_with_its_outcomes_or_the_staffs_answer():
+    from grading import course
+
+    loaded = rubric.load()
+
+    def state(outcome, earned, final, response=""):
+        return {"students": {"ann": {
+            "commit": "abcdef1234567", "tests": {"test_pscan": {"earned": earned, "outcome": outcome}},
+            "items": {item.id: 0.25 for item in loaded.items}, "comments": {}, "adjustments": [], "days_late": 0,
+            "late_notes": [], "final": final,
+            "requests": [{"item": "test_pscan", "response": response}] if response else []}}}
+
+    assert course.changes(state("failed", 0, 7.5), state("passed", 0.25, 7.625), loaded) == [
+        {"student": "ann", "what": "test test_pscan", "old": 0, "new": 0.25,
+         "why": "the regrade of commit abcdef1: failed → passed"},
+        {"student": "ann", "what": "grade", "old": 7.5, "new": 7.625, "why": "the sum of the parts above"}]
+    answered = course.changes(state("failed", 0, 7.5), state("passed", 0.25, 7.625, "The tolerance was too tight."),
+                              loaded)
+    assert answered[0]["why"] == "your regrade request: The tolerance was too tight."
