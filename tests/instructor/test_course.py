@@ -125,7 +125,7 @@ def test_collect_takes_each_last_commit_in_the_late_window_and_counts_days_late(
 def test_every_student_gets_a_scores_file_listing_every_rubric_item(semester):
     course, _, _, steps, _, _ = semester
     assert steps["skeletons"] == ["alice.toml", "bob.toml", "carol.toml", "dana.toml", "eve.toml"]
-    assert "wrote 5 scores file(s)" in steps["scores"] and "bob: 0 of 13 items scored; to score: W1, W2" in steps["scores"]
+    assert "wrote 5 scores file(s)" in steps["scores"] and "bob: 0 of 14 items scored; to score: W1, W2" in steps["scores"]
 
 
 def test_the_gradebook_totals_are_the_ones_worked_out_by_hand(semester):
@@ -184,11 +184,11 @@ def test_feedback_is_a_branch_of_the_students_repository_on_the_graded_commit_an
         assert git(repository, "rev-parse", "feedback^") == git(repository, "rev-parse", "main")
         assert git(repository, "diff", "--name-only", "main", "feedback") == "FEEDBACK.md\n"
     first = steps["first feedback"]
-    assert "**Your grade: 11.25 / 10 (+2 bonus)**" in first
+    assert "**Your grade: 11.25 / 10 (+3 bonus)**" in first
     assert f"**W2 Your modified Transformer** (0.25 / 0.5): {W2_COMMENT}" in first
     assert "## The graded tests" in first and "Every test passed." in first
     carol = git(remotes / "carol.git", "show", "feedback:FEEDBACK.md")
-    assert "| late: 2 day(s) × 1 | −2 | |" in carol and "**Your grade: 8 / 10 (+2 bonus)**" in carol
+    assert "| late: 2 day(s) × 1 | −2 | |" in carol and "**Your grade: 8 / 10 (+3 bonus)**" in carol
 
 
 def test_a_regrade_request_is_answered_with_the_item_its_old_and_new_points_and_why(semester):
@@ -225,12 +225,12 @@ def test_the_gradebook_refuses_scores_for_an_unknown_item_over_the_maximum_or_a_
     broken.mkdir()
     (broken / "roster.csv").write_text((course / "roster.csv").read_text())
     (broken / "scores").mkdir()
-    (broken / "scores" / "alice.toml").write_text("[W10]\npoints = 1\n\n[W1]\npoints = 0.75\n")
+    (broken / "scores" / "alice.toml").write_text("[W11]\npoints = 1\n\n[W1]\npoints = 0.75\n")
     (broken / "scores" / "mallory.toml").write_text("[W1]\npoints = 0.5\n")
     result = grading("gradebook", str(broken))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"grading gradebook: {broken}/scores/alice.toml: [W10] is not a rubric item (W1, W2, W3, notebook-attention, "
-        "W4, notebook-embeddings, derivation, W5, W6, W7, notebook-ssm, W8, W9)",
+        f"grading gradebook: {broken}/scores/alice.toml: [W11] is not a rubric item (W1, W2, W3, notebook-attention, "
+        "W4, notebook-embeddings, derivation, W5, W6, W7, notebook-ssm, W8, W9, W10)",
         f"grading gradebook: {broken}/scores/alice.toml: [W1] points = 0.75 is outside 0 … 0.5",
         f"grading gradebook: {broken}/scores/mallory.toml: mallory is not in the class (the roster)"]

@@ -166,9 +166,9 @@ def test_a_deadline_without_its_offset_is_refused(course):
 
 def test_a_request_against_an_unknown_item_or_a_stranger_is_refused(course):
     (course / "roster.csv").write_text("student,repository\nann,/a\n")
-    assert grading("request", str(course), "ann", "W10", "please").stderr == (
-        "grading request: 'W10' is neither a rubric item (W1, W2, W3, notebook-attention, W4, notebook-embeddings, "
-        "derivation, W5, W6, W7, notebook-ssm, W8, W9) nor a graded test\n")
+    assert grading("request", str(course), "ann", "W11", "please").stderr == (
+        "grading request: 'W11' is neither a rubric item (W1, W2, W3, notebook-attention, W4, notebook-embeddings, "
+        "derivation, W5, W6, W7, notebook-ssm, W8, W9, W10) nor a graded test\n")
     assert grading("request", str(course), "bob", "W1", "please").stderr == (
         "grading request: bob is not in the class (the roster)\n")
     assert not (course / "scores").exists()

@@ -24,11 +24,11 @@ def written(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_the_rubric_adds_up_to_ten_points_and_a_two_point_bonus():
+def test_the_rubric_adds_up_to_ten_points_and_a_three_point_bonus():
     loaded = rubric.load()
-    assert (loaded.total, loaded.autograded, loaded.graded_by_hand, loaded.bonus) == (10, 6, 4, 2)
-    writeup = {f"W{n}" for n in range(1, 10)}
-    assert writeup <= {item.id for item in loaded.items}, "every writeup section W1–W9 has points"
+    assert (loaded.total, loaded.autograded, loaded.graded_by_hand, loaded.bonus) == (10, 6, 4, 3)
+    writeup = {f"W{n}" for n in range(1, 11)}
+    assert writeup <= {item.id for item in loaded.items}, "every writeup section W1–W10 has points"
     assert {item.cell for item in loaded.items if item.notebook} == {
         "attention_reading", "embeddings_reading", "bilinear_derivation", "ssm_reading"}, "every answer cell too"
 
@@ -59,7 +59,7 @@ def test_a_changed_rubric_is_caught_in_the_readme_and_update_readme_fixes_it(tmp
 
 @pytest.mark.parametrize("edit, message", [
     (("total = 10", "total = 9"), "the points do not add up: autograded 6 + items 4 = 10, but total = 9"),
-    (('id = "W8"', 'id = "W10"'), "[[items]] W10: the README's 'Your writeup' has no section '### W10 …' "
+    (('id = "W8"', 'id = "W11"'), "[[items]] W11: the README's 'Your writeup' has no section '### W11 …' "
                                   "(or give notebook and cell)"),
     (('cell = "ssm_reading"', 'cell = "ssm_answer"'), "[[items]] notebook-ssm: notebooks/ssm.ipynb has no answer "
                                                        "cell with grade_id 'ssm_answer'"),
