@@ -19,7 +19,7 @@ import main
 from training.config import OPTIONS, build_config
 from data.vocab import VOCAB
 from training.module import Seq2SeqModule, greedy_decode, with_eos, with_sos
-from training.run import train
+from training.run import decoding_disagreement, train
 
 EPOCHS = 3
 
@@ -308,7 +308,39 @@ def test_a_decoder_that_sees_the_future_is_reported(runs_dir, tiny_data_file, mo
     monkeypatch.setattr("models.transformer.causal_mask",
                         lambda query_length, key_length, device=None: torch.ones(query_length, key_length, dtype=torch.bool, device=device))
     train(tiny_config(tiny_data_file, runs_dir, run_name="peeking", epochs=20, lr=1e-2), quiet=True)
-    assert "does the decoder see future tokens?" in capsys.readouterr().err
+    assert "does the decoder see future tokens" in capsys.readouterr().err
+
+
+def peeking_mamba_forward(self, x):
+    """MambaBlock.forward with the wrong end of the convolution kept: position t sees inputs up to t + k − 1."""
+    length = x.shape[1]
+    x, z = self.in_proj(x).chunk(2, dim=-1)
+    x = torch.nn.functional.silu(self.conv1d(x.transpose(1, 2))[..., -length:].transpose(1, 2))
+    return self.out_proj(self.ssm(x) * torch.nn.functional.silu(z))
+
+
+def test_a_mamba_forward_that_differs_from_step_by_step_decoding_is_reported(runs_dir, tiny_data_file, monkeypatch,
+                                                                            capsys):
+    monkeypatch.setattr("models.mamba.MambaBlock.forward", peeking_mamba_forward)
+    train(tiny_config(tiny_data_file, runs_dir, model="mamba", run_name="peeking_mamba", epochs=20, lr=1e-2),
+          quiet=True)
+    err = capsys.readouterr().err
+    assert "does the model see future tokens" in err and "Q2.3 Mamba block" in err, err
+
+
+def test_agreeing_decoding_and_teacher_forcing_give_no_warning():
+    right = torch.tensor([True, False, True, True] * 100)
+    flipped_one = right.clone()
+    flipped_one[0] = False  # a near-tie: rounding may flip a word
+    assert decoding_disagreement("mamba", right, right) is None
+    assert decoding_disagreement("mamba", right, flipped_one) is None
+
+
+def test_decoding_and_teacher_forcing_that_disagree_on_many_words_give_a_warning():
+    decoded = torch.tensor([True, False] * 200)
+    forced = torch.ones(400, dtype=torch.bool)
+    warning = decoding_disagreement("transformer", decoded, forced)
+    assert warning is not None and "disagree on 200 of 400 words" in warning and "Q1.1" in warning, warning
 
 
 def test_translating_a_word_longer_than_the_position_table_is_refused(transformer_run, capsys):
