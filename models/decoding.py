@@ -34,17 +34,18 @@ class MambaBlockState:
         E, N, k = block.expanded_size, block.state_size, block.conv_kernel
         self.window = reference.new_zeros(batch_size, E, k)  # inputs t−k+1 ... t; zeros before the start
         self.h = reference.new_zeros(batch_size, E, N)
+        self.A = -torch.exp(block.A_log)  # (E, N), the same at every step
+        self.filters = block.conv1d.weight[:, 0]  # (E, k): one filter per channel
 
     def step(self, block: MambaBlock, x: torch.Tensor) -> torch.Tensor:
         """One position through the block: x (B, D) -> (B, D), updating the window and the state."""
         u, z = block.in_proj(x).chunk(2, dim=-1)  # (B, E) each
         self.window = torch.cat([self.window[:, :, 1:], u[:, :, None]], dim=2)  # (B, E, k)
-        # The causal convolution's output at t is the filter (E, 1, k) applied to the last k inputs.
-        u = F.silu((self.window * block.conv1d.weight[:, 0]).sum(dim=-1) + block.conv1d.bias)  # (B, E)
+        # The causal convolution's output at t is each channel's filter applied to its last k inputs.
+        u = F.silu((self.window * self.filters).sum(dim=-1) + block.conv1d.bias)  # (B, E)
         delta, B, C = block.x_proj(u).split([block.dt_rank, block.state_size, block.state_size], dim=-1)
         delta = F.softplus(block.dt_proj(delta))  # (B, E)
-        A = -torch.exp(block.A_log)  # (E, N)
-        A_bar, B_bar = block.discretize(delta[:, None], A, B[:, None])  # (B, 1, E, N): a sequence of one
+        A_bar, B_bar = block.discretize(delta[:, None], self.A, B[:, None])  # (B, 1, E, N): a sequence of one
         self.h = A_bar[:, 0] * self.h + B_bar[:, 0] * u[:, :, None]  # (B, E, N)
         y = (self.h @ C[:, :, None])[..., 0] + block.D * u  # y_t = C_t h_t + D u_t, (B, E)
         return block.out_proj(y * F.silu(z))
