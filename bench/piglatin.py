@@ -57,10 +57,19 @@ def mean_and_std(values: list) -> tuple[float, float]:
     return values.mean().item(), values.std().item() if len(values) > 1 else 0.0
 
 
+MAMBA = "exps/args_piglatin_small_mamba.txt"
+# The bilinear rule beside the zero-order hold: with the initial Δ (every Ā > 0), and with Δ large enough that
+# many Ā < 0, as happens in training, where the log-space scans see a complex log Ā.
+BILINEAR_VARIANTS = {
+    "mamba (bilinear)": (MAMBA, ["--discretization", "bilinear"]),
+    "mamba (bilinear, Ā < 0)": (MAMBA, ["--discretization", "bilinear", "--dt_min", "0.3", "--dt_max", "1.0"]),
+}
+
+
 def run(train_steps: int, decode_words: int, quick: bool, log=print) -> list[dict]:
     """One row per model variant: `train_steps` timed training steps, `decode_words` words decoded."""
     rows = []
-    for name, (config_file, options) in model_variants().items():
+    for name, (config_file, options) in {**model_variants(), **BILINEAR_VARIANTS}.items():
         if quick:
             options = options + ["--hidden_size", "16", "--num_heads", "2", "--state_size", "4"]
         config = build_config(config_file, options)

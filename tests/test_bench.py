@@ -75,7 +75,7 @@ def test_piglatin_table_reports_training_throughput_and_decoding_latency(bench_d
     rows = table(bench_dir, "bench_piglatin.md")
     assert list(rows[0]) == ["model", "config", "params", "training (words/s)", "training step (ms)",
                              "decoding (ms/word)", "decoding by rerunning (ms/word)"]
-    assert len(rows) == 6
+    assert len(rows) == 8
     for row in rows:
         assert float(row["training (words/s)"].replace(",", "")) > 0, row
         assert milliseconds(row["decoding (ms/word)"]) > 0, row
