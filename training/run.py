@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tqdm import tqdm
 
 from data.datamodule import PigLatinDataModule
-from training.config import Config, ConfigError
+from training.config import Config, ConfigError, cpu_threads, locate
 from training.module import Seq2SeqModule, word_results
 
 # Lightning 2.6 trips over a torch deprecation of its own making on every validation; not ours to fix.
@@ -91,8 +91,9 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
     # Lightning's INFO lines (which accelerators exist, tips) would bury the one line we print instead.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    torch.set_num_threads(cpu_threads(config))
     L.seed_everything(config.seed, workers=True, verbose=False)
-    datamodule = PigLatinDataModule(config.data, config.batch_size, config.val_fraction, config.seed)
+    datamodule = PigLatinDataModule(locate(config.data), config.batch_size, config.val_fraction, config.seed)
     datamodule.setup("fit")  # reads and checks the data now, before anything is written
     needed = max(datamodule.max_source_length, datamodule.max_target_length) + 2  # + SOS/EOS
     if config.model == "transformer" and config.max_length < needed:
@@ -180,6 +181,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         "seconds_per_epoch": round(train_seconds / max(1, trainer.current_epoch), 3),
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "device": str(trainer.strategy.root_device),
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
