@@ -278,6 +278,7 @@ class MambaBlock(nn.Module):
         self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
         self.dt_proj = nn.Linear(R, E, bias=True)
         self.A_log = nn.Parameter(torch.log(-initial_A(A_init, E, N)))
+        self.A_log._no_weight_decay = True  # training/module.py: decay would pull every A towards −1
         self.D = nn.Parameter(torch.ones(E))
         self.out_proj = nn.Linear(E, hidden_size, bias=False)
         self._init_delta(dt_min, dt_max)

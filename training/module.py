@@ -175,6 +175,19 @@ def decode_budget(source_length: int, max_length: int = None) -> int:
     return budget if max_length is None else min(budget, max_length - 1)
 
 
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """The optimizer's parameter groups: weight decay on weight matrices and embeddings only.
+
+    Biases, norms' gains, Mamba's D (all 1-D) and A_log (marked `_no_weight_decay`) are left alone: decay
+    would pull A_log towards 0, every A towards −1, and undo the spread of decay rates S4D-Real starts from.
+    """
+    decayed, kept = [], []
+    for parameter in model.parameters():
+        plain = parameter.ndim < 2 or getattr(parameter, "_no_weight_decay", False)
+        (kept if plain else decayed).append(parameter)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
+
+
 class Seq2SeqModule(L.LightningModule):
     """Trains a `TransformerSeq2Seq`, `MambaSeq2Seq` or `RNNSeq2Seq`; logs per-character loss and whole-word accuracy."""
 
@@ -223,13 +236,13 @@ class Seq2SeqModule(L.LightningModule):
     def configure_optimizers(self):
         config = self.config
         # All parameters: embeddings and the output layer too (the original trained only the middle).
-        parameters = self.model.parameters()
+        parameters = parameter_groups(self.model, config.weight_decay)
         if config.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+            optimizer = torch.optim.AdamW(parameters, lr=config.lr)
         elif config.optimizer == "adam":
-            optimizer = torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+            optimizer = torch.optim.Adam(parameters, lr=config.lr)
         else:
-            optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+            optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9)
 
         total_steps = max(1, self.trainer.estimated_stepping_batches)
         warmup_steps = int(config.warmup_epochs * total_steps / max(1, config.epochs))
