@@ -347,3 +347,37 @@ def test_translating_a_word_longer_than_the_position_table_is_refused(transforme
     status = main.main(["translate", "--checkpoint", str(transformer_run), "a" * 65])
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "at most 64 characters" in err, err
+
+
+# --- the averaged weights (--ema_decay) and the memory handed back ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def averaged_run(runs_dir, tiny_data_file):
+    return train(tiny_config(tiny_data_file, runs_dir, epochs=2, run_name="averaged", ema_decay=0.9, lr=1e-2),
+                 quiet=True)
+
+
+def test_averaged_weights_are_what_the_best_checkpoint_holds(averaged_run):
+    checkpoint = torch.load(averaged_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    averaged, current = checkpoint["state_dict"], checkpoint["current_model_state"]
+    name = "model.encoder.embedding.weight"
+    assert not torch.equal(averaged[name], current[name]), "the average should lag behind the trained weights"
+    module = Seq2SeqModule.load_from_checkpoint(averaged_run / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert torch.equal(module.model.encoder.embedding.weight, averaged[name]), "a loaded run uses the average"
+
+
+def test_a_run_with_averaged_weights_resumes(averaged_run, capsys):
+    status = main.main(["--resume", str(averaged_run), "--epochs", "3"])
+    assert status == 0, capsys.readouterr().err
+    assert read_metrics(averaged_run)["epochs"] == 3
+
+
+def test_freed_memory_is_handed_back_after_every_epoch(runs_dir, tiny_data_file, monkeypatch):
+    from training import run
+
+    trims = []
+    monkeypatch.setattr(run.ReturnFreedMemory, "__init__",
+                        lambda self: (L.Callback.__init__(self), setattr(self, "trim", trims.append))[0])
+    train(tiny_config(tiny_data_file, runs_dir, epochs=2, run_name="trimmed"), quiet=True)
+    assert trims == [0, 0], f"malloc_trim(0) once per epoch expected, got calls {trims}"

@@ -42,6 +42,8 @@ class Config:
     warmup_epochs: float = _option(1.0, "epochs of linear warm-up from 0 to lr")
     grad_clip: float = _option(1.0, "clip the gradient norm to this (0 turns clipping off)")
     dropout: float = _option(0.0, "dropout probability")
+    ema_decay: float = _option(0.0, "validate and keep an exponential moving average of the weights, updated "
+                                    "every step with this decay, e.g. 0.998 (0 turns it off)")
 
     # Transformer (Q1)
     hidden_size: int = _option(64, "hidden size H (Transformer, LSTM, GRU) or D (Mamba)")
@@ -77,6 +79,7 @@ class Config:
         ranges = [
             ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1 (exclusive)"),
             ("dropout", 0 <= self.dropout < 1, "at least 0 and below 1"),
+            ("ema_decay", 0 <= self.ema_decay < 1, "at least 0 and below 1 (0 turns it off)"),
             ("alpha", 0 <= self.alpha <= 1, "between 0 and 1"),
             ("dt_min", 0 < self.dt_min <= self.dt_max, "positive and at most dt_max"),
             ("lr", self.lr > 0, "positive"),

@@ -163,9 +163,11 @@ def word_results(model: nn.Module, pairs: list) -> tuple[torch.Tensor, torch.Ten
             source, expected = source.to(device), expected.to(device)
             decoded.append(greedy_matches(model, source, expected))
             # Shorter words are padded with EOS: a causal model's earlier positions never see the padding.
+            # In training-sized chunks: a whole sequence of 512 words would hold Mamba's (B, L, E, N) at once.
             target_in = with_sos(expected[:, :-1].masked_fill(expected[:, :-1] == PAD, VOCAB.EOS))
-            guesses = model(source, target_in).argmax(dim=-1)  # (B, T_max + 1)
-            forced.append(((guesses == expected) | (expected == PAD)).all(dim=1))
+            for rows in torch.arange(len(source), device=device).split(64):
+                guesses = model(source[rows], target_in[rows]).argmax(dim=-1)  # (64, T_max + 1)
+                forced.append(((guesses == expected[rows]) | (expected[rows] == PAD)).all(dim=1))
     return torch.cat(decoded).cpu(), torch.cat(forced).cpu()
 
 

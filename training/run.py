@@ -11,6 +11,7 @@
 """
 
 import csv
+import ctypes
 import dataclasses
 import io
 import json
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tqdm import tqdm
 
@@ -66,6 +67,40 @@ class EpochProgressBar(ProgressBar):
     def on_exception(self, trainer, pl_module, exception):
         if self.bar is not None:
             self.bar.close()  # end the bar's line, so the error that follows gets a line of its own
+
+
+class AveragedWeights(EMAWeightAveraging):
+    """Lightning's exponential moving average of the weights, made safe for models that keep the last
+    forward pass's tensors as attributes (attention maps, for the notebooks): the average is a deep copy of
+    the model, and a tensor that is part of an autograd graph cannot be copied; a detached one can."""
+
+    def setup(self, trainer, pl_module, stage):
+        for module in pl_module.modules():
+            for name, value in vars(module).items():
+                if isinstance(value, torch.Tensor) and not value.is_leaf:
+                    setattr(module, name, value.detach())
+        super().setup(trainer, pl_module, stage)
+
+
+class ReturnFreedMemory(L.Callback):
+    """Hands the memory freed during an epoch back to the system (glibc on Linux; elsewhere nothing).
+
+    Batches change shape from step to step, so the tensors of one step rarely fit the holes the last one
+    left: the C allocator keeps hundreds of MB that no tensor uses, more with every epoch (measured for the
+    small Mamba: 506 MB of heap holding 170 MB). `malloc_trim` returns those pages; doing it once per epoch
+    costs nothing measurable, where returning them at every step would cost page faults at every step.
+    """
+
+    def __init__(self):
+        super().__init__()
+        try:
+            self.trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc: macOS, Windows, musl
+            self.trim = None
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.trim is not None:
+            self.trim(0)
 
 
 def fresh_run_dir(out_dir: str, run_name: str) -> Path:
@@ -127,7 +162,10 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
                            enable_version_counter=False)
     # Not save_last=True: Lightning 2.6 then writes last.ckpt only when best.ckpt improves.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
-    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch")]
+    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch"), ReturnFreedMemory()]
+    if config.ema_decay:
+        # Validation, and so the best checkpoint, see the averaged weights; last.ckpt keeps both for --resume.
+        callbacks.append(AveragedWeights(decay=config.ema_decay))
     if not quiet:
         callbacks.append(EpochProgressBar())
     trainer = L.Trainer(
