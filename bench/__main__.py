@@ -2,24 +2,29 @@
 
     python -m bench                                  # everything, on the CPU and on a GPU if there is one
     python -m bench --sections scans --devices cuda  # only the scans, only on the GPU
-    python -m bench --quick --out /tmp/bench         # a small, fast run (what tests/test_bench.py does)
+    python -m bench --quick                          # a small, fast run, into a new temporary folder
+    python -m bench --sections family                # the state-space family's table (models/family.py)
 
-Writes bench_scans.md / .png, bench_models.md / .png and bench_piglatin.md / .png into --out (assets/ by
-default), each headed by the machine it ran on. Timings are only as good as the machine is quiet: run it on
-an idle one. `python -m bench.train_targets` trains the default configs to the end instead.
+Writes bench_scans.md / .png, bench_models.md / .png, bench_piglatin.md / .png and bench_family.md / .png
+into --out, each headed by the machine it ran on: assets/ by default, where the tables the README cites
+live; with --quick, a new temporary folder, and never assets/ (its tiny sizes must not replace the
+measured tables). Timings are only as good as the machine is quiet: run it on an idle one.
+`python -m bench.train_targets` trains the default configs to the end instead.
 """
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from bench import models, piglatin, scans
+from bench import family, models, piglatin, scans
 from bench.measure import machine_header
 
-SECTIONS = ("scans", "models", "piglatin")
+SECTIONS = ("scans", "models", "piglatin", "family")
+ASSETS = Path(__file__).resolve().parent.parent / "assets"  # where the measured tables the README cites live
 SCAN_LENGTHS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 PIGLATIN_SCAN_LENGTHS = [12, 20, 32, 45]  # Mamba's [source, EOS, SOS, target], short to long words
 # (B, E, N) per device for the long scans: what keeps a GPU busy would take a CPU minutes per call.
@@ -44,7 +49,8 @@ def parse_args(argv):
     parser.add_argument("--decode-words", type=int, default=50, help="words decoded one by one per config")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and short timings: checks that everything runs, measures little")
-    parser.add_argument("--out", default="assets", help="folder for the tables and plots")
+    parser.add_argument("--out", default=None,
+                        help="folder for the tables and plots (default: assets/; with --quick, a new temporary one)")
     args = parser.parse_args(argv)
     if args.devices is None:
         args.devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -53,8 +59,12 @@ def parse_args(argv):
     if min(args.scan_lengths + args.model_lengths, default=2) < 2 or args.model_batch < 1 or args.min_run_time <= 0:
         parser.error("lengths must be at least 2, --model-batch at least 1, --min-run-time positive")
     if args.quick:
+        if args.out is not None and Path(args.out).resolve() == ASSETS.resolve():
+            parser.error("--quick measures too little to replace the tables in assets/: give another --out")
+        args.out = args.out or tempfile.mkdtemp(prefix="bench-quick-")
         args.scan_lengths, args.model_lengths, args.model_batch = [16, 64], [32], 2
         args.min_run_time, args.train_steps, args.decode_words = 0.01, 2, 3
+    args.out = args.out or str(ASSETS)
     return args
 
 
@@ -96,6 +106,12 @@ def main(argv=None) -> int:
         (out / "bench_piglatin.md").write_text(piglatin.report(rows, f"# Pig Latin\n\n{machine_header('cpu')}"))
         piglatin.plot(rows, out / "bench_piglatin.png")
         written += ["bench_piglatin.md", "bench_piglatin.png"]
+
+    if "family" in args.sections:
+        rows = family.run(args.devices, args.model_lengths, args.model_batch, args.min_run_time, args.quick, log)
+        (out / "bench_family.md").write_text(family.report(rows, f"# The state-space family\n\n{header}"))
+        family.plot(rows, out / "bench_family.png")
+        written += ["bench_family.md", "bench_family.png"]
 
     log(f"wrote {', '.join(written)} into {out} "
         f"in {time.perf_counter() - started:.0f} s")

@@ -4,6 +4,12 @@ Every scan gets the same float32 inputs, shaped like Mamba's (B, L, E, N): log a
 in [1e-3, 1e-1] and A = −(1 ... N) (S4D-Real), b = Δ B u with normal B and u. The error is
 max |h − h64| / max |h64|, where h64 is the sequential loop in float64 on the same inputs.
 
+On a GPU the Mamba default `pair_scan` hands its work to the fused Triton kernel (models/fused_scan.py): the
+rows here keep the two apart, `pair_scan` being its PyTorch path (the reference; what CPUs run) and
+`fused_scan` the kernel. The floor is the time to move the bytes a scan cannot avoid, 12 per element forward
+(read a and b, write h) and 20 backward (read g, a, h; write two gradients), at the copy bandwidth measured
+in the same run.
+
 mambapy's scan (`mambapy.pscan.pscan(A, X)`, Blelloch, both (B, L, D, N)) takes the decay a itself and
 the same b: it gets exp(log a) and b, the inputs Mamba gives it (`mambapy.mamba`: pscan(deltaA, BX)).
 """
@@ -11,7 +17,8 @@ the same b: it gets exp(log a) and b, the inputs Mamba gives it (`mambapy.mamba`
 import torch
 
 from bench.measure import markdown_table, megabytes, peak_memory_bytes, synchronize, time_call
-from models.mamba import SCANS, sscan
+from models import fused_scan as fused
+from models.mamba import SCANS, _PairScan, sscan
 
 try:
     from mambapy.pscan import pscan as mambapy_pscan
@@ -19,6 +26,7 @@ except ImportError:  # an optional benchmark dependency (requirements-dev.txt)
     mambapy_pscan = None
 
 NOT_INSTALLED = "not installed"
+GPU_ONLY = "GPU only"
 
 
 def mambapy_scan(log_a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -26,9 +34,24 @@ def mambapy_scan(log_a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return mambapy_pscan(torch.exp(log_a), b)
 
 
-def scans_to_compare() -> dict:
-    """name -> scan (None where the package is missing), ours first."""
-    return {**SCANS, "mambapy": mambapy_scan if mambapy_pscan is not None else None}
+def torch_pair_scan(log_a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """pair_scan's PyTorch path, on any device (on a GPU, pair_scan itself would run the fused kernel)."""
+    return _PairScan.apply(torch.exp(log_a), b)
+
+
+def scans_to_compare(device: str = "cpu") -> dict:
+    """name -> scan (None where the package is missing or the device cannot run it), ours first."""
+    fused_here = fused.fused_scan if device == "cuda" and fused.triton is not None else None
+    return {**SCANS, "pair_scan": torch_pair_scan, "fused_scan": fused_here,
+            "mambapy": mambapy_scan if mambapy_pscan is not None else None}
+
+
+def copy_bandwidth(device: str) -> float:
+    """Bytes per second a device-to-device copy of 1 GiB moves (read + written), after a warm-up copy."""
+    source = torch.empty(2 ** 28, device=device)
+    target = torch.empty_like(source)
+    seconds, _ = time_call(lambda: target.copy_(source), 0.2)
+    return 2 * source.numel() * 4 / seconds
 
 
 def mamba_like_inputs(batch: int, length: int, expanded: int, state: int, device: str, seed: int = 0):
@@ -69,18 +92,23 @@ def measure_scan(scan, log_a: torch.Tensor, b: torch.Tensor, reference: torch.Te
 def run(suites: list, min_run_time: float, log=print) -> list[dict]:
     """One row per (suite, length, scan); a suite is (device, (B, E, N), lengths)."""
     rows = []
+    bandwidths = {}
     for device, (batch, expanded, state), lengths in suites:
+        if device == "cuda" and device not in bandwidths:
+            bandwidths[device] = copy_bandwidth(device)
         for length in lengths:
             log_a, b = mamba_like_inputs(batch, length, expanded, state, device)
             with torch.no_grad():
                 reference = sscan(log_a.double(), b.double())
-            for name, scan in scans_to_compare().items():
-                row = {"device": device, "shape": f"{batch}×L×{expanded}×{state}", "L": length, "scan": name}
-                row.update(measure_scan(scan, log_a, b, reference, min_run_time) if scan else {})
+            for name, scan in scans_to_compare(device).items():
+                row = {"device": device, "shape": f"{batch}×L×{expanded}×{state}", "L": length, "scan": name,
+                       "bandwidth": bandwidths.get(device), "elements": log_a.numel()}
+                row.update(measure_scan(scan, log_a, b, reference, min_run_time) if scan else
+                           {"missing": GPU_ONLY if name == "fused_scan" else NOT_INSTALLED})
                 rows.append(row)
                 log(f"scans {device} {row['shape']} L={length} {name}: " + (
                     f"{row['forward_backward'][0] * 1e3:.3f} ms forward+backward, error {row['error']:.1e}"
-                    if scan else NOT_INSTALLED))
+                    if scan else row["missing"]))
     return rows
 
 
@@ -97,6 +125,13 @@ def speedups(rows: list[dict]) -> list[str]:
         ratios = [f"{name} {at[name]['forward_backward'][0] / ours:.1f}×" for name in at if name != "pair_scan"]
         lines.append(f"- {device}, {shape}, L = {longest}: forward+backward time as a multiple of pair_scan's: "
                      + ", ".join(ratios) + ".")
+        bandwidth = at["pair_scan"].get("bandwidth")
+        if bandwidth:
+            floor = 32 * at["pair_scan"]["elements"] / bandwidth
+            multiples = ", ".join(f"{name} {at[name]['forward_backward'][0] / floor:.1f}×" for name in at)
+            lines.append(f"- {device}, {shape}, L = {longest}: the memory-traffic floor of forward+backward is "
+                         f"{floor * 1e3:.3f} ms (32 bytes per element at the {bandwidth / 1e12:.2f} TB/s a copy "
+                         f"reached); each scan's time as a multiple of it: {multiples}.")
     return lines
 
 
@@ -106,7 +141,7 @@ def report(rows: list[dict], header: str) -> str:
     cells = []
     for row in rows:
         if "forward" not in row:
-            cells.append([row["device"], row["shape"], row["L"], row["scan"]] + [NOT_INSTALLED] * 4)
+            cells.append([row["device"], row["shape"], row["L"], row["scan"]] + [row["missing"]] * 4)
             continue
         cells.append([row["device"], row["shape"], row["L"], row["scan"],
                       f"{row['forward'][0] * 1e3:.3f} ± {row['forward'][1] * 1e3:.3f}",
@@ -128,7 +163,7 @@ def plot(rows: list[dict], path):
 
     figure, (times, errors) = plt.subplots(1, 2, figsize=(11, 4.2))
     for device, shape in dict.fromkeys((row["device"], row["shape"]) for row in rows):
-        for scan in scans_to_compare():
+        for scan in scans_to_compare(device):
             mine = [row for row in rows if (row["device"], row["shape"], row["scan"]) == (device, shape, scan)
                     and "forward" in row]
             if len(mine) < 2:

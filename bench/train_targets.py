@@ -3,9 +3,13 @@
     python -m bench.train_targets                        # the four default configs, seed 0
     python -m bench.train_targets --seeds 0 1 2          # each with three seeds (three splits)
     python -m bench.train_targets --configs exps/args_piglatin_small_mamba.txt --out assets/x.md
+    python -m bench.train_targets --configs exps/args_piglatin_small_s4*.txt --parallel 5   # 5 at once
 
-Each run is its own `python main.py` process, one after another with main.py's default threads, so its
-peak resident memory is its own; "training" is the fit (metrics.json's train_seconds), "wall time" the
+With --parallel N, N runs go at once, each on one CPU thread (OMP_NUM_THREADS=1, --accelerator cpu): for a
+machine with at least N idle cores.
+
+Each run is its own `python main.py` process (one after another with main.py's default threads, unless
+--parallel), so its peak resident memory is its own; "training" is the fit (metrics.json's train_seconds), "wall time" the
 whole process (start-up, data, training, validation, decoding, writing the run). With several seeds a
 config's target is judged on the mean accuracy and the slowest run. The table goes to stdout and to
 `assets/train_targets.md`, headed by the machine and its load average before and after (busy cores: the
@@ -15,6 +19,7 @@ times are only as good as the machine was quiet).
 import argparse
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 import platform
 import resource
 import subprocess
@@ -50,13 +55,17 @@ def machine_header() -> str:
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def run_one(config: str, seed: int, out_dir: Path, extra: list) -> dict:
+def run_one(config: str, seed: int, out_dir: Path, extra: list, one_thread: bool = False) -> dict:
     """Trains one config with one seed in a child process; returns its metrics.json plus the wall time."""
     run_name = f"{Path(config).stem}-seed{seed}"
     started, cpu_before = time.perf_counter(), cpu_seconds_of_children()
     command = [sys.executable, "main.py", "--config", config, "--seed", str(seed), "--out_dir", str(out_dir),
                "--run_name", run_name, *extra]
-    result = subprocess.run(command, capture_output=True, text=True)
+    environment = None
+    if one_thread:
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        command += ["--accelerator", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
     wall = time.perf_counter() - started
     if result.returncode:
         raise SystemExit(f"{config} failed:\n{result.stderr[-2000:]}")
@@ -129,6 +138,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="assets/train_targets.md", help="where to write the Markdown table")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds to train each config with")
     parser.add_argument("--keep-runs", default=None, help="keep the run directories here (default: a temp dir)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once, one CPU thread each (default 1: "
+                        "one run at a time with main.py's default threads)")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="options passed to every run, after --")
     args = parser.parse_args(argv)
     extra = [token for token in args.extra if token != "--"]
@@ -137,19 +148,33 @@ def main(argv=None) -> int:
         print(f"bench.train_targets: error: no such config file: {', '.join(missing)}", file=sys.stderr)
         return 2
 
-    rows, load_before = [], load()
+    if args.parallel < 1:
+        print("bench.train_targets: error: --parallel must be at least 1", file=sys.stderr)
+        return 2
+
+    def train(job):
+        """(config, metrics), or None after printing why the run failed: the other runs still count."""
+        config, seed = job
+        print(f"training {config}, seed {seed} ...", file=sys.stderr, flush=True)
+        try:
+            row = (config, run_one(config, seed, out_dir, extra, one_thread=args.parallel > 1))
+        except SystemExit as failure:
+            print(failure, file=sys.stderr, flush=True)
+            return None
+        print(table([row]).splitlines()[-1], file=sys.stderr, flush=True)
+        return row
+
+    load_before = load()
     with tempfile.TemporaryDirectory() as scratch:
         out_dir = Path(args.keep_runs or scratch)
-        for config in args.configs:
-            for seed in args.seeds:
-                print(f"training {config}, seed {seed} ...", file=sys.stderr, flush=True)
-                rows.append((config, run_one(config, seed, out_dir, extra)))
-                print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+            finished = list(pool.map(train, [(config, seed) for config in args.configs for seed in args.seeds]))
+    rows = [row for row in finished if row is not None]
     report = f"{machine_header()}; load average {load_before} before, {load()} after\n\n{table(rows)}\n"
     print(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)
-    return 0
+    return 0 if len(rows) == len(finished) else 1
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ def run_regrade(args, out: Path):
     from grading.regrade import regrade
     from grading.sandbox import Limits
 
-    limits = Limits(test_seconds=args.timeout, idle_seconds=args.timeout + args.grace, memory_mb=args.memory,
-                    output_mb=args.output_limit)
+    limits = Limits(call_seconds=args.timeout, startup_seconds=args.startup_limit, run_seconds=args.time_limit,
+                    memory_mb=args.memory, output_mb=args.output_limit)
     regrade(REPO, args.submissions, out, ref=args.ref, deadline=args.deadline,
-            release=Path(args.release) if args.release else None, jobs=args.jobs, limits=limits)
+            release=Path(args.release) if args.release else None, jobs=args.jobs, limits=limits, seed=args.seed)
 
 
 def command_regrade(args) -> int:
@@ -80,14 +80,18 @@ def add_regrade_options(parser):
     parser.add_argument("--release", metavar="REPO", help="the repository `release` wrote: tamper flags compare "
                                                           "with its main branch (default: the template made now)")
     parser.add_argument("--jobs", type=positive(int), default=2, help="submissions graded at once (default 2)")
-    parser.add_argument("--timeout", type=positive(float), default=60.0, metavar="SECONDS",
-                        help="limit per test (default 60)")
-    parser.add_argument("--grace", type=positive(float), default=60.0, metavar="SECONDS",
-                        help="the watchdog kills a run silent for --timeout + this (default 60)")
+    parser.add_argument("--timeout", type=positive(float), default=30.0, metavar="SECONDS",
+                        help="limit on one call of the student's code, or the import of one file (default 30)")
+    parser.add_argument("--startup-limit", type=positive(float), default=60.0, metavar="SECONDS",
+                        help="limit on the sandbox starting and importing the student's two files (default 60)")
+    parser.add_argument("--time-limit", type=positive(float), default=300.0, metavar="SECONDS",
+                        help="limit on a submission's public tests, and again on its hidden ones (default 300)")
     parser.add_argument("--memory", type=positive(int), default=4096, metavar="MB",
-                        help="address space of a test process (default 4096)")
+                        help="address space of the sandboxed process (default 4096)")
     parser.add_argument("--output-limit", type=positive(int), default=64, metavar="MB",
-                        help="largest file (captured output included) a run may write (default 64)")
+                        help="data the sandbox may send back (default 64)")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
+                        help="draw the tests' inputs with this secret instead of a fresh one (to reproduce a run)")
 
 
 def main(argv=None) -> int:
@@ -115,7 +119,12 @@ def main(argv=None) -> int:
                                                   "alternative, and tabulate which tests catch what")
     mutants.set_defaults(run=command_mutants)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ModuleNotFoundError as error:  # nbgrader, nh3, ...: instructor tools that requirements.txt leaves out
+        print(f"python -m grading {args.command}: {error.name} is not installed: "
+              "python -m pip install -r requirements-dev.txt", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

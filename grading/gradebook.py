@@ -1,9 +1,10 @@
 """The regrade's outputs: one results record per student, the gradebook CSV, the feedback files.
 
-A results record (results/<student>.json) holds the commit, status, tamper flags, what the guard
-blocked, and one row per graded test function: points, earned, outcome (passed, failed, timeout,
-crashed, skipped, not run) and the failure message the graded tests write (expected, got, by how much,
-the tolerance, the README section). A parametrised test earns its points only if every case passes.
+A results record (results/<student>.json) holds the commit, status, tamper flags, review flags (code a
+model file has no need for), notes (what stopped the sandbox, what was refused), and one row per graded
+test function: points, earned, outcome (passed, failed, timeout, crashed, not run) and the message the
+judge wrote (expected, got, by how much, the tolerance, the likely mistake, the README section). Every
+message a student reads is the grader's own: nothing their code printed or raised is copied into it.
 """
 
 import csv
@@ -16,25 +17,17 @@ from grading.template import TOTAL_POINTS
 WORST_FIRST = ("crashed", "timeout", "failed", "not run", "skipped", "passed")
 
 
-def question_of(file: str) -> str:
-    """test_q1_transformer.py, test_q1_hidden.py -> Q1."""
-    parts = Path(file).stem.split("_")
-    return parts[1].upper() if len(parts) > 1 and parts[1][:1] == "q" else Path(file).stem
-
-
-def summarise(submission, tests: list[dict], outcomes: dict, notes: list[str], flags: list[str],
-              blocked: list[str], seconds: float, key: str, problem: str = "") -> dict:
-    """The results record of one submission from the per-test outcomes of its runs."""
-    rows = {}
+def summarise(submission, tests: list[dict], verdicts: dict, flags: list[str], review: list[str], notes: list[str],
+              seconds: float, key: str, problem: str = "") -> dict:
+    """The results record of one submission from the judge's verdicts (test name -> Verdict)."""
+    rows = []
     for test in tests:
-        outcome = outcomes.get(test["nodeid"], {"outcome": "not run", "message": problem})
-        row = rows.setdefault((test["file"], test["name"]), {
-            "name": test["name"], "file": test["file"], "question": question_of(test["file"]),
-            "hidden": test["hidden"], "points": test["points"], "readme": test["readme"],
-            "outcome": "passed", "message": ""})
-        if WORST_FIRST.index(outcome["outcome"]) < WORST_FIRST.index(row["outcome"]):
-            row["outcome"], row["message"] = outcome["outcome"], outcome["message"]
-    rows = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0} for row in rows.values()]
+        verdict = verdicts.get(test["name"])
+        outcome, message = (verdict.outcome, verdict.message) if verdict else ("not run", problem)
+        if outcome != "passed" and test["readme"]:
+            message = f"{message}\n  reread README section '{test['readme']}'" if message else message
+        rows.append({**test, "outcome": outcome, "message": message,
+                     "earned": test["points"] if outcome == "passed" else 0.0})
     public = [row for row in rows if not row["hidden"]]
     hidden = [row for row in rows if row["hidden"]]
     score = {name: sum(row[key_] for row in group) for name, group, key_ in (
@@ -43,7 +36,7 @@ def summarise(submission, tests: list[dict], outcomes: dict, notes: list[str], f
     possible = score["public_max"] + score["hidden_max"]
     grade = round((score["public"] + score["hidden"]) * TOTAL_POINTS / possible, 2) if possible else 0.0
     return {"name": submission.name, "path": str(submission.path), "commit": submission.commit, "key": key,
-            "status": status(rows, problem), "tamper": flags, "blocked": sorted(set(blocked)), "notes": notes,
+            "status": status(rows, problem), "tamper": flags, "review": review, "notes": notes,
             "grade": grade, **score, "seconds": round(seconds, 1), "tests": rows}
 
 
@@ -62,10 +55,10 @@ def progress_line(result: dict) -> str:
     if result.get("cached"):
         return f"{result['name']} ({commit}): unchanged since the last run, {result['grade']:g}/{TOTAL_POINTS}"
     flags = f"; TAMPER: {len(result['tamper'])} file(s)" if result["tamper"] else ""
-    blocked = f"; blocked {len(result['blocked'])} action(s)" if result["blocked"] else ""
+    review = f"; review: {len(result['review'])} flag(s)" if result["review"] else ""
     return (f"{result['name']} ({commit}): {result['grade']:g}/{TOTAL_POINTS} (public {result['public']:g}/"
             f"{result['public_max']:g}, hidden {result['hidden']:g}/{result['hidden_max']:g}), {result['status']}"
-            f"{flags}{blocked}, {result['seconds']:g} s")
+            f"{flags}{review}, {result['seconds']:g} s")
 
 
 # --- files ---------------------------------------------------------------------------------------------------
@@ -80,18 +73,25 @@ def write_student(out: Path, result: dict):
     (out / "feedback" / f"{result['name']}.md").write_text(feedback_markdown(result))
 
 
+def cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading =, +, -, @ or control character starts a formula."""
+    text = value if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_gradebook(path: Path, results: list[dict], tests: list[dict]):
     """One row per student, one column per graded test function (points earned), totals and flags."""
-    columns = list(dict.fromkeys(("hidden: " if test["hidden"] else "") + test["name"] for test in tests))
+    columns = [("hidden: " if test["hidden"] else "") + test["name"] for test in tests]
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(["student", "commit", "grade", "public", "hidden", "status", "tamper", "blocked", *columns])
+        writer.writerow(["student", "commit", "grade", "public", "hidden", "status", "tamper", "review", "notes",
+                         *columns])
         for result in results:
             earned = {("hidden: " if row["hidden"] else "") + row["name"]: row["earned"] for row in result["tests"]}
-            writer.writerow([result["name"], result["commit"], f"{result['grade']:g}", f"{result['public']:g}",
-                             f"{result['hidden']:g}", result["status"], "; ".join(result["tamper"]),
-                             "; ".join(result["blocked"] + result["notes"]),
-                             *(f"{earned.get(column, 0.0):g}" for column in columns)])
+            writer.writerow([cell(value) for value in (
+                result["name"], result["commit"], result["grade"], result["public"], result["hidden"],
+                result["status"], "; ".join(result["tamper"]), "; ".join(result["review"]),
+                "; ".join(result["notes"]), *(earned.get(column, 0.0) for column in columns))])
 
 
 def feedback_markdown(result: dict) -> str:
@@ -104,25 +104,21 @@ def feedback_markdown(result: dict) -> str:
               f"{result['hidden_max']:g}): grade = (public + hidden) × {TOTAL_POINTS} / "
               f"{result['public_max'] + result['hidden_max']:g}.", ""]
     if result["tamper"]:
-        lines += ["**Files you were not meant to change differ from the assignment**: "
-                  + ", ".join(f"`{flag}`" for flag in result["tamper"])
-                  + ". They were not used: your grade comes from the instructor's copies of the tests.", ""]
-    if result["blocked"] or result["notes"]:
-        lines += ["**Your code tried something the grader does not allow** (it was stopped, and the test that "
-                  "did it earned nothing):", ""] + [f"- {item}" for item in result["blocked"] + result["notes"]] + [""]
+        lines += [f"**{len(result['tamper'])} file(s) you were not meant to change differ from the assignment.** "
+                  "They were not used: your grade comes from the course staff's copies of the tests.", ""]
     failed = [row for row in result["tests"] if row["outcome"] != "passed"]
     if failed:
         sections = sorted({row["readme"] for row in failed if row["readme"]})
         lines += ["## README sections to reread", ""] + [f"- {section}" for section in sections] + [""]
         lines += ["## What failed", ""]
-        by_message = {}  # a stub or an import error fails many tests with one message: show it once
+        by_message = {}  # a stub fails several tests with one message: show it once
         for row in failed:
             by_message.setdefault(row["message"].strip() or row["outcome"], []).append(row)
         for message, rows in by_message.items():
             for row in rows:
                 kind = "hidden test" if row["hidden"] else "test"
                 lines.append(f"- {row['question']} {kind} `{row['name']}`: 0 / {row['points']:g} ({row['outcome']})")
-            lines += ["", "```", message, "```", ""]
+            lines += ["", "```", message.replace("```", "'''"), "```", ""]
     else:
         lines += ["Every test passed.", ""]
     lines += ["## All tests", "", "| question | test | earned | possible |", "| --- | --- | ---: | ---: |"]

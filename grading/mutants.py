@@ -180,6 +180,48 @@ MUTANTS = [
       ('b = B_bar * rearrange(u, "b l e -> b l e 1")', "b = B_bar")),
     M("discretisation-ignored", f"{S}:MambaBlock.selective_scan", "always zero-order hold, whatever the config",
       ("self.discretize(delta, A, B)", "discretize_zoh(delta, A, B)")),
+    # --- the kinds of mistake an independent corpus found the graders missing (issue 11)
+    M("dropout-on-in-eval-mode", MHA, "F.dropout with training=True: dropout stays on after model.eval()",
+      ("self.dropout(weights)", "F.dropout(weights, self.dropout.p, training=True)")),
+    M("values-projected-from-the-key", MHA, "W_v applied to key, not value",
+      ("self.split_heads(self.W_v(value))", "self.split_heads(self.W_v(key))")),
+    M("encoder-layer-norms-exchanged", f"{T}:EncoderLayer.forward", "attention_norm before the MLP and vice versa",
+      ("normed = self.attention_norm(x)", "normed = self.feed_forward_norm(x)"),
+      ("self.feed_forward(self.feed_forward_norm(x))", "self.feed_forward(self.attention_norm(x))")),
+    M("encoder-layer-one-norm-for-both", f"{T}:EncoderLayer.forward", "attention_norm used before the MLP too",
+      ("self.feed_forward(self.feed_forward_norm(x))", "self.feed_forward(self.attention_norm(x))")),
+    M("encoder-layer-dropout-in-eval-mode", f"{T}:EncoderLayer.forward", "F.dropout(training=True) on the residual",
+      ("x = x + self.dropout(self.self_attention(normed, normed, normed))",
+       "x = x + F.dropout(self.self_attention(normed, normed, normed), self.dropout.p, training=True)")),
+    M("decoder-layer-norms-exchanged", f"{T}:DecoderLayer.forward", "the self- and cross-attention norms swapped",
+      source='''
+      def forward(self, x, annotations):
+          normed = self.cross_attention_norm(x)
+          x = x + self.dropout(self.self_attention(normed, normed, normed))
+          normed = self.self_attention_norm(x)
+          x = x + self.dropout(self.cross_attention(normed, annotations, annotations))
+          return x + self.feed_forward(self.feed_forward_norm(x))
+      '''),
+    M("encoder-input-dropout-in-eval-mode", f"{T}:TransformerEncoder.forward", "F.dropout(training=True) on the input",
+      ("x = self.dropout(self.positions(self.embedding(source)))",
+       "x = F.dropout(self.positions(self.embedding(source)), self.dropout.p, training=True)")),
+    M("A-rebuilt-from-its-initialisation", f"{S}:MambaBlock.ssm", "A = −(1 … N), ignoring the trained A_log",
+      ("A = -torch.exp(self.A_log)",
+       "A = -torch.arange(1, self.state_size + 1, dtype=x.dtype).repeat(self.expanded_size, 1)")),
+    M("D-taken-as-one", f"{S}:MambaBlock.selective_scan", "y + u instead of y + D u (D starts at 1)",
+      ("return y + u * D", "return y + u")),
+    M("scan-called-directly", f"{S}:MambaBlock.selective_scan", "sscan whatever self.scan says",
+      ("SCANS[self.scan](", "sscan(")),
+    M("pscan-overflows-past-700-steps", f"{S}:pscan", "h = exp(a*) cumsum(b exp(−a*)): exp(−a*) overflows", source='''
+      def pscan(log_a, b):
+          complex_dtype = torch.complex128 if b.dtype == torch.float64 else torch.complex64
+          a_star = torch.cumsum(log_a.to(complex_dtype), dim=1)
+          h = torch.exp(a_star) * torch.cumsum(b.to(complex_dtype) * torch.exp(-a_star), dim=1)
+          return h.real.to(b.dtype)
+      '''),
+    M("rms-norm-by-hand-without-weight", f"{S}:ResidualBlock.forward", "x / rms(x), without the norm's weight",
+      ("return x + self.mixer(self.norm(x))",
+       "return x + self.mixer(x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-5))")),
     M("residual-missing", f"{S}:ResidualBlock.forward", "mixer(norm(x)) without + x",
       ("return x + self.mixer(self.norm(x))", "return self.mixer(self.norm(x))")),
     M("norm-after-the-residual", f"{S}:ResidualBlock.forward", "norm(x + mixer(x)) instead of x + mixer(norm(x))",
@@ -315,6 +357,47 @@ ALTERNATIVES = [
       def forward(self, x):
           return self.mixer(self.norm(x)) + x
       '''),
+    M("residual-with-functional-rms-norm", f"{S}:ResidualBlock.forward", "F.rms_norm with the module's weight",
+      source='''
+      def forward(self, x):
+          return x + self.mixer(F.rms_norm(x, (x.shape[-1],), self.norm.weight, self.norm.eps))
+      '''),
+    M("attention-with-an-additive-minus-infinity-mask", MHA, "a float mask of 0 and −inf added to the scores",
+      source='''
+      def forward(self, query, key, value):
+          q, k, v = self.split_heads(self.W_q(query)), self.split_heads(self.W_k(key)), self.split_heads(self.W_v(value))
+          scores = einsum(q, k, "b h q d, b h k d -> b h q k") * self.head_size ** -0.5
+          if self.causal:
+              allowed = causal_mask(q.shape[2], k.shape[2], device=q.device)
+              scores = scores + torch.zeros(allowed.shape, dtype=scores.dtype).masked_fill(~allowed, float("-inf"))
+          weights = torch.softmax(scores, dim=-1)
+          self.attention_weights = weights.detach()
+          return self.W_o(self.merge_heads(einsum(self.dropout(weights), v, "b h q k, b h k d -> b h q d")))
+      '''),
+    M("heinsen-in-complex128-whatever-the-dtype", f"{S}:pscan", "float64 internals for float32 inputs too", source='''
+      def pscan(log_a, b):
+          a_star = torch.cumsum(log_a.to(torch.complex128), dim=1)
+          log_h = a_star + torch.logcumsumexp(torch.log(b.to(torch.complex128)) - a_star, dim=1)
+          return torch.exp(log_h).real.to(b.dtype)
+      '''),
+    M("chunked-two-level-heinsen", f"{S}:pscan", "chunks of 16 scanned in parallel, then the carries", source='''
+      def pscan(log_a, b):
+          complex_dtype = torch.complex128 if b.dtype == torch.float64 else torch.complex64
+          length, chunk = b.shape[1], 16
+          pad = (-length) % chunk
+          padding = (b.shape[0], pad, *b.shape[2:])
+          log_a = torch.cat([log_a.to(complex_dtype), log_a.new_zeros(padding, dtype=complex_dtype)], dim=1)
+          b = torch.cat([b, b.new_zeros(padding)], dim=1)
+          shape = (b.shape[0], b.shape[1] // chunk, chunk, *b.shape[2:])
+          log_a, log_b = log_a.reshape(shape), torch.log(b.to(complex_dtype)).reshape(shape)
+          within = torch.cumsum(log_a, dim=2)  # decay from each chunk's start
+          local = within + torch.logcumsumexp(log_b - within, dim=2)  # h inside each chunk, starting from 0
+          ends = torch.cumsum(within[:, :, -1], dim=1)  # decay from the start to each chunk's end
+          log_carry = ends + torch.logcumsumexp(local[:, :, -1] - ends, dim=1)  # h at each chunk's end
+          start = torch.cat([torch.full_like(log_carry[:, :1], float("-inf")), log_carry[:, :-1]], dim=1)
+          h = torch.exp(local) + torch.exp(start.unsqueeze(2) + within)
+          return h.reshape(b.shape)[:, :length].real.to(b.dtype)
+      '''),
 ]
 
 
@@ -406,7 +489,10 @@ def _run_items(items) -> dict:
                                      "outcome": "passed", "message": ""})
         if failed and row["outcome"] == "passed":
             row["outcome"], row["message"] = "failed", str(failed[0].longrepr)
-    tests = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0} for row in rows.values()]
+    from graded.harness import TARGETS_RUN
+
+    tests = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0,
+              "targets": sorted(TARGETS_RUN.get(row["name"], ()))} for row in rows.values()]
     public = [row for row in tests if not row["hidden"]]
     hidden = [row for row in tests if row["hidden"]]
     return {"tests": tests, "total": sum(row["earned"] for row in public), "max": sum(row["points"] for row in public),

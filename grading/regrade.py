@@ -1,38 +1,49 @@
 """`python -m grading regrade SUBMISSION... --out DIR`: the grade of record, from the instructor's own run.
 
-For each submission: the files students write (grading/submissions.py) are copied into a clean copy of
-the release — the student template, the instructor's public tests and the hidden tests (tests/hidden)
-— and the public and hidden graded tests run there in a sandboxed process (grading/sandbox.py), several
-submissions at a time. When the process dies (os._exit, a signal, a hang the watchdog kills), the test
-that was running gets zero with the reason, and the run resumes after it. Nothing from the student's
-repository but their own files is used: not its tests, not its workflow, not its configuration.
+Student code computes; a process that never imports it judges.
 
-DIR receives gradebook.csv, feedback/<student>.md, results/<student>.json (everything, for the review
-site) and logs/<student>.log (the captured output, capped). A rerun skips a submission whose commit,
-instructor tree and limits are unchanged (the key is stored in its results file).
+- The judge (this process) collects the instructor's graded tests, public and hidden (grading/checks.py),
+  and runs each once with a case that records its calls of the student's code and computes the expected
+  values from the oracles.
+- For each submission, its commit is read straight from git and checked (grading/submissions.py: plain
+  paths, no links, size caps) before anything is written. Only its two model files are used to compute:
+  they go, with the template's other model files and the probe, into a folder the sandbox sees read-only
+  (grading/sandbox.py: bubblewrap, seccomp, limits, a wall clock measured here).
+- The public tests' calls run in one sandbox and the hidden tests' in another, so code that sees a hidden
+  input can never put it into a public test's output. The sandbox sends back tensors; the judge compares
+  them and writes every message itself.
+- Before the class, the reference solution goes through the same path and must earn every point: a
+  regrade whose sandbox or tests are broken refuses instead of grading anyone.
 
-Points: the public tests are worth 10 and the hidden tests 2 (their `points` markers);
-grade = (public + hidden) × 10 / 12, so the hidden tests hold a sixth of the grade of record.
+DIR receives gradebook.csv, feedback/<student>.md, results/<student>.json (everything, for the review site)
+and logs/<student>.log (the sandbox's output, capped; for the instructor only). A rerun skips a submission
+whose commit, instructor tests, probe, template and limits are unchanged (the key is stored in its results
+file, which student code never reaches).
 """
 
+import ast
 import hashlib
 import json
+import queue
+import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
-from grading import gradebook, sandbox, submissions
-from grading.gradebook import WORST_FIRST
+from grading import checks, gradebook, sandbox, submissions
 from grading.release import shipped_files
-from grading.submissions import Submission, SubmissionError, blob_id
+from grading.submissions import MODEL_FILES, Submission, SubmissionError, blob_id
 from grading.template import make_template
 
-TEST_FOLDERS = ("tests/graded", "tests/hidden")
+# What a model file may import without a flag for the instructor's review (the grade never depends on it).
+USUAL_IMPORTS = {"torch", "einops", "math", "functools", "itertools", "typing", "dataclasses", "collections",
+                 "numbers", "__future__", "models"}
+UNUSUAL_CALLS = {"exec", "eval", "compile", "__import__", "open", "globals", "vars", "breakpoint", "input"}
 
 
 class RegradeError(Exception):
@@ -70,212 +81,175 @@ def release_blobs(repo: Path, base: dict, release: Path = None) -> dict[str, str
     return blobs
 
 
-def write_tree(root: Path, files: dict[str, tuple[bytes, int]]):
-    for path, (content, mode) in files.items():
-        target = root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-        target.chmod(mode)
+def digest(*parts) -> str:
+    value = hashlib.sha256()
+    for part in parts:
+        value.update(part if isinstance(part, bytes) else str(part).encode())
+        value.update(b"\0")
+    return value.hexdigest()
 
 
-def tree_digest(files: dict[str, tuple[bytes, int]]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(files):
-        digest.update(f"{path}\0{blob_id(files[path][0])}\0".encode())
-    return digest.hexdigest()
+# --- what a model file does that deserves a look ------------------------------------------------------------
 
 
-# --- one run of pytest, resumed after crashes -----------------------------------------------------------------
-
-
-def read_events(path: Path) -> list[dict]:
-    """The runner's events; a last line cut short by a dying process is dropped."""
-    events = []
-    if path.exists():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return events
-
-
-def why_it_died(ended: sandbox.Ended, limits: sandbox.Limits) -> tuple[str, str]:
-    """(outcome, cause) when the test process ended without finishing its session."""
-    if ended.killed:
-        return "timeout", f"the grader stopped it: {ended.killed} (an endless loop or a hang?)"
-    if ended.returncode < 0:
-        number = -ended.returncode
-        if number == signal.SIGXFSZ:
-            return "crashed", f"the grader stopped it: it wrote more than {limits.output_mb} MB (a flood of output?)"
-        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
-        return "crashed", f"the test process was killed by {name}"
-    return "crashed", (f"the test process ended with exit status {ended.returncode} (os._exit, or something "
-                       f"else that ends the interpreter)")
-
-
-def append_capped(source: Path, target: Path, keep: int = 32 << 10):
-    """Appends `source` to `target`, only its first and last `keep` bytes when it is longer than both."""
-    with open(source, "rb") as part, open(target, "ab") as combined:
-        size = part.seek(0, 2)
-        part.seek(0)
-        if size <= 2 * keep:
-            combined.write(part.read())
-            return
-        combined.write(part.read(keep))
-        combined.write(f"\n[... {size - 2 * keep} bytes of output left out ...]\n".encode())
-        part.seek(size - keep)
-        combined.write(part.read())
-
-
-def output_tail(path: Path, lines: int = 12) -> str:
-    with open(path, "rb") as file:
-        file.seek(0, 2)
-        file.seek(max(0, file.tell() - 4000))
-        return "\n".join(file.read().decode(errors="replace").splitlines()[-lines:])
-
-
-def run_resumed(tree: Path, folder: Path, harness: Path, nodeids: list[str], limits: sandbox.Limits,
-                hidden: list[Path], expected: dict) -> tuple[dict, list[str]]:
-    """nodeid -> {outcome, message} for every test, and notes (blocked actions, files changed)."""
-    outcomes, notes, remaining, attempt = {}, [], list(nodeids), 0
-    log = folder / "output.log"
-    while remaining and attempt <= len(nodeids):
-        attempt += 1
-        events_path, output = folder / f"events-{attempt}.jsonl", folder / f"output-{attempt}.log"
-        ended = sandbox.run_tests(tree, folder, harness, ["-p", "no:cacheprovider", "-q", "-o", "addopts=",
-                                                          "--continue-on-collection-errors", *remaining],
-                                  limits, hidden, events_path, output, folder / "blocked.jsonl")
-        append_capped(output, log)
-        # Messages name files by their path in the repository, not in the scratch folder.
-        events = json.loads(json.dumps(read_events(events_path)).replace(f"{tree}/", ""))
-        collect_errors = {event["nodeid"]: event["message"] for event in events if event["event"] == "collect_error"}
-        started = [event["nodeid"] for event in events if event["event"] == "start"]
-        for event in events:
-            if event["event"] == "result":
-                previous = outcomes.get(event["nodeid"])
-                if previous is None or WORST_FIRST.index(event["outcome"]) < WORST_FIRST.index(previous["outcome"]):
-                    outcomes[event["nodeid"]] = {"outcome": event["outcome"], "message": event["message"]}
-        notes += changed_files(tree, expected)
-        running = [nodeid for nodeid in started if nodeid not in outcomes]
-        finished = any(event["event"] == "finished" for event in events)
-        if not finished and running:  # the test that was running takes the blame; resume after it
-            outcome, cause = why_it_died(ended, limits)
-            outcomes[running[-1]] = {"outcome": outcome, "message": f"this test was running when {cause}"}
-        elif not finished and not any(event["event"] == "result" for event in events):
-            cause = why_it_died(ended, limits)[1]  # before any test: importing the student's code, most likely
-            for nodeid in remaining:
-                outcomes[nodeid] = {"outcome": "crashed", "message": f"the tests never started: {cause}\n"
-                                                                      f"{output_tail(output)}"}
-        elif finished:
-            for nodeid in remaining:
-                if nodeid not in outcomes:
-                    error = next((message for path, message in collect_errors.items() if nodeid.startswith(path)), "")
-                    outcomes[nodeid] = ({"outcome": "crashed", "message": f"could not import the tests: {error}"}
-                                        if error else {"outcome": "not run", "message": "pytest did not run it"})
-        remaining = [nodeid for nodeid in remaining if nodeid not in outcomes]
-    return outcomes, notes
-
-
-def changed_files(tree: Path, expected: dict[str, tuple[bytes, int]]) -> list[str]:
-    """Files of the tree that a run changed, deleted or added (the guard should have stopped it); the
-    tree is put back as it was, so that a resumed run uses the instructor's files again."""
-    notes = []
-    present = {str(path.relative_to(tree)) for path in tree.rglob("*") if path.is_file() or path.is_symlink()}
-    for path in sorted(present - set(expected)):
-        notes.append(f"added {path} while running")
-        (tree / path).unlink()
-    for path, (content, mode) in expected.items():
-        target = tree / path
-        if target.is_symlink() or not target.is_file() or target.read_bytes() != content:
-            notes.append(f"{'changed' if target.exists() else 'deleted'} {path} while running")
-            if target.is_symlink() or target.is_dir():
-                target.unlink() if target.is_symlink() else shutil.rmtree(target)
-            write_tree(tree, {path: (content, mode)})
-    return notes
+def review_flags(files: dict[str, bytes]) -> list[str]:
+    """Imports and calls a model file has no need for (the sandbox stops what they could do; the flag says
+    that someone tried, for the instructor to read the code)."""
+    flags = []
+    for path in MODEL_FILES:
+        if path not in files:
+            continue
+        try:
+            tree = ast.parse(files[path].decode("utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            for name in names:
+                if name.split(".")[0] not in USUAL_IMPORTS:
+                    flags.append(f"{path}:{node.lineno} imports {name}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in UNUSUAL_CALLS:
+                flags.append(f"{path}:{node.lineno} calls {node.func.id}()")
+            if isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr not in (
+                    "__init__", "__name__", "__class__", "__call__"):
+                flags.append(f"{path}:{node.lineno} reaches {node.attr}")
+    return sorted(set(flags))
 
 
 # --- the class -----------------------------------------------------------------------------------------------
 
 
 class Regrade:
-    """One regrade: the instructor's tree, the list of graded tests, the limits; `grade` per submission."""
+    """One regrade: the judge's checks, the sandbox, the limits; `grade` per submission."""
 
-    def __init__(self, repo: Path, out: Path, limits: sandbox.Limits, release: Path = None, log=print):
+    def __init__(self, repo: Path, out: Path, limits: sandbox.Limits, release: Path = None, log=print,
+                 seed: int = None):
         self.repo, self.out, self.limits, self.log = repo.resolve(), out.resolve(), limits, log
+        try:
+            self.isolation = sandbox.check_available()
+            self.program = sandbox.seccomp_program()
+        except sandbox.SandboxUnavailable as error:
+            raise RegradeError(str(error)) from None
+        # Every input and parameter is drawn afresh for each regrade: none can be foreseen from the tests' code.
+        self.secret = secrets.randbits(62) if seed is None else seed
         self.base = instructor_base(self.repo)
         self.release = release_blobs(self.repo, self.base, release)
-        self.work = Path(tempfile.mkdtemp(prefix="regrade-"))
-        self.harness = sandbox.write_harness(self.work / "harness")
-        harness_digest = hashlib.sha256(b"".join((self.harness / name).read_bytes() for name in sandbox.HARNESS_FILES))
-        self.key_parts = [tree_digest(self.base), harness_digest.hexdigest(), json.dumps(asdict(limits))]
-        self.hidden_paths = [self.repo, self.out, self.work]
-        self.submission_paths = []
         try:
-            self.tests = self.collect()
-        except BaseException:
-            self.close()
-            raise
+            self.checks = checks.collect(self.repo)
+            self.plans = queue.SimpleQueue()  # a plan holds one submission's outcomes at a time: one per worker
+            self.plans.put([checks.plan(check, self.secret) for check in self.checks])
+        except checks.CheckError as error:
+            raise RegradeError(str(error)) from None
+        if not self.checks:
+            raise RegradeError(f"{self.repo}/tests holds no graded test")
+        self.models = {path: content for path, (content, _) in self.base.items()
+                       if path.startswith("models/") and path.endswith(".py")}
+        tests = sorted((self.repo / "tests").glob("graded/*.py")) + sorted((self.repo / "tests").glob("hidden/*.py"))
+        self.key_parts = [digest(*(path.read_bytes() for path in tests)),
+                          digest(*(content for _, content in sorted(self.models.items()))),
+                          digest(*((self.repo / p).read_bytes() for p in sandbox.PROBE_FILES),
+                                 Path(sandbox.__file__).read_bytes(), Path(checks.__file__).read_bytes()),
+                          json.dumps(asdict(limits))]
+        self.work = Path(tempfile.mkdtemp(prefix="regrade-"))
+        self.work.chmod(0o755)
 
     def close(self):
         """Removes the scratch folders (the results are in `out` already)."""
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def collect(self) -> list[dict]:
-        """The graded tests (public and hidden) with their points, collected on the clean template."""
-        folder = self.work / "collect"
-        write_tree(folder / "tree", self.base)
-        events_path = folder / "events.jsonl"
-        ended = sandbox.run_tests(folder / "tree", folder, self.harness, ["-p", "no:cacheprovider", "-q",
-                                  "-o", "addopts=", "--collect-only", *TEST_FOLDERS], self.limits,
-                                  self.hidden_paths, events_path, folder / "output.log", folder / "blocked.jsonl")
-        tests = [event for event in read_events(events_path) if event["event"] == "collected"]
-        if ended.returncode or not tests:
-            raise RegradeError(f"the graded tests do not collect on the template:\n{output_tail(folder / 'output.log')}")
-        return tests
-
     def key(self, submission: Submission) -> str:
-        return hashlib.sha256("\0".join([submission.commit, *self.key_parts]).encode()).hexdigest()
+        return digest(submission.commit, *self.key_parts)
+
+    def compute(self, name: str, files: dict[str, bytes]) -> tuple[dict, list[str], bytes]:
+        """Runs every graded test on these model files: (verdicts by test name, notes, the sandbox's log)."""
+        folder = self.work / f"{name}-{threading.get_ident()}"
+        sandbox.write_probe_folder(folder, {**self.models, **{path: files[path] for path in MODEL_FILES
+                                                              if path in files}})
+        sources = {Path(path).stem: files.get(path, self.models.get(path, b"")).decode("utf-8", errors="replace")
+                   for path in MODEL_FILES}
+        try:
+            cases = self.plans.get_nowait()
+        except queue.Empty:
+            cases = [checks.plan(check, self.secret) for check in self.checks]
+        notes, logs = [], []
+
+        def run(hidden: bool):
+            calls = [result for case in cases if case.hidden == hidden for result in case.results
+                     if result.call is not None]
+            deadline = time.monotonic() + self.limits.run_seconds
+            outcomes, run_notes, log = checks.run_calls([result.call for result in calls], folder, self.limits,
+                                                        self.program, deadline)
+            for result, outcome in zip(calls, outcomes):
+                result.outcome = outcome
+            return [f"{'hidden' if hidden else 'public'} tests: {note}" for note in run_notes], log
+
+        try:
+            # Two sandboxes, side by side: a hidden input never meets a public test's output.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for run_notes, log in pool.map(run, (False, True)):
+                    notes += run_notes
+                    logs.append(log)
+            verdicts = {check.name: checks.judge(check, case, sources) for check, case in zip(self.checks, cases)}
+        finally:
+            for case in cases:
+                for result in case.results:
+                    result.outcome = None
+            self.plans.put(cases)
+            shutil.rmtree(folder, ignore_errors=True)
+        return verdicts, notes, b"\n".join(logs)
 
     def grade(self, submission: Submission) -> dict:
         """The submission's results (see gradebook.summarise), from the cache when nothing changed."""
-        previous = self.out / "results" / f"{submission.name}.json"
+        tests = checks.describe(self.checks)
         flags = submissions.tamper_flags(submission.tree, self.release) if submission.commit else []
         if submission.problem:
-            return gradebook.summarise(submission, self.tests, {}, [], flags, [], 0.0, key="", problem=submission.problem)
+            return gradebook.summarise(submission, tests, {}, flags, [], submission.notes, 0.0, key="",
+                                       problem=submission.problem)
         key = self.key(submission)
+        previous = self.out / "results" / f"{submission.name}.json"
         if previous.exists():
-            cached = json.loads(previous.read_text())
+            try:
+                cached = json.loads(previous.read_text())
+            except (OSError, json.JSONDecodeError):
+                cached = {}
             if cached.get("key") == key:  # the flags are recomputed: --release may differ from last time
                 return {**cached, "tamper": flags, "cached": True}
         started = time.monotonic()
-        folder = self.work / submission.name
-        # The template with the student's files on top: a model file they deleted stays the stub.
-        tree_files = {**self.base, **{path: (content, 0o644) for path, content in submission.files.items()}}
-        write_tree(folder / "tree", tree_files)
-        hidden = [*self.hidden_paths, *(path for path in self.submission_paths if path != submission.path.resolve())]
-        outcomes, notes = run_resumed(folder / "tree", folder, self.harness, [test["nodeid"] for test in self.tests],
-                                      self.limits, hidden, tree_files)
-        blocked = [json.loads(line)["blocked"] for line in (folder / "blocked.jsonl").read_text().splitlines()
-                   if line.strip()] if (folder / "blocked.jsonl").exists() else []
+        verdicts, notes, log = self.compute(submission.name, submission.files)
         (self.out / "logs").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / "output.log", self.out / "logs" / f"{submission.name}.log")
-        shutil.rmtree(folder, ignore_errors=True)
-        return gradebook.summarise(submission, self.tests, outcomes, notes, flags, blocked,
-                                   time.monotonic() - started, key=key)
+        (self.out / "logs" / f"{submission.name}.log").write_bytes(log)
+        return gradebook.summarise(submission, tests, verdicts, flags, review_flags(submission.files),
+                                   submission.notes + notes, time.monotonic() - started, key=key)
+
+    def check_reference(self):
+        """The reference solution must earn every point through the sandbox, or nobody is graded."""
+        started = time.monotonic()
+        files = {path: (self.repo / path).read_bytes() for path in MODEL_FILES}
+        verdicts, notes, log = self.compute("reference", files)
+        lost = {name: verdict for name, verdict in verdicts.items() if verdict.outcome != "passed"}
+        if lost:
+            first = next(iter(lost.values())).message.strip().splitlines()[:3]
+            raise RegradeError(f"the reference solution loses {len(lost)} graded test(s) in the sandbox "
+                               f"({', '.join(sorted(lost))}): {' / '.join(first)}" + (f"; {notes[0]}" if notes else ""))
+        self.log(f"the reference solution earns every point in the sandbox ({time.monotonic() - started:.1f} s)")
 
     def run(self, paths: list[Path], ref: str, deadline: str, jobs: int) -> list[dict]:
-        self.submission_paths = [path.resolve() for path in paths]
         self.log(f"regrading {len(paths)} submission{'s' if len(paths) != 1 else ''}, {jobs} at a time, "
-                 f"{len(self.tests)} graded tests; {sandbox.isolation_summary()}")
+                 f"{len(self.checks)} graded tests; {self.isolation}")
+        self.check_reference()
         results = {}
+        tests = checks.describe(self.checks)
 
         def grade_one(path: Path) -> dict:
             submission = submissions.read(path, ref, deadline)
             try:
                 return self.grade(submission)
             except Exception as error:  # a bug of the grader's must not stop the class: the row says it
-                return gradebook.summarise(submission, self.tests, {}, [], [], [], 0.0, key="",
+                return gradebook.summarise(submission, tests, {}, [], [], [], 0.0, key="",
                                            problem=f"the grader failed ({type(error).__name__}: {error})")
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -286,13 +260,13 @@ class Regrade:
                 gradebook.write_student(self.out, result)  # written at once: an interrupted class loses nothing
                 self.log(f"[{done}/{len(paths)}] {gradebook.progress_line(result)}")
         ordered = [results[name] for name in sorted(results)]
-        gradebook.write_gradebook(self.out / "gradebook.csv", ordered, self.tests)
+        gradebook.write_gradebook(self.out / "gradebook.csv", ordered, tests)
         self.log(f"wrote {self.out / 'gradebook.csv'} and {len(ordered)} feedback files in {self.out / 'feedback'}")
         return ordered
 
 
 def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline: str = "", release: Path = None,
-            jobs: int = 2, limits: sandbox.Limits = sandbox.Limits(), log=print) -> list[dict]:
+            jobs: int = 2, limits: sandbox.Limits = sandbox.Limits(), log=print, seed: int = None) -> list[dict]:
     """Grades every submission; returns their results (also written to `out`)."""
     try:
         found = submissions.check_paths(paths)
@@ -302,7 +276,7 @@ def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline
                                               capture_output=True).returncode:
         raise RegradeError(f"--release {release}: not a release repository with a branch main")
     out.mkdir(parents=True, exist_ok=True)
-    grader = Regrade(repo, out, limits, release, log)
+    grader = Regrade(repo, out, limits, release, log, seed)
     try:
         return grader.run(found, ref, deadline, jobs)
     finally:

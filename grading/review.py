@@ -1,16 +1,23 @@
 """`python -m grading review SUBMISSION... --out DIR`: the class's writeups as one static site.
 
 Each student's README, at the commit that was graded, is rendered (Markdown with tables, images and
-math) beside their grade, tamper flags, what the sandbox blocked, and their feedback; an index lists the
-class, and every page links to the previous and next student. The site works offline from the file
-system: KaTeX (from the npm packages, `npm ci`) is copied into it and renders the math in the browser.
+math) beside their grade, tamper flags, review flags and feedback; an index lists the class, and every
+page links to the previous and next student. The site works offline from the file system: KaTeX (from
+the npm packages, `npm ci`) is copied into it and renders the math in the browser.
 
-Students write the README, so it is treated as untrusted: raw HTML is cleaned by nh3 (ammonia: no
-scripts, no event handlers, no styles), images load only from files the submission holds (anything
-else is replaced by a visible note), and links to files the submission does not hold are shown, not
-followed. Grades come from a regrade's output: `--grades DIR`, or one run into DIR/grades.
+The site shows student content and never runs it:
+- every page carries a Content-Security-Policy that lets only the site's own scripts (KaTeX and its
+  starter) run, and loads images only from the site itself or data: URIs, nothing from the network;
+- the README's raw HTML is cleaned by nh3 (ammonia): no scripts, handlers, styles, frames or forms, and no
+  class but KaTeX's math markers, so nothing a student writes can look like the grade panel;
+- a student's files are copied only as raster images (PNG, JPEG, GIF, WebP); an SVG is shown inside an
+  <img> from a data: URI (where its scripts cannot run), and every other file (notebooks, code, HTML,
+  text) as a page of escaped text beside it; links to them lead to those pages;
+- the feedback is shown as plain text.
+Grades come from a regrade's output: `--grades DIR`, or one run into DIR/grades.
 """
 
+import base64
 import html
 import json
 import re
@@ -33,8 +40,13 @@ STATIC = Path(__file__).with_name("review_static")
 ALLOWED_TAGS = {"a", "abbr", "b", "blockquote", "br", "code", "dd", "del", "details", "div", "dl", "dt", "em", "h1",
                 "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd", "li", "ol", "p", "pre", "s", "span", "strong",
                 "sub", "summary", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul"}
-ALLOWED_ATTRIBUTES = {"*": {"class", "id", "title", "align"}, "a": {"href"}, "img": {"src", "alt", "width", "height"},
+ALLOWED_ATTRIBUTES = {"*": {"id", "title", "align"}, "a": {"href"}, "img": {"src", "alt", "width", "height"},
                       "td": {"colspan", "rowspan"}, "th": {"colspan", "rowspan"}}
+# The only classes a README keeps: the math markers markdown-it writes and KaTeX reads.
+ALLOWED_CLASSES = {"span": {"math", "inline"}, "div": {"math", "block"}}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "font-src 'self'; base-uri 'none'; form-action 'none'")
+RASTER_IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 
 class ReviewError(Exception):
@@ -52,11 +64,21 @@ def markdown_renderer(allow_html: bool) -> MarkdownIt:
             .use(anchors_plugin, max_level=6, slug_func=github_slug))
 
 
-def render_readme(text: str, files: set[str]) -> str:
-    """The README as safe HTML whose local images and links point only at `files` (paths in the site
-    folder, which mirrors the repository)."""
+def shown_as(path: str) -> str:
+    """Where a student's file is shown in the site: the image itself, or the page of escaped text beside it."""
+    return path if path.lower().endswith(RASTER_IMAGES) else f"{path}.html"
+
+
+def svg_data_uri(content: bytes) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(content).decode()
+
+
+def render_readme(text: str, files: dict) -> str:
+    """The README as safe HTML whose local images and links point only at `files` (path -> content; shown
+    in the site folder, which mirrors the repository)."""
     cleaned = nh3.clean(markdown_renderer(allow_html=True).render(text), tags=ALLOWED_TAGS,
-                        attributes=ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"}, link_rel=None)
+                        attributes=ALLOWED_ATTRIBUTES, allowed_classes=ALLOWED_CLASSES,
+                        url_schemes={"http", "https", "mailto"}, link_rel=None)
     anchors = set(re.findall(r'\sid="([^"]+)"', cleaned))
 
     def local(url: str):
@@ -70,22 +92,27 @@ def render_readme(text: str, files: set[str]) -> str:
     def image(match):
         tag, url = match.group(0), html.unescape(match.group(1))
         path = local(url)
-        if path is None and not url.startswith("data:"):
+        if path is None:
             return f'<span class="missing">image from another site, not loaded: {html.escape(url)}</span>'
-        if path is not None and path not in files:
+        if path not in files:
             return f'<span class="missing">missing image: {html.escape(path)}</span>'
+        if path.lower().endswith(".svg"):
+            return tag.replace(match.group(1), html.escape(svg_data_uri(files[path])), 1)
+        if not path.lower().endswith(RASTER_IMAGES):
+            return f'<span class="missing">not an image: {html.escape(path)}</span>'
         return tag
 
     def link(match):
         url, label = html.unescape(match.group(1)), match.group(2)
+        path = None if url.startswith("#") else local(url)
         if url.startswith("#"):
             ok = unquote(url[1:]) in anchors
         else:
-            path = local(url)
             ok = path is None or path in files
         if ok:
             external = ' target="_blank" rel="noopener noreferrer"' if urlsplit(url).scheme else ""
-            return f'<a href="{html.escape(url)}"{external}>{label}</a>'
+            target = html.escape(url if path is None else shown_as(path))
+            return f'<a href="{target}"{external}>{label}</a>'
         return f'<span class="missing-link" title="not in the submission: {html.escape(url)}">{label}</span>'
 
     cleaned = re.sub(r'<img\s[^>]*?src="([^"]*)"[^>]*>', image, cleaned)
@@ -101,6 +128,7 @@ def page(title: str, body: str, depth: int) -> str:
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
 <title>{html.escape(title)}</title>
 <link rel="stylesheet" href="{up}static/katex/katex.min.css">
 <link rel="stylesheet" href="{up}static/review.css">
@@ -114,6 +142,11 @@ def page(title: str, body: str, depth: int) -> str:
 """
 
 
+def flag_list(title: str, items: list[str]) -> str:
+    return (f'<div class="flags"><p>{html.escape(title)}</p><ul>'
+            + "".join(f"<li><code>{html.escape(item)}</code></li>" for item in items) + "</ul></div>")
+
+
 def score_panel(result: dict) -> str:
     items = [f'<p class="grade">{result["grade"]:g} / {TOTAL_POINTS}</p>',
              f'<p>public {result["public"]:g} / {result["public_max"]:g}, hidden {result["hidden"]:g} / '
@@ -121,24 +154,23 @@ def score_panel(result: dict) -> str:
              f'<p>commit <code>{html.escape(result["commit"][:12])}</code>, status '
              f'<span class="status">{html.escape(result["status"])}</span></p>']
     if result["tamper"]:
-        items.append('<div class="flags"><p>Tamper flags (graded with the instructor\'s copies):</p><ul>'
-                     + "".join(f"<li><code>{html.escape(flag)}</code></li>" for flag in result["tamper"]) + "</ul></div>")
-    if result["blocked"] or result["notes"]:
-        items.append('<div class="flags"><p>Blocked by the grader:</p><ul>'
-                     + "".join(f"<li>{html.escape(item)}</li>" for item in result["blocked"] + result["notes"])
-                     + "</ul></div>")
+        items.append(flag_list("Tamper flags (graded with the instructor's copies):", result["tamper"]))
+    if result.get("review"):
+        items.append(flag_list("Code a model file has no need for (read it):", result["review"]))
+    if result.get("notes"):
+        items.append(flag_list("What the sandbox stopped or refused:", result["notes"]))
     return "\n".join(items)
 
 
-def student_page(result: dict, readme_html: str, feedback_md: str, previous: str, following: str) -> str:
-    nav = ['<nav>', f'<a href="../{previous}/index.html">← {html.escape(previous)}</a>' if previous else "<span></span>",
-           '<a href="../../index.html">the class</a>',
-           f'<a href="../{following}/index.html">{html.escape(following)} →</a>' if following else "<span></span>",
-           "</nav>"]
-    feedback = markdown_renderer(allow_html=False).render(feedback_md)
+def student_page(result: dict, readme_html: str, feedback_text: str, previous: str, following: str) -> str:
+    nav = ['<nav>', f'<a href="../{html.escape(previous)}/index.html">← {html.escape(previous)}</a>' if previous
+           else "<span></span>", '<a href="../../index.html">the class</a>',
+           f'<a href="../{html.escape(following)}/index.html">{html.escape(following)} →</a>' if following
+           else "<span></span>", "</nav>"]
     body = (f'{"".join(nav)}\n<header><h1>{html.escape(result["name"])}</h1>\n{score_panel(result)}</header>\n'
-            f'<main><article class="readme">{readme_html}</article>\n'
-            f'<aside class="feedback">{feedback}</aside></main>')
+            f'<main><article class="readme"><p class="untrusted">The student\'s README, as committed:</p>\n'
+            f'{readme_html}</article>\n'
+            f'<aside class="feedback"><pre>{html.escape(feedback_text)}</pre></aside></main>')
     return page(f"{result['name']}: writeup and grade", body, depth=2)
 
 
@@ -148,14 +180,62 @@ def index_page(results: list[dict]) -> str:
         name = html.escape(result["name"])
         rows.append(f'<tr><td><a href="students/{name}/index.html">{name}</a></td><td>{result["grade"]:g}</td>'
                     f'<td>{result["public"]:g}</td><td>{result["hidden"]:g}</td><td>{html.escape(result["status"])}</td>'
-                    f'<td>{len(result["tamper"]) or ""}</td><td>{len(result["blocked"]) + len(result["notes"]) or ""}</td></tr>')
+                    f'<td>{len(result["tamper"]) or ""}</td><td>{len(result.get("review", [])) or ""}</td>'
+                    f'<td>{len(result.get("notes", [])) or ""}</td></tr>')
     graded = [result["grade"] for result in results]
     mean = sum(graded) / len(graded) if graded else 0
     body = (f"<header><h1>Writeups and grades</h1><p>{len(results)} students, mean grade {mean:.2f} / "
             f"{TOTAL_POINTS}</p></header>\n<main><table class=\"class\"><thead><tr><th>student</th><th>grade</th>"
-            f"<th>public</th><th>hidden</th><th>status</th><th>tamper flags</th><th>blocked</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table></main>")
+            f"<th>public</th><th>hidden</th><th>status</th><th>tamper flags</th><th>review flags</th>"
+            f"<th>sandbox notes</th></tr></thead><tbody>{''.join(rows)}</tbody></table></main>")
     return page("Writeups and grades", body, depth=0)
+
+
+def text_page(path: str, content: bytes, depth: int) -> str:
+    """A student's file as escaped text (a notebook as its cells), never as something that runs."""
+    if path.lower().endswith(".svg"):
+        body = f'<img src="{html.escape(svg_data_uri(content))}" alt="{html.escape(path)}">'
+    elif path.endswith(".ipynb"):
+        body = notebook_html(content)
+    else:
+        body = f"<pre>{html.escape(content.decode('utf-8', errors='replace'))}</pre>"
+    return page(path, f"<header><h1><code>{html.escape(path)}</code></h1></header>\n<main>{body}</main>", depth)
+
+
+def notebook_html(content: bytes) -> str:
+    """A notebook's cells: Markdown cleaned as the README is, code and text outputs escaped, PNG outputs as
+    data: images; HTML and script outputs are left out (named, not shown)."""
+    try:
+        notebook = json.loads(content)
+        cells = notebook.get("cells", []) if isinstance(notebook, dict) else []
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return f"<pre>{html.escape(content.decode('utf-8', errors='replace'))}</pre>"
+    parts = []
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        if cell.get("cell_type") == "markdown":
+            parts.append(nh3.clean(markdown_renderer(allow_html=True).render(source), tags=ALLOWED_TAGS - {"img"},
+                                   attributes=ALLOWED_ATTRIBUTES, allowed_classes=ALLOWED_CLASSES,
+                                   url_schemes={"http", "https", "mailto"}, link_rel=None))
+            continue
+        parts.append(f"<pre>{html.escape(source)}</pre>")
+        for output in cell.get("outputs", []) if isinstance(cell.get("outputs"), list) else []:
+            if not isinstance(output, dict):
+                continue
+            data = output.get("data") if isinstance(output.get("data"), dict) else {}
+            text = output.get("text", data.get("text/plain", ""))
+            png = data.get("image/png")
+            if isinstance(png, str) and re.fullmatch(r"[A-Za-z0-9+/=\s]+", png):
+                parts.append(f'<img src="data:image/png;base64,{"".join(png.split())}" alt="an output">')
+            elif text:
+                parts.append(f"<pre>{html.escape(''.join(text) if isinstance(text, list) else str(text))}</pre>")
+            elif data:
+                kinds = ", ".join(sorted(html.escape(str(kind)) for kind in data))
+                parts.append(f'<p class="missing">an output not shown here ({kinds})</p>')
+    return "\n".join(parts)
 
 
 # --- the site --------------------------------------------------------------------------------------------------
@@ -170,6 +250,20 @@ def copy_static(site: Path):
     for name in ("katex.min.js", "katex.min.css"):
         shutil.copyfile(KATEX / name, static / "katex" / name)
     shutil.copytree(KATEX / "fonts", static / "katex" / "fonts", dirs_exist_ok=True)
+
+
+def write_student_files(folder: Path, files: dict):
+    """Raster images as they are; every other file as a page of escaped text, at `shown_as(path)`."""
+    root = folder.resolve()
+    for name, content in files.items():
+        target = (folder / shown_as(name)).resolve()
+        if not target.is_relative_to(root):
+            continue  # the regrade refuses such paths already: never written, whatever happens
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if name.lower().endswith(RASTER_IMAGES):
+            target.write_bytes(content)
+        else:
+            target.write_text(text_page(name, content, depth=2 + name.count("/")))
 
 
 def build_site(paths: list[Path], grades: Path, site: Path, log=print) -> Path:
@@ -188,15 +282,13 @@ def build_site(paths: list[Path], grades: Path, site: Path, log=print) -> Path:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        files = submissions.read(path, result["commit"]).files if result["commit"] else {}
-        for name, content in files.items():
-            if ".." not in PurePosixPath(name).parts:
-                (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                (folder / name).write_bytes(content)
+        submission = submissions.read(path, result["commit"]) if result["commit"] else None
+        files = submission.files if submission is not None and not submission.problem else {}
+        write_student_files(folder, files)
         readme = files.get("README.md", b"*This submission has no README.md.*").decode("utf-8", errors="replace")
         feedback = grades / "feedback" / f"{result['name']}.md"
         (folder / "index.html").write_text(student_page(
-            result, render_readme(readme, set(files)), feedback.read_text() if feedback.exists() else "",
+            result, render_readme(readme, files), feedback.read_text() if feedback.exists() else "",
             names[index - 1] if index else "", names[index + 1] if index + 1 < len(names) else ""))
     (site / "index.html").write_text(index_page([result for _, result in results]))
     log(f"wrote the review site for {len(results)} students: {site / 'index.html'}")

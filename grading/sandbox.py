@@ -1,135 +1,419 @@
-"""One process per submission run, fenced in: limits, a watchdog, a clean environment, no network.
+"""The sandbox a submission's code computes in, from the kernel: bubblewrap, seccomp and resource limits.
 
-What fences a submission's tests (none of it needs root):
+Student code runs only in `probe_main.py` (tests/graded/probe.py) inside `bwrap`, which gives it
 
-- its own process group (a new session), killed whole by the watchdog and again when the run ends, so
-  nothing it started outlives it;
-- a watchdog that kills the group when no test event arrives for `idle_seconds` (a hang pytest-timeout
-  cannot interrupt: native code, a swallowed timeout, a hang while importing), on top of pytest-timeout's
-  per-test limit (signal method: the test fails, the session goes on);
-- resource limits set by the runner on itself, soft and hard: address space (RLIMIT_AS), the size of any
-  file it writes, its captured output included (RLIMIT_FSIZE: a flood ends the run with SIGXFSZ), no core
-  dumps;
-- a clean environment: HOME and TMPDIR inside the submission's folder, one torch thread, no bytecode
-  written, a fixed hash seed;
-- the network: a new, empty network namespace (`unshare -rn`) where the kernel allows unprivileged user
-  namespaces; everywhere, the guard's audit hook (grading/guard.py) refuses connections and name lookups;
-- the file system: the guard refuses writes outside HOME and TMPDIR and reads of the instructor's tree,
-  the other submissions and the regrade's output; regrade checks afterwards that no file of the tree changed.
+- new mount, PID, network, IPC and UTS namespaces: no network at all, no view of other processes; and
+  never root, not even outside: uid 65534 with no capabilities (by a user namespace when an ordinary user
+  grades, by `setpriv` when root does: a user namespace's root would be the machine's root outside it,
+  which owns /proc/sys);
+- a file system of its own: a read-only view of /usr (and the /lib, /bin links), of the Python installation
+  and of the few /etc files the dynamic linker reads; its folder (the template's models/ with the student's
+  two files, and the probe) read-only; /tmp an empty tmpfs of limited size. Nothing else exists there: not
+  the instructor's repository, not the hidden tests, not the other submissions, not the grades;
+- no new processes: a seccomp filter refuses fork, vfork, clone without CLONE_THREAD and clone3 (threads
+  still work), and the calls that widen the kernel's attack surface (ptrace, mount, unshare, setns, bpf,
+  perf_event_open, keyctl, userfaultfd, io_uring, module and kexec loading);
+- limits set before it starts (`prlimit`): address space, CPU seconds, the size of any file, open files,
+  no core dumps; and inside, before any student code, the number of threads;
+- `--die-with-parent` and `--new-session`: when the grader kills it, or dies, every process in it dies
+  (the PID namespace's init goes, and the kernel kills the rest).
 
-Not fenced: native code that makes system calls itself (ctypes, a compiled extension) gets past the
-guard, so without the network namespace it could reach the network, and it could write wherever the
-instructor's account can. RLIMIT_NPROC is not used: it counts every process of the account (and is
-ignored for root), so it cannot be set per run. Run regrades as an account that owns nothing else of
-value, or in a container, when the class is not trusted.
+Its only output is data on a pipe (tensors, see probe.py), read here with a cap on its size, and its
+stdout/stderr on another pipe, kept in part for the instructor's log. The wall clock is measured here,
+never inside: each call has `call_seconds` from the moment it starts, and a run has `run_seconds` in all.
+
+`check_available()` refuses, in one line, when the machine cannot give all of this: the grade of record
+never falls back to running student code without the sandbox.
 """
 
+import errno
 import functools
 import json
 import os
+import queue
 import shutil
 import signal
+import site
+import struct
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-HARNESS_FILES = ("runner.py", "guard.py")
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PROBE_FILES = ("tests/graded/probe.py",)  # the only code of ours in the sandbox: no oracle, no test
+SANDBOX_ROOT = "/sandbox"  # where the submission's folder appears inside
+INSTALL_HINT = ("Debian/Ubuntu: sudo apt-get install bubblewrap; then python -m pip install -r "
+                "requirements-dev.txt")
+
+
+class SandboxUnavailable(Exception):
+    """The machine cannot run the sandbox: said in one line, with what to install or change."""
 
 
 @dataclass(frozen=True)
 class Limits:
-    test_seconds: float = 60.0  # one test (pytest-timeout)
-    idle_seconds: float = 120.0  # no test event for this long: the watchdog kills the run
-    memory_mb: int = 4096  # address space of the test process; torch alone maps about 0.8 GB
-    output_mb: int = 64  # any one file the run writes, its output included
+    call_seconds: float = 30.0  # one call of the student's code (or importing one of their files)
+    startup_seconds: float = 60.0  # the sandbox's Python and torch starting, and the student's files imported
+    run_seconds: float = 300.0  # one submission's calls in all, restarts included
+    memory_mb: int = 4096  # address space; torch alone maps about 0.8 GB
+    output_mb: int = 64  # the data the probe sends back
+    log_kb: int = 256  # its stdout and stderr kept for the instructor (first and last halves)
+    tmp_mb: int = 64  # its /tmp, a tmpfs
+    threads: int = 256  # threads (the kernel counts them per user: sandboxes of a regrade share the count)
+    open_files: int = 256
 
 
-@dataclass(frozen=True)
-class Ended:
-    returncode: int
-    killed: str  # why the watchdog killed the run, or "" when it ended by itself
-    seconds: float
+# --- what the kernel must give ------------------------------------------------------------------------------
 
 
-def write_harness(directory: Path) -> Path:
-    """Copies the runner and the guard into `directory` (the guard hides grading/ from the tests)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in HARNESS_FILES:
-        shutil.copyfile(Path(__file__).with_name(name), directory / name)
-    return directory
+def seccomp_program() -> bytes:
+    """The BPF filter (libseccomp, through pyseccomp): process creation and attack surface refused."""
+    try:
+        import pyseccomp as seccomp
+    except (ImportError, OSError) as error:
+        raise SandboxUnavailable(f"the sandbox needs libseccomp and pyseccomp ({INSTALL_HINT}): {error}") from None
+    program = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    refuse = seccomp.ERRNO(errno.EPERM)
+    for name in ("fork", "vfork", "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2",
+                 "pivot_root", "chroot", "unshare", "setns", "bpf", "perf_event_open", "keyctl", "add_key",
+                 "request_key", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
+                 "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "open_by_handle_at",
+                 "name_to_handle_at", "acct", "swapon", "swapoff", "reboot", "syslog", "personality"):
+        program.add_rule(refuse, name)
+    # clone makes threads too: refuse only the calls without CLONE_THREAD (new processes)
+    program.add_rule(refuse, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, 0x00010000, 0))
+    program.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")  # glibc then falls back to clone
+    import tempfile
+
+    with tempfile.TemporaryFile() as file:
+        program.export_bpf(file)
+        file.seek(0)
+        return file.read()
+
+
+def python_paths() -> list[str]:
+    """The folders of this Python installation and its packages, outermost only."""
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages())}
+    paths.add(os.path.realpath(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))))
+    paths |= {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix)}  # the venv as named, if it is a link
+    kept = sorted(p for p in paths if os.path.isdir(p))
+    return [p for p in kept if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in kept)]
+
+
+SANDBOX_UID = 65534  # nobody
+
+
+def ancestors(path: str) -> list[str]:
+    """/a/b/c -> [/a, /a/b]: the folders bwrap must make, traversable, before it binds /a/b/c."""
+    parts = Path(path).parts[1:-1]
+    return [str(Path("/", *parts[:i + 1])) for i in range(len(parts))]
+
+
+def bwrap_command(folder: Path, limits: Limits, seccomp_fd: int) -> list[str]:
+    """bwrap's arguments (up to the command) for a sandbox whose root shows `folder` read-only at /sandbox.
+
+    The sandboxed process never runs as root, not even outside the sandbox: run by an ordinary user, bwrap
+    makes a user namespace (uid 65534 inside is that user outside); run by root, bwrap keeps no user
+    namespace (its uid 0 would be the machine's root, which owns /proc/sys) and `setpriv` turns the
+    process into uid 65534 with no capabilities before Python starts."""
+    as_root = os.geteuid() == 0
+    if as_root:
+        command = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    else:
+        command = ["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
+                   "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID)]
+    command += ["--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv", "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            command += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            command += ["--ro-bind", str(path), str(path)]
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime"):
+        command += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    made = {"/", "/usr", "/etc"}
+    for path in python_paths():
+        for parent in ancestors(path):
+            if parent not in made and not parent.startswith("/usr/"):
+                command += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
+        command += ["--ro-bind", path, path]
+    command += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777",
+                "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
+                "--ro-bind", str(folder), SANDBOX_ROOT, "--chdir", SANDBOX_ROOT, "--seccomp", str(seccomp_fd)]
+    environment = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "USER": "sandbox",
+                   "LOGNAME": "sandbox", "MPLCONFIGDIR": "/tmp", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                   "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    for key, value in environment.items():
+        command += ["--setenv", key, value]
+    return command
+
+
+def unprivileged(command: list[str]) -> list[str]:
+    """What follows bwrap's `--`: under a root regrade, first setpriv drops to uid 65534 with no capabilities."""
+    if os.geteuid() != 0:
+        return command
+    return ["/usr/bin/setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--", *command]
+
+
+def limited(command: list[str], limits: Limits) -> list[str]:
+    """The command under `prlimit`: the limits hold for bwrap and everything it starts."""
+    cpu = int(limits.run_seconds * 2) + 60
+    return [shutil.which("prlimit") or "prlimit", f"--as={limits.memory_mb << 20}", f"--cpu={cpu}",
+            f"--fsize={limits.tmp_mb << 20}", "--core=0", f"--nofile={limits.open_files}", "--", *command]
 
 
 @functools.cache
-def network_namespace_works() -> bool:
-    """Whether `unshare -rn` can start a process without network here (unprivileged user namespaces)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return False
+def check_available() -> str:
+    """A one-line description of the isolation, or SandboxUnavailable saying what is missing."""
+    if sys.platform != "linux":
+        raise SandboxUnavailable(f"the sandbox needs Linux (bubblewrap and seccomp), not {sys.platform}")
+    for tool in ("bwrap", "prlimit") + (("setpriv",) if os.geteuid() == 0 else ()):
+        if shutil.which(tool) is None:
+            raise SandboxUnavailable(f"the sandbox needs {tool}, which is not installed ({INSTALL_HINT})")
+    program = seccomp_program()
+    read, write = os.pipe()
+    os.write(write, program)
+    os.close(write)
     try:
-        return subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        trial = subprocess.run(limited([*bwrap_command(Path("/usr"), Limits(), read), "--",  # never as root
+                                        *unprivileged([sys.executable, "-I", "-S", "-c", "import os, sys; sys.exit(os.getuid() == 0)"])],
+                                       Limits()),
+                               pass_fds=(read,), capture_output=True, text=True, timeout=30)
+    finally:
+        os.close(read)
+    if trial.returncode:
+        detail = (trial.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SandboxUnavailable(f"bubblewrap cannot make its namespaces here ({detail}); unprivileged user "
+                                 f"namespaces must be allowed (sysctl kernel.unprivileged_userns_clone=1, or "
+                                 f"kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu)")
+    user = ("uid 65534, dropped by setpriv (the regrade runs as root)" if os.geteuid() == 0
+            else "uid 65534 in a user namespace")
+    return (f"bubblewrap: mount, PID, network, IPC and UTS namespaces, {user}, a read-only system, no new "
+            f"processes (seccomp), limits on memory, CPU, threads, files, output and time")
 
 
-def isolation_summary() -> str:
-    network = ("a network namespace (unshare -rn) and the guard's audit hook" if network_namespace_works()
-               else "the guard's audit hook only (unshare -rn is not allowed here)")
-    return f"network blocked by {network}; files by the audit hook; limits, process group and watchdog"
+# --- one run of the probe ---------------------------------------------------------------------------------
 
 
-def environment(folder: Path, sandbox_settings: dict) -> dict:
-    """What the test process sees: nothing of the instructor's environment beyond PATH and the locale."""
-    env = {key: os.environ[key] for key in ("PATH", "LANG", "LC_ALL") if key in os.environ}
-    env.update(HOME=str(folder / "home"), TMPDIR=str(folder / "tmp"), MPLCONFIGDIR=str(folder / "home"),
-               OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0",
-               PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",  # only the plugins named: none of the machine's others
-               PIGLATIN_SANDBOX=json.dumps(sandbox_settings))
-    return env
+def write_probe_folder(folder: Path, models: dict[str, bytes]):
+    """The sandbox's folder: the template's models/ with the student's files on top, and the probe (which
+    holds no oracle and no expected value: stand-ins are answered from outside)."""
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    (folder / "tests" / "graded").mkdir(parents=True, exist_ok=True)
+    for path, content in models.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(content)
+    # The package's own __init__ imports every model file; the probe needs only the two it grades.
+    (folder / "models" / "__init__.py").write_text('"""The model files the probe grades."""\n')
+    for path in PROBE_FILES:
+        shutil.copyfile(REPO / path, folder / path)
+    (folder / "probe_main.py").write_text(
+        "import sys\n"
+        f"sys.path[:0] = [{SANDBOX_ROOT!r}, {SANDBOX_ROOT + '/tests/graded'!r}]\n"
+        "import probe\n"
+        "sys.exit(probe.sandbox_main())\n")
+    for path in [folder, *folder.rglob("*")]:  # readable by the sandbox's uid, whoever grades
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def run_tests(tree: Path, folder: Path, harness: Path, pytest_args: list[str], limits: Limits, hidden: list[Path],
-              events: Path, output: Path, blocked: Path) -> Ended:
-    """Runs pytest on `tree` (inside `folder`) in the sandbox; events and output go to those files."""
-    for name in ("home", "tmp"):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-    settings = {
-        "limits": {"RLIMIT_AS": limits.memory_mb << 20, "RLIMIT_FSIZE": limits.output_mb << 20, "RLIMIT_CORE": 0},
-        "blocked_log": str(blocked),
-        "guard": {"writable": [str(folder / "home"), str(folder / "tmp")], "hidden": [str(path) for path in hidden],
-                  "readable": [str(folder), str(harness), sys.prefix, sys.base_prefix, sys.exec_prefix]},
-    }
-    command = [sys.executable, str(harness / "runner.py"), str(events), "-p", "pytest_timeout", *pytest_args,
-               f"--timeout={limits.test_seconds:g}", "--timeout-method=signal"]
-    if network_namespace_works():
-        command = [shutil.which("unshare"), "-rn", *command]
-    started = time.monotonic()
-    with open(output, "wb") as log:
-        process = subprocess.Popen(command, cwd=tree, env=environment(folder, settings), stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    killed = watch(process, events, limits.idle_seconds)
-    kill_group(process.pid)
-    return Ended(process.returncode, killed, time.monotonic() - started)
+@dataclass
+class Run:
+    """What one sandbox run gave: results by call index, and how it ended."""
+
+    results: dict = field(default_factory=dict)  # i -> (meta, tensors blob)
+    imported: dict = field(default_factory=dict)  # module -> meta
+    finished: bool = False
+    running: int = None  # the call that was running when it ended, if any
+    importing: str = None  # the file being imported when it ended, if any
+    ended: str = ""  # why it ended early: "timeout", "deadline", or in the grader's words
+    log: bytes = b""
 
 
-def watch(process: subprocess.Popen, events: Path, idle_seconds: float) -> str:
-    """Waits for the process; kills its group when the events file stops growing for `idle_seconds`."""
-    size, last_change = -1, time.monotonic()
-    while process.poll() is None:
-        current = events.stat().st_size if events.exists() else 0
-        if current != size:
-            size, last_change = current, time.monotonic()
-        elif time.monotonic() - last_change > idle_seconds:
-            kill_group(process.pid)
-            process.wait()
-            return f"no progress for {idle_seconds:g} s"
-        time.sleep(0.05)
-    return ""
+class ProtocolError(Exception):
+    """The probe's output is not what the probe writes: the run is stopped."""
 
 
-def kill_group(pgid: int):
+STAND_IN_LIMIT = 256  # stand-in requests one call may make
+FRAME_LIMIT = 1 << 20  # a JSON frame from the sandbox
+
+
+def frame(payload: bytes) -> bytes:
+    """An 8-byte little-endian length, then the payload: how the grader and the probe talk."""
+    return struct.pack("<Q", len(payload)) + payload
+
+
+def read_frames(stream, events: queue.Queue, limit: int):
+    """Reads the probe's frames into `events` as (event dict, tensors blob or None), until the pipe closes
+    or what comes breaks the protocol or passes `limit` bytes in all."""
+    total = 0
+
+    def exactly(size: int) -> bytes:
+        data = stream.read(size)
+        if len(data) < size:
+            raise EOFError
+        return data
+
     try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+        while True:
+            size = struct.unpack("<Q", exactly(8))[0]
+            if size > FRAME_LIMIT:
+                raise ProtocolError("an event larger than 1 MB")
+            event = json.loads(exactly(size))
+            if not isinstance(event, dict):
+                raise ProtocolError("an event that is not an object")
+            blob = None
+            if event.get("event") in ("result", "stand-in"):
+                size = struct.unpack("<Q", exactly(8))[0]
+                total += size
+                if total > limit:
+                    raise ProtocolError(f"more than {limit >> 20} MB of tensors")
+                blob = exactly(size)
+            events.put((event, blob))
+    except EOFError:
+        pass
+    except Exception as error:  # anything it sent that cannot be read ends the run
+        events.put(({"event": "protocol-error", "why": f"{type(error).__name__}: {str(error)[:160]}"}, None))
+    finally:
+        events.put(({"event": "eof"}, None))
+
+
+def keep_log(stream, limit: int, sink: list):
+    """Keeps the first and last limit/2 bytes of the probe's stdout and stderr."""
+    head, tail, dropped, half = bytearray(), bytearray(), 0, limit // 2
+    while chunk := stream.read(65536):
+        room = half - len(head)
+        head += chunk[:room]
+        tail += chunk[max(room, 0):]
+        if len(tail) > half:
+            dropped += len(tail) - half
+            del tail[:len(tail) - half]
+    note = f"\n[... {dropped} bytes of output left out ...]\n".encode() if dropped else b""
+    sink.append(bytes(head) + note + bytes(tail))
+
+
+def write_messages(stream, outbox: queue.Queue):
+    """Writes what the grader sends, in order, until None; a dead sandbox only ends it."""
+    try:
+        while (message := outbox.get()) is not None:
+            stream.write(message)
+            stream.flush()
+        stream.close()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
+
+
+def run_probe(folder: Path, header: bytes, messages: list, answer, imports: list, limits: Limits,
+              deadline: float, program: bytes) -> Run:
+    """Runs the probe in the sandbox: sends `header`, waits for the student files in `imports` to be
+    imported, then sends each call of `messages` (probe.encode_call) only when the one before has answered,
+    and answers its stand-in requests with `answer(call index, request, tensors blob) -> reply bytes`.
+    It stops when a step (an import, a call) overruns `call_seconds`, the output breaks the protocol or its
+    caps, or `deadline` (time.monotonic()) passes; the whole sandbox is killed then, and always at the end."""
+    run = Run()
+    events_read, events_write = os.pipe()
+    seccomp_read, seccomp_write = os.pipe()
+    os.write(seccomp_write, program)
+    os.close(seccomp_write)
+    settings = json.dumps({"events_fd": events_write, "rlimits": {"RLIMIT_NPROC": limits.threads}})
+    command = limited([*bwrap_command(folder, limits, seccomp_read), "--setenv", "PIGLATIN_PROBE", settings, "--",
+                       *unprivileged([sys.executable, "-I", "-B", f"{SANDBOX_ROOT}/probe_main.py"])], limits)
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               pass_fds=(events_write, seccomp_read), start_new_session=True)
+    os.close(events_write)
+    os.close(seccomp_read)
+    events, outbox, log = queue.Queue(), queue.Queue(), []
+    threads = [threading.Thread(target=read_frames, args=(os.fdopen(events_read, "rb"), events,
+                                                          limits.output_mb << 20), daemon=True),
+               threading.Thread(target=keep_log, args=(process.stdout, limits.log_kb << 10, log), daemon=True),
+               threading.Thread(target=write_messages, args=(process.stdin, outbox), daemon=True)]
+    for thread in threads:
+        thread.start()
+
+    def next_event(since: float, budget: float = limits.call_seconds):
+        """The next event, or None when the step that began at `since`, or the run, is out of time."""
+        while True:
+            now = time.monotonic()
+            left = min(budget - (now - since), deadline - now)
+            if left <= 0:
+                run.ended = "timeout" if now < deadline else "deadline"
+                return None
+            try:
+                return events.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+
+    def stopped(event) -> bool:
+        kind = event.get("event")
+        if kind == "protocol-error":
+            run.ended = f"its output broke the probe's protocol ({event.get('why')})"
+        return kind in ("eof", "protocol-error")
+
+    try:
+        outbox.put(header)
+        started = time.monotonic()  # Python, torch and the student's files share the start-up's time
+        for module in imports:
+            got = next_event(started, limits.startup_seconds)
+            if got is None or stopped(got[0]) or got[0] != {"event": "import", "module": module}:
+                raise StopIteration
+            run.importing = module
+            got = next_event(started, limits.startup_seconds)
+            if got is None or stopped(got[0]) or got[0].get("event") != "imported" or got[0].get("module") != module:
+                raise StopIteration
+            run.imported[module] = got[0].get("meta") if isinstance(got[0].get("meta"), dict) else {}
+            run.importing = None
+        for index, message in enumerate(messages):
+            run.running, since, requests = index, time.monotonic(), 0
+            outbox.put(message)
+            while True:
+                got = next_event(since)
+                if got is None or stopped(got[0]):
+                    raise StopIteration
+                event, blob = got
+                if event.get("event") == "stand-in" and requests < STAND_IN_LIMIT:
+                    requests += 1
+                    outbox.put(answer(index, event, blob))
+                elif event.get("event") == "result":
+                    run.results[index] = (event.get("meta"), blob)
+                    break
+                else:
+                    run.ended = f"it sent an unexpected {str(event.get('event'))[:40]!r} event"
+                    raise StopIteration
+            run.running = None
+        outbox.put(frame(json.dumps({"type": "end"}).encode()))
+        got = next_event(time.monotonic())
+        run.finished = got is not None and got[0].get("event") == "finished"
+    except StopIteration:
+        pass
+    finally:
+        outbox.put(None)
+        kill(process)
+        for thread in threads:
+            thread.join(timeout=5)
+    run.log = log[0] if log else b""
+    if not run.finished and not run.ended:
+        code = process.returncode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            run.ended = f"killed by {name}"
+        else:
+            run.ended = f"ended (exit status {code}) before it finished: os._exit, or a crash"
+    return run
+
+
+def kill(process: subprocess.Popen):
+    """Kills bwrap's whole group; its PID namespace goes with it."""
+    for target in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):
+        try:
+            target()
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
         pass

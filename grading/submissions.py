@@ -16,9 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STUDENT_FILES = ("models/transformer.py", "models/mamba.py", "README.md")
+MODEL_FILES = ("models/transformer.py", "models/mamba.py")
 STUDENT_FOLDERS = ("notebooks/", "assets/")
 MAY_ADD = ("exps/",)
 REGULAR_FILE_MODES = ("100644", "100755")
+# What a submission may hold. Past these it is refused (or, for one large writeup file, that file skipped):
+# git trees come from the student and are read before any sandbox starts.
+MAX_ENTRIES = 5000  # files in the whole commit
+MAX_MODEL_BYTES = 1 << 20  # each of models/transformer.py and models/mamba.py
+MAX_FILE_BYTES = 25 << 20  # each README, notebook or asset
+MAX_STUDENT_BYTES = 100 << 20  # all of the student's files together
 
 
 class SubmissionError(Exception):
@@ -47,9 +54,25 @@ class Submission:
     name: str
     path: Path
     commit: str = ""  # empty when no commit qualifies
-    problem: str = ""  # why it cannot be graded, in one line
+    problem: str = ""  # why it cannot be graded, in one line (shown to the student: never their own text)
     files: dict = field(default_factory=dict)  # student path -> content, at the commit
     tree: dict = field(default_factory=dict)  # every path -> (mode, blob id), at the commit
+    notes: list = field(default_factory=list)  # for the instructor: what was refused or skipped, and why
+
+
+def path_problem(raw: bytes):
+    """Why a tree entry's name is not a plain relative path (None if it is). A crafted tree can hold '..',
+    absolute or empty components, backslashes or control characters: none of that is ever written."""
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a name that is not UTF-8"
+    if len(raw) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in name) or "\\" in name:
+        return "a name with control characters, a backslash, or over 1,024 bytes"
+    parts = name.split("/")
+    if name.startswith("/") or any(part in ("", ".", "..") for part in parts) or any(len(p) > 255 for p in parts):
+        return "a name with an absolute, empty, '.' or '..' component"
+    return None
 
 
 def submission_name(path: Path) -> str:
@@ -87,17 +110,48 @@ def read(path: Path, ref: str = "HEAD", deadline: str = "") -> Submission:
                 return submission
         else:
             submission.commit = git(path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
-        listing = git(path, "ls-tree", "-r", "-z", "--full-tree", submission.commit, binary=True)
+        listing = git(path, "ls-tree", "-r", "-z", "-l", "--full-tree", submission.commit, binary=True)
     except SubmissionError as error:
         submission.problem = f"cannot read {ref}: {error}"
         return submission
-    for entry in filter(None, listing.split(b"\0")):
-        meta, _, name = entry.partition(b"\t")
-        mode, kind, blob = meta.decode().split()
+    entries = [entry for entry in listing.split(b"\0") if entry]
+    if len(entries) > MAX_ENTRIES:
+        return refuse(submission, f"more than {MAX_ENTRIES:,} files in the commit", f"{len(entries):,} tree entries")
+    sizes = {}
+    for entry in entries:
+        meta, _, raw = entry.partition(b"\t")
+        mode, kind, blob, size = meta.decode("ascii", errors="replace").split()
+        problem = path_problem(raw)
+        if problem:
+            return refuse(submission, f"refused: a file in the commit has {problem}", f"tree entry {raw[:200]!r}")
+        name = raw.decode("utf-8")
+        if is_student_file(name) and (kind != "blob" or mode not in REGULAR_FILE_MODES):
+            return refuse(submission, "refused: a file students write is a link or a submodule, not a plain file",
+                          f"{name!r} has mode {mode}")
         if kind == "blob":
-            submission.tree[name.decode("utf-8", errors="replace")] = (mode, blob)
-    wanted = [path for path, (mode, _) in submission.tree.items() if is_student_file(path) and mode in REGULAR_FILE_MODES]
+            submission.tree[name] = (mode, blob)
+            sizes[name] = int(size) if size.isdigit() else 0
+    wanted = []
+    for name in (name for name in submission.tree if is_student_file(name)):
+        limit = MAX_MODEL_BYTES if name in MODEL_FILES else MAX_FILE_BYTES
+        if sizes[name] > limit:
+            if name in MODEL_FILES:
+                return refuse(submission, f"refused: {name} is larger than {limit >> 20} MB", f"{name}: {sizes[name]:,} bytes")
+            submission.notes.append(f"skipped {name!r}: {sizes[name]:,} bytes, over {limit >> 20} MB")
+            continue
+        wanted.append(name)
+    if sum(sizes[name] for name in wanted) > MAX_STUDENT_BYTES:
+        return refuse(submission, f"refused: the files students write add up to over {MAX_STUDENT_BYTES >> 20} MB",
+                      f"{sum(sizes[name] for name in wanted):,} bytes")
     submission.files = dict(zip(wanted, read_blobs(path, [submission.tree[name][1] for name in wanted])))
+    return submission
+
+
+def refuse(submission: Submission, problem: str, detail: str) -> Submission:
+    """Marks the submission ungradable: `problem` for everyone, `detail` (may quote the student) for the
+    instructor; nothing of it is read further."""
+    submission.problem, submission.files, submission.tree = problem, {}, {}
+    submission.notes.append(detail)
     return submission
 
 

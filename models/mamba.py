@@ -203,6 +203,10 @@ def pair_scan(log_a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     stretches, and any length where each step alone has enough values to keep the machine busy (a CPU at
     Pig-Latin sizes), run as one fused loop over time instead. Gradients: the same scan backwards in time.
     """
+    if b.is_cuda:  # one fused Triton kernel where it can run (models/fused_scan.py); this code is its reference
+        from models import fused_scan
+        if fused_scan.supports(log_a, b):
+            return fused_scan.fused_scan(log_a, b)
     return _PairScan.apply(decay_of(log_a), b)
 
 
@@ -278,7 +282,7 @@ class MambaBlock(nn.Module):
         self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
         self.dt_proj = nn.Linear(R, E, bias=True)
         self.A_log = nn.Parameter(torch.log(-initial_A(A_init, E, N)))
-        self.A_log._no_weight_decay = True  # training/module.py: decay would pull every A towards −1
+        self.A_log.no_weight_decay = True  # training/module.py: decay would pull every A towards −1
         self.D = nn.Parameter(torch.ones(E))
         self.out_proj = nn.Linear(E, hidden_size, bias=False)
         self._init_delta(dt_min, dt_max)

@@ -12,22 +12,19 @@ still a stub (NotImplementedError), it is skipped, naming that function, instead
 `expect_close` is the comparison graded tests use; its AssertionError carries the whole message.
 """
 
-import base64
 import json
 import traceback
 from pathlib import Path
 
 import pytest
-import torch
+
+from graded.harness import Case, GradedFailure, compare
 
 TOTAL_POINTS = 10
 
 
 # --- comparing tensors ----------------------------------------------------------------------------------
-
-
-class GradedFailure(AssertionError):
-    """A graded check that missed: its message is all the student needs to see."""
+# Graded tests compare through their `case` (tests/graded/harness.py); these helpers serve other checks.
 
 
 def fail(message: str):
@@ -41,46 +38,12 @@ def check(condition: bool, message: str):
         fail(message)
 
 
-def _show(tensor: torch.Tensor, limit: int = 6) -> str:
-    flat = tensor.detach().flatten()
-    shown = ", ".join(f"{value:.4g}" for value in flat[:limit].tolist())
-    return f"[{shown}{', …' if flat.numel() > limit else ''}]"
-
-
 def expect_close(actual, expected, *, atol: float, rtol: float, what: str):
-    """Fail unless |actual - expected| <= atol + rtol * |expected| everywhere (shapes must match).
-
-    The message says what was compared, the expected and actual shapes or values, where and by how
-    much they differ most, and the tolerance.
-    """
-    if not isinstance(actual, torch.Tensor):
-        fail(f"{what}: expected a tensor of shape {tuple(expected.shape)}, got {type(actual).__name__}")
-    if actual.shape != expected.shape:
-        fail(f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
-    if actual.is_complex() and not expected.is_complex():
-        fail(f"{what}: expected a real tensor, got dtype {actual.dtype}")
-    actual = actual.detach().to(expected.dtype)
-    expected = expected.detach()
-    if actual.numel() == 0:
-        return
-    if not torch.isfinite(actual).all() and torch.isfinite(expected).all():
-        where = tuple(int(i) for i in torch.nonzero(~torch.isfinite(actual))[0])
-        fail(f"{what}: got {actual[where].item()} at index {where}, where {expected[where].item():.6g} was "
-             f"expected ({int((~torch.isfinite(actual)).sum())} non-finite values in all)")
-    difference = (actual - expected).abs()
-    allowed = atol + rtol * expected.abs()
-    if (difference <= allowed).all():
-        return
-    worst = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
-    fail(
-        f"{what} differs from the expected values\n"
-        f"  expected {_show(expected)}\n"
-        f"  got      {_show(actual)}\n"
-        f"  largest difference {difference.max().item():.3g} at index {worst} "
-        f"(expected {expected[worst].item():.6g}, got {actual[worst].item():.6g}); "
-        f"{int((difference > allowed).sum())} of {difference.numel()} values are off\n"
-        f"  tolerance: |got - expected| <= {atol:g} + {rtol:g} * |expected|"
-    )
+    """Fail unless |actual - expected| <= atol + rtol * |expected| everywhere (shapes must match), with the
+    graded tests' message: expected, got, where and by how much they differ most, the tolerance."""
+    message = compare(actual, expected, atol=atol, rtol=rtol, what=what, hidden=False)
+    if message is not None:
+        fail(message)
 
 
 # --- the plugin -------------------------------------------------------------------------------------------
@@ -99,6 +62,23 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "needs_solution: skip, naming the stub, when a student function "
                                        "is not written yet")
     config.pluginmanager.register(Scorer(config), "scoring-scorer")
+
+
+@pytest.fixture
+def case(request) -> Case:
+    """A graded test's access to the student's code (tests/graded/harness.py), run in this process."""
+    hidden = Path(str(request.node.fspath)).parent.name == "hidden"
+    return Case(getattr(request.node, "originalname", None) or request.node.name, run_now=True, hidden=hidden)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A graded test's verdict comes when its function returns: every expectation it stated must hold."""
+    result = yield
+    case = pyfuncitem.funcargs.get("case")
+    if isinstance(case, Case):
+        case.finish()
+    return result
 
 
 def _points_marker(item):
@@ -174,8 +154,10 @@ class Scorer:
         self.keys = {}  # nodeid -> (file, test name)
         self.others = {}  # nodeid -> {"outcome", "message"}
 
-    def pytest_collection_modifyitems(self, items):
-        for item in items:
+    def pytest_collection_finish(self, session):
+        """The graded tests that will run (after any deselection); the score is written at once, every test
+        'not run', so that a run stopped from outside still leaves a score file."""
+        for item in session.items:
             marker = _points_marker(item)
             if marker is None:
                 continue
@@ -186,6 +168,7 @@ class Scorer:
                 "points": float(marker.args[0]), "readme": marker.kwargs.get("readme"),
                 "outcome": None, "message": "",
             })
+        self.write_json()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -223,36 +206,60 @@ class Scorer:
         # A parametrised graded test earns its points only if every case passes.
         if row["outcome"] in (None, "passed"):
             row["outcome"], row["message"] = outcome, message
+        self.write_json()
 
-    def pytest_sessionfinish(self, session):
-        self.result = score(self)
+    def write_json(self, finished: bool = False):
+        """The score so far to --score-json: written when collection ends, rewritten after every graded test
+        (atomically), so that a run stopped by a time limit still leaves the points it earned."""
         if self.config.getoption("score_json"):
-            Path(self.config.getoption("score_json")).write_text(json.dumps(self.result, indent=2) + "\n")
+            path = Path(self.config.getoption("score_json"))
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text(json.dumps(score(self, finished), indent=2) + "\n")
+            partial.replace(path)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session):
+        """Outermost, so that the score table comes after pytest's own summary: the last thing printed."""
+        result = yield
+        self.result = score(self)
+        self.write_json(finished=True)
         if self.config.getoption("score_markdown") and self.result["tests"]:
             with open(self.config.getoption("score_markdown"), "a", encoding="utf-8") as file:
                 file.write(score_markdown(self.result))
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        summary = score(self)
+        if terminal is None or not summary["tests"]:
+            return result
+        stubs = [message for message in summary["ungraded"]["skipped"].values() if "needs the finished" in message]
+        if stubs:
+            terminal.write_line(f"{len(stubs)} other test{'s' if len(stubs) != 1 else ''} skipped until your models "
+                                f"are finished (e.g. {stubs[0].split('; ', 1)[-1]})")
+        terminal.write_sep("=", "assignment score")
+        for line in score_table(summary):
+            terminal.write_line(line)
+        ran = sum(1 for row in summary["tests"] if row["outcome"] != "not run")
+        if ran < len(summary["tests"]):
+            terminal.write_line(f"(a partial score: {ran} of the {len(summary['tests'])} graded tests here ran; "
+                                f"`python -m pytest tests/graded` gives the whole score)")
+        return result
 
-    def pytest_terminal_summary(self, terminalreporter):
-        result = score(self)
-        if not result["tests"]:
-            return
-        terminalreporter.write_sep("=", "assignment score")
-        for line in score_table(result):
-            terminalreporter.write_line(line)
-        if len(result["tests"]) < len(self.graded):
-            terminalreporter.write_line(f"(a partial score: {len(result['tests'])} of the {len(self.graded)} graded "
-                                        f"tests ran; `python -m pytest tests/graded` gives the whole score)")
 
-
-def score(scorer: Scorer) -> dict:
-    """The session's score: total, max, one row per graded test that ran, and the other tests' outcomes."""
-    rows = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0}
-            for row in scorer.graded.values() if row["outcome"] is not None]
+def score(scorer: Scorer, finished: bool = True) -> dict:
+    """The session's score: total, max, one row per graded test collected (one that did not run earns
+    nothing, with the reason), and the other tests' outcomes. `finished`: whether pytest got to its end."""
+    rows = []
+    for row in scorer.graded.values():
+        if row["outcome"] is None:
+            why = "did not run: the session ended first (its time limit?)" if finished else "has not run yet"
+            row = {**row, "outcome": "not run", "message": why}
+        rows.append({**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0})
     others = scorer.others.values()
+    ran = [row for row in rows if row["outcome"] != "not run"]
     return {
         "total": sum(row["earned"] for row in rows),
         "max": sum(row["points"] for row in rows),
-        "complete": len(rows) == len(scorer.graded) and sum(row["points"] for row in rows) == TOTAL_POINTS,
+        "complete": len(ran) == len(rows) and sum(row["points"] for row in rows) == TOTAL_POINTS,
+        "finished": finished,
         "tests": rows,
         "ungraded": {
             "passed": sum(1 for value in others if value["outcome"] == "passed"),
@@ -295,26 +302,3 @@ def score_markdown(result: dict) -> str:
             lines += [f"**{row['name']}**", "", "```", row["message"], "```", ""]
         lines.append("</details>")
     return "\n".join(lines) + "\n"
-
-
-def classroom_results(result: dict) -> str:
-    """The score in the input format of classroom-resources/autograding-grading-reporter, base64-encoded:
-    put it in the environment as <RUNNER>_RESULTS and pass `runners: <runner>` to that action."""
-    payload = {
-        "version": 1,
-        "status": "pass" if result["total"] == result["max"] else "fail",
-        "max_score": result["max"],
-        "tests": [{"name": row["name"], "status": "pass" if row["outcome"] == "passed" else "fail",
-                   "score": row["earned"], "message": row["message"], "line_no": 0, "execution_time": "0s"}
-                  for row in result["tests"]],
-    }
-    return base64.b64encode(json.dumps(payload).encode()).decode()
-
-
-if __name__ == "__main__":
-    # python tests/scoring.py classroom score.json: print the reporter's base64 payload
-    import sys
-
-    if len(sys.argv) != 3 or sys.argv[1] != "classroom":
-        sys.exit("usage: python tests/scoring.py classroom SCORE_JSON")
-    print(classroom_results(json.loads(Path(sys.argv[2]).read_text())))

@@ -3,6 +3,7 @@
 It checks what the benchmark reports, never how fast anything is (timings belong to the benchmark itself)."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ def milliseconds(cell: str) -> float:
 
 
 def test_every_table_and_plot_is_written(bench_dir):
-    for stem in ("bench_scans", "bench_models", "bench_piglatin"):
+    for stem in ("bench_scans", "bench_models", "bench_piglatin", "bench_family"):
         for suffix in (".md", ".png"):
             path = bench_dir / f"{stem}{suffix}"
             assert path.is_file() and path.stat().st_size > 0, f"{path.name} missing or empty"
@@ -43,8 +44,8 @@ def test_scan_table_compares_every_scan_with_its_error_against_a_float64_loop(be
     rows = table(bench_dir, "bench_scans.md")
     assert list(rows[0]) == ["device", "B×L×E×N", "L", "scan", "forward (ms)", "forward+backward (ms)",
                              "peak memory, fwd+bwd (MB)", "relative error"]
-    assert {row["scan"] for row in rows} == {"sscan", "pscan", "pair_scan", "mambapy"}
-    measured = [row for row in rows if row["relative error"] != "not installed"]
+    assert {row["scan"] for row in rows} == {"sscan", "pscan", "pair_scan", "fused_scan", "mambapy"}
+    measured = [row for row in rows if row["relative error"] not in ("not installed", "GPU only")]
     assert {row["scan"] for row in measured} >= {"sscan", "pscan", "pair_scan"}
     for row in measured:
         assert milliseconds(row["forward (ms)"]) > 0 and milliseconds(row["forward+backward (ms)"]) > 0, row
@@ -89,3 +90,37 @@ def test_train_targets_refuses_a_missing_config_before_training_anything(capsys)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such config file: exps/no_such_config.txt" in err
     assert "training" not in err
+
+
+def test_quick_run_writes_into_a_new_temporary_folder_unless_told_where():
+    from bench.__main__ import ASSETS, parse_args
+
+    out = Path(parse_args(["--quick"]).out)
+    try:
+        assert out.is_dir() and not any(out.iterdir()) and out.resolve() != ASSETS.resolve()
+    finally:
+        out.rmdir()
+    assert parse_args(["--quick", "--out", "elsewhere"]).out == "elsewhere"
+    assert Path(parse_args([]).out) == ASSETS
+
+
+def test_quick_run_refuses_to_overwrite_the_measured_tables_in_assets(capsys):
+    from bench.__main__ import ASSETS
+
+    before = {path.name: path.stat().st_mtime_ns for path in ASSETS.glob("bench_*")}
+    with pytest.raises(SystemExit) as stopped:
+        main(["--quick", "--out", str(ASSETS)])
+    assert stopped.value.code == 2
+    assert "--quick measures too little to replace the tables in assets/" in capsys.readouterr().err
+    assert {path.name: path.stat().st_mtime_ns for path in ASSETS.glob("bench_*")} == before
+
+
+def test_family_table_has_every_row_of_the_report_with_training_and_inference_times(bench_dir):
+    from bench.family import ROWS
+
+    rows = table(bench_dir, "bench_family.md")[:len(ROWS)]  # the times; the details table follows
+    assert [row["model"] for row in rows] == [name for name, _ in ROWS]
+    for row in rows:
+        assert milliseconds(row["training step, L = 32 (ms)"]) > 0 and milliseconds(row["inference, L = 32 (ms)"]) > 0
+    text = (bench_dir / "bench_family.md").read_text()
+    assert "LTI training step / S4D Real's" in text and "Mamba S6" in text

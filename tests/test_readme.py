@@ -24,6 +24,14 @@ def test_quickstart_is_install_train_test():
     assert "pytest" in test
 
 
+def test_quickstart_says_venv_and_cpu_torch_before_its_install_line():
+    """Read top to bottom: a venv first, then the CPU build of torch (else pip pulls GBs of CUDA), then the lines."""
+    before_the_lines = README.split("\n## Quickstart", 1)[1].split("```", 1)[0]
+    assert "python3 -m venv" in before_the_lines
+    pinned = re.search(r"^torch==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert f"pip install torch=={pinned} --index-url https://download.pytorch.org/whl/cpu" in before_the_lines
+
+
 def test_ci_runs_the_quickstart_install_and_test_lines_as_written():
     ci_script = ROOT / ".ci" / "run"
     if not ci_script.is_file():

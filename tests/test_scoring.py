@@ -29,9 +29,11 @@ def graded_points() -> list[tuple[str, str, float, str]]:
     return found
 
 
-MAMBA_BLOCK = {"test_mamba_block_gates_a_causal_convolution_and_the_ssm",
+MAMBA_BLOCK = {"test_mamba_block_gates_a_causal_convolution_and_the_ssm", "test_mamba_block_is_causal",
                "test_ssm_computes_delta_B_and_C_from_the_input_and_A_from_A_log",
-               "test_selective_scan_matches_the_recurrence_step_by_step", "test_mamba_block_is_causal"}
+               "test_selective_scan_matches_the_recurrence_step_by_step",
+               "test_selective_scan_runs_the_configured_scan_even_when_the_bilinear_decay_turns_negative",
+               "test_residual_block_adds_the_mixer_of_the_rms_normalised_input"}
 
 
 def test_graded_points_add_up_to_the_assignment():
@@ -42,7 +44,7 @@ def test_graded_points_add_up_to_the_assignment():
     assert total(lambda file, name, section: file == "test_q2_ssm") == 5
     assert total(lambda file, name, section: section.startswith("Q2.1")) == 1, "bilinear discretisation: 1 point"
     assert total(lambda file, name, section: section.startswith("Q2.2")) == 1, "parallel scan: 1 point"
-    assert total(lambda file, name, section: name in MAMBA_BLOCK) == 2, "Mamba block: 2 points"
+    assert total(lambda file, name, section: name in MAMBA_BLOCK) == 3, "Mamba block and residual block: 3 points"
     assert all(name.startswith("test_") and len(name) < 100 for _, name, _, _ in points)
 
 
@@ -151,13 +153,39 @@ def test_a_test_that_needs_the_models_skips_naming_the_stub(demo_run):
     assert "SKIPPED" in output
 
 
-def test_the_classroom_reporter_payload_is_base64_json_with_max_score_and_per_test_scores(demo_run):
-    import base64
+def test_the_score_table_is_the_last_thing_pytest_prints(demo_run):
+    _, output, _ = demo_run
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert lines[-1].split()[:1] == ["total"] and "assignment score" in lines[-7]
 
-    from scoring import classroom_results
 
-    _, _, score = demo_run
-    payload = json.loads(base64.b64decode(classroom_results(score)))
-    assert payload["version"] == 1 and payload["status"] == "fail" and payload["max_score"] == 5.0
-    assert {test["name"]: (test["status"], test["score"]) for test in payload["tests"]}["test_right"] == ("pass", 1.0)
-    assert sum(test["score"] for test in payload["tests"]) == score["total"]
+STOPPED = '''
+import pytest
+
+
+@pytest.mark.points(1, readme="Q9 Demo")
+def test_first():
+    pass
+
+
+@pytest.mark.points(2, readme="Q9 Demo")
+def test_stops_the_session():
+    pytest.exit("the session's time is up")
+
+
+@pytest.mark.points(3, readme="Q9 Demo")
+def test_never_reached():
+    pass
+'''
+
+
+def test_a_session_stopped_early_scores_the_tests_it_never_reached_as_zero(tmp_path):
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["scoring"]\n')
+    (tmp_path / "test_q9_stopped.py").write_text(STOPPED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--score-json", str(tmp_path / "s.json"),
+                    str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    score = json.loads((tmp_path / "s.json").read_text())
+    assert (score["total"], score["max"], score["complete"]) == (1.0, 6.0, False)
+    outcomes = {row["name"]: (row["outcome"], row["earned"]) for row in score["tests"]}
+    assert outcomes["test_never_reached"] == ("not run", 0.0)

@@ -15,6 +15,11 @@ from typing import Optional
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
+# The state-space family (models/family.py MODELS, listed here so that reading a config imports no torch).
+FAMILY_MODELS = ["s4", "s4_low_rank", "s4d_real", "s4d_inv", "s4d_lin", "s6", "mamba_s4", "mamba_s4_low_rank",
+                 "mamba_s4d_real", "mamba_s4d_inv", "mamba_s4d_lin", "mamba_s6", "gated_mlp"]
+
+
 class ConfigError(Exception):
     """A mistake in a config file or on the command line; main.py prints it as one line."""
 
@@ -26,8 +31,8 @@ def _option(default, help, choices=None):
 @dataclass
 class Config:
     # what to train on
-    model: str = _option("transformer", "which model to train (lstm and gru are baselines)",
-                         ["transformer", "mamba", "lstm", "gru"])
+    model: str = _option("transformer", "which model to train (lstm and gru are baselines; the state-space "
+                         "family is models/family.py)", ["transformer", "mamba", "lstm", "gru"] + FAMILY_MODELS)
     data: str = _option("data/pig_latin_small.txt", "dataset file: one 'english piglatin' pair per line")
     val_fraction: float = _option(0.2, "share of the pairs held out for validation")
     seed: int = _option(0, "seeds the split, the initialisation and the batch order")
@@ -51,7 +56,8 @@ class Config:
     num_encoder_layers: int = _option(2, "Transformer (or LSTM/GRU) encoder layers")
     num_decoder_layers: int = _option(2, "Transformer (or LSTM/GRU) decoder layers")
     positional: str = _option("sinusoidal", "positional encoding", ["sinusoidal", "learned"])
-    max_length: int = _option(64, "longest sequence the position tables cover")
+    max_length: int = _option(64, "longest sequence the position tables (and low-rank S4's kernel, the gated "
+                              "MLP's mixing matrix) cover")
 
     # Mamba (Q2)
     num_layers: int = _option(2, "Mamba residual blocks")

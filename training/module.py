@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.vocab import VOCAB
-from models import MambaSeq2Seq, RNNSeq2Seq, TransformerSeq2Seq
+from models import FamilySeq2Seq, MambaSeq2Seq, RNNSeq2Seq, TransformerSeq2Seq
 from models.decoding import stepper_for
-from training.config import Config
+from training.config import FAMILY_MODELS, Config
 
 
 def build_model(config: Config) -> nn.Module:
@@ -29,6 +29,12 @@ def build_model(config: Config) -> nn.Module:
     if config.model in ("lstm", "gru"):
         return RNNSeq2Seq(len(VOCAB), config.model, config.hidden_size, config.num_encoder_layers,
                           config.num_decoder_layers, config.dropout)
+    if config.model in FAMILY_MODELS:
+        return FamilySeq2Seq(
+            config.model, len(VOCAB), VOCAB.EOS, config.hidden_size, config.num_layers, config.dropout,
+            config.state_size, config.expand, config.conv_kernel, config.max_length, config.scan, config.dt_min,
+            config.dt_max,
+        )
     return MambaSeq2Seq(
         len(VOCAB), VOCAB.EOS, config.hidden_size, config.num_layers, config.dropout, state_size=config.state_size,
         expand=config.expand, conv_kernel=config.conv_kernel, discretization=config.discretization,
@@ -180,12 +186,13 @@ def decode_budget(source_length: int, max_length: int = None) -> int:
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """The optimizer's parameter groups: weight decay on weight matrices and embeddings only.
 
-    Biases, norms' gains, Mamba's D (all 1-D) and A_log (marked `_no_weight_decay`) are left alone: decay
-    would pull A_log towards 0, every A towards −1, and undo the spread of decay rates S4D-Real starts from.
+    Biases, norms' gains and Mamba's D (all 1-D) are left alone, and so is whatever a model marks
+    `no_weight_decay`: Mamba's A_log, whose decay would pull every A towards −1 and undo the spread of decay
+    rates S4D-Real starts from, and the state-space family's A and Δ (models/family.py), as the S4 papers train them.
     """
     decayed, kept = [], []
     for parameter in model.parameters():
-        plain = parameter.ndim < 2 or getattr(parameter, "_no_weight_decay", False)
+        plain = parameter.ndim < 2 or getattr(parameter, "no_weight_decay", False)
         (kept if plain else decayed).append(parameter)
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
 

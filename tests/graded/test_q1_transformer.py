@@ -1,270 +1,276 @@
 """Q1 Transformer, graded: 5 points.
 
-Each test checks one function of `models/transformer.py` against a trusted oracle — PyTorch's own
-`scaled_dot_product_attention`, the positional-encoding formula, or the composition the README describes
-built from the module's own layers. Where a function calls another one you write, the test swaps that
-other one for the oracle, so that one mistake costs points in one place only.
+Each test runs one function you write (its *target*) on inputs and parameters of its own, and compares
+the result with a trusted oracle (tests/graded/oracles.py): PyTorch's `scaled_dot_product_attention`,
+the positional-encoding formula, or the composition the README describes. While the target runs, every
+other function you write is replaced by its oracle, so a mistake in one function costs points only in
+the tests that run that function. Every parameter is moved off its initial value first (two LayerNorms
+then differ), and every module has dropout 0.5 but runs in eval mode (so dropout must be off).
 """
-
-import functools
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-import models.transformer as transformer
-from models.transformer import (
-    DecoderLayer,
-    EncoderLayer,
-    MultiHeadAttention,
-    TransformerDecoder,
-    TransformerEncoder,
-    TransformerSeq2Seq,
-    causal_mask,
-    sinusoidal_positional_encoding,
-)
-from scoring import check, expect_close, fail
+from graded import oracles
+from graded.oracles import sub
 
 ATTENTION = "Q1.1 Multi-head attention"
 ENCODER = "Q1.2 Encoder"
 DECODER = "Q1.3 Decoder"
 VOCAB_SIZE = 29
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}  # float32 outputs of a few layers: differences of ~1e-7 are rounding
+DROPOUT = 0.5  # every module gets dropout, and runs in eval mode: dropout applied anyway shows
+MHA = "transformer:MultiHeadAttention"
 
 
-@pytest.fixture(autouse=True)
-def seed():
-    torch.manual_seed(0)
+# --- what likely mistakes give, so that a failure can name one ------------------------------------------------
 
 
-# --- oracles -----------------------------------------------------------------------------------------------
+def mask_problem(query_length: int, key_length: int, hidden: bool = False):
+    """A predicate for causal_mask(T, S): None when right, else what is wrong with it."""
+    def problem(mask):
+        expected = oracles.causal_mask(query_length, key_length)
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(expected.shape):
+            return f"should be a tensor of shape {tuple(expected.shape)}, got {getattr(mask, 'shape', type(mask).__name__)}"
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            return "should hold True/False (or 1/0) values"
+        wrong = (mask.bool() != expected).nonzero().tolist()
+        if not wrong:
+            return None
+        t, s = wrong[0]
+        message = (f"entry [{t}, {s}] should be {bool(expected[t, s])} (query {t} {'may' if s <= t else 'must not'} "
+                   f"see key {s}), got {bool(mask[t, s])}; {len(wrong)} of {expected.numel()} entries are wrong")
+        got = mask.bool()
+        if torch.equal(got, ~expected) or torch.equal(got, oracles.causal_mask(key_length, query_length).T):
+            message += "\n  likely mistake: the mask is on the wrong side of the diagonal (future keys allowed, past hidden)"
+        elif torch.equal(got, expected & ~torch.eye(query_length, key_length, dtype=torch.bool)):
+            message += "\n  likely mistake: off by one, a position may not see itself"
+        elif torch.equal(got, expected | torch.eye(query_length, key_length, dtype=torch.bool).roll(1, dims=1) & (
+                torch.arange(key_length)[None, :] == torch.arange(query_length)[:, None] + 1)):
+            message += "\n  likely mistake: off by one, a position sees the next one"
+        if not hidden:
+            message += f"\n  expected:\n{expected.int()}\n  got:\n{got.int()}"
+        return message
+    return problem
 
 
-def oracle_mask(query_length: int, key_length: int, device=None) -> torch.Tensor:
-    """(T, S) booleans, True where key s is not in the future of query t."""
-    return torch.tensor([[s <= t for s in range(key_length)] for t in range(query_length)], device=device)
+def swapped(params: dict, first: str, second: str) -> dict:
+    """The parameters with two submodules' exchanged (what using one norm in place of the other gives)."""
+    a, b = sub(params, first), sub(params, second)
+    out = dict(params)
+    out.update({f"{first}.{k}": v for k, v in b.items()})
+    out.update({f"{second}.{k}": v for k, v in a.items()})
+    return out
 
 
-def oracle_split(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """(B, L, H) -> (B, h, L, d), head j taking features j*d ... (j+1)*d - 1."""
-    size = x.shape[-1] // num_heads
-    return torch.stack([x[..., j * size:(j + 1) * size] for j in range(num_heads)], dim=1)
+def copied(params: dict, source: str, target: str) -> dict:
+    """The parameters with `target`'s replaced by `source`'s (one module used for both)."""
+    out = dict(params)
+    out.update({f"{target}.{k}": v for k, v in sub(params, source).items()})
+    return out
 
 
-def oracle_merge(x: torch.Tensor) -> torch.Tensor:
-    """(B, h, L, d) -> (B, L, H), the heads side by side."""
-    return torch.cat(x.unbind(dim=1), dim=-1)
+def without(params: dict, name: str, value: float = 0.0) -> dict:
+    out = dict(params)
+    out[name] = torch.full_like(params[name], value)
+    return out
 
 
-def sdpa(module: MultiHeadAttention, query, key, value, causal: bool, values=None):
-    """PyTorch's scaled_dot_product_attention with the module's own projections; before W_o and merging.
-    With `values` given, they replace the projected values (identity values give the weights)."""
-    q = oracle_split(module.W_q(query), module.num_heads)
-    k = oracle_split(module.W_k(key), module.num_heads)
-    v = oracle_split(module.W_v(value), module.num_heads) if values is None else values
-    mask = oracle_mask(q.shape[2], k.shape[2]) if causal else None
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-
-
-def oracle_attention(module: MultiHeadAttention, query, key, value) -> torch.Tensor:
-    """The module's attention output (B, T, H), computed by PyTorch."""
-    return module.W_o(oracle_merge(sdpa(module, query, key, value, module.causal)))
-
-
-def oracle_weights(module: MultiHeadAttention, query, key) -> torch.Tensor:
-    """The softmax weights (B, h, T, S): attention over identity values returns the weights themselves."""
-    batch, length = key.shape[0], key.shape[1]
-    identity = torch.eye(length).expand(batch, module.num_heads, length, length)
-    return sdpa(module, query, key, key, module.causal, values=identity)
-
-
-@pytest.fixture
-def oracle_heads_and_mask(monkeypatch):
-    """Your forward pass with the oracle's causal_mask, split_heads and merge_heads in place of yours,
-    so that a mistake there is counted by their own tests only."""
-    monkeypatch.setattr(transformer, "causal_mask", oracle_mask)
-    monkeypatch.setattr(MultiHeadAttention, "split_heads", lambda self, x: oracle_split(x, self.num_heads))
-    monkeypatch.setattr(MultiHeadAttention, "merge_heads", lambda self, x: oracle_merge(x))
-
-
-def use_oracle_attention(*modules: MultiHeadAttention):
-    """Makes these attention modules compute with the oracle instead of your forward."""
-    for module in modules:
-        module.forward = functools.partial(oracle_attention, module)
-
-
-def oracle_encoder_layer(layer: EncoderLayer, x):
-    """x + attention(norm(x)), then + feed_forward(norm(.)), with the oracle's attention."""
-    normed = layer.attention_norm(x)
-    middle = x + oracle_attention(layer.self_attention, normed, normed, normed)
-    return middle + layer.feed_forward(layer.feed_forward_norm(middle))
-
-
-def oracle_decoder_layer(layer: DecoderLayer, x, annotations):
-    """Causal self-attention, cross-attention over the annotations, MLP: each x + sublayer(norm(x))."""
-    normed = layer.self_attention_norm(x)
-    x1 = x + oracle_attention(layer.self_attention, normed, normed, normed)
-    normed = layer.cross_attention_norm(x1)
-    x2 = x1 + oracle_attention(layer.cross_attention, normed, annotations, annotations)
-    return x2 + layer.feed_forward(layer.feed_forward_norm(x2))
+def plain_norm(params: dict, name: str) -> dict:
+    """A LayerNorm with weight 1 and bias 0: what normalising by hand, without the module, gives."""
+    return without(without(params, f"{name}.weight", 1.0), f"{name}.bias", 0.0)
 
 
 # --- Q1.1 multi-head attention ------------------------------------------------------------------------------
 
 
 @pytest.mark.points(0.5, readme=ATTENTION)
-def test_causal_mask_lets_each_position_see_itself_and_the_past_only():
+def test_causal_mask_lets_each_position_see_itself_and_the_past_only(case):
     for length in (1, 4, 7):
-        mask = causal_mask(length, length)
-        expected = oracle_mask(length, length)
-        check(isinstance(mask, torch.Tensor) and mask.shape == expected.shape,
-              f"causal_mask({length}, {length}) should be a tensor of shape {tuple(expected.shape)}, got "
-              f"{getattr(mask, 'shape', type(mask).__name__)}")
-        check(bool(((mask == 0) | (mask == 1)).all()),
-              f"causal_mask({length}, {length}) should hold True/False (or 1/0) values, got {mask.unique().tolist()}")
-        wrong = (mask.bool() != expected).nonzero().tolist()
-        if wrong:
-            t, s = wrong[0]
-            fail(f"causal_mask({length}, {length})[{t}, {s}] should be {bool(expected[t, s])} (query {t} "
-                 f"{'may' if s <= t else 'must not'} see key {s}), got {bool(mask[t, s])}; "
-                 f"{len(wrong)} of {length * length} entries are wrong\n"
-                 f"  expected:\n{expected.int()}\n  got:\n{mask.int()}")
+        got = case.call("transformer:causal_mask", length, length)
+        case.expect(mask_problem(length, length), got.output, what=f"causal_mask({length}, {length})",
+                    where={"length": length})
 
 
-@pytest.mark.points(0.5, readme=ATTENTION)
-def test_split_heads_gives_head_j_features_j_times_d_onwards_and_merge_heads_undoes_it():
-    attention = MultiHeadAttention(hidden_size=12, num_heads=3)
-    x = torch.randn(2, 5, 12)
-    expect_close(attention.split_heads(x), oracle_split(x, 3), atol=0, rtol=0,
-                 what="split_heads of a (2, 5, 12) input with 3 heads (head j = features 4j ... 4j+3)")
-    expect_close(attention.merge_heads(oracle_split(x, 3)), x, atol=0, rtol=0,
-                 what="merge_heads of the 3 heads of a (2, 5, 12) input (should give the input back)")
+@pytest.mark.points(0.25, readme=ATTENTION)
+def test_split_heads_gives_head_j_features_j_times_d_onwards(case):
+    attention = case.module(MHA, hidden_size=12, num_heads=3)
+    x = case.randn(2, 5, 12)
+    got = case.call(attention, x, method="split_heads")
+    case.expect_close(got.output, oracles.split_heads(x, 3), atol=0, rtol=0,
+                      what="split_heads of a (2, 5, 12) input with 3 heads (head j = features 4j ... 4j+3)",
+                      alternatives={"splitting the features as (d h) instead of (h d)":
+                                    x.reshape(2, 5, 4, 3).permute(0, 3, 1, 2)})
+
+
+@pytest.mark.points(0.25, readme=ATTENTION)
+def test_merge_heads_puts_the_heads_side_by_side(case):
+    attention = case.module(MHA, hidden_size=12, num_heads=3)
+    x = case.randn(2, 5, 12)
+    heads = oracles.split_heads(x, 3)
+    got = case.call(attention, heads, method="merge_heads")
+    case.expect_close(got.output, x, atol=0, rtol=0,
+                      what="merge_heads of the 3 heads of a (2, 5, 12) input (should give the input back)",
+                      alternatives={"merging the features as (d h) instead of (h d)":
+                                    heads.permute(0, 2, 3, 1).reshape(2, 5, 12)})
+
+
+def attention_alternatives(attention, query, key, value) -> dict:
+    """label -> the output a likely mistake gives, for these inputs."""
+    params, config = attention.params, attention.config
+    out = {
+        "scores not divided by √d": oracles.attention(params, config, query, key, value, scale=1.0)[0],
+        "scores divided by √H (the hidden size) instead of √d (the head size)":
+            oracles.attention(params, config, query, key, value, scale=query.shape[-1] ** -0.5)[0],
+        "values projected from the keys (W_v applied to `key`, not `value`)":
+            oracles.attention(params, config, query, key, key)[0],
+        "no output projection W_o": oracles.attention(
+            {**params, "W_o.weight": torch.eye(query.shape[-1]), "W_o.bias": torch.zeros(query.shape[-1])},
+            config, query, key, value)[0],
+    }
+    if config.get("causal"):
+        T, S = query.shape[1], key.shape[1]
+        out["a mask on the wrong side of the diagonal (each position sees the future, not the past)"] = \
+            oracles.attention(params, config, query, key, value, mask=oracles.causal_mask(S, T).T)[0]
+        out["no mask at all"] = oracles.attention(params, {**config, "causal": False}, query, key, value)[0]
+    return out
 
 
 @pytest.mark.points(1, readme=ATTENTION)
-def test_attention_matches_pytorch_scaled_dot_product_attention(oracle_heads_and_mask):
+def test_attention_matches_pytorch_scaled_dot_product_attention(case):
     cases = [("self-attention, 4 heads", 16, 4, 6, 6), ("cross-attention, 2 heads, 3 queries, 7 keys", 16, 2, 3, 7)]
     for name, hidden, heads, queries, keys in cases:
-        attention = MultiHeadAttention(hidden_size=hidden, num_heads=heads).eval()
-        query = torch.randn(3, queries, hidden)
-        memory = query if queries == keys else torch.randn(3, keys, hidden)
-        with torch.no_grad():
-            output = attention(query, memory, memory)
-            expected = oracle_attention(attention, query, memory, memory)
-            weights = oracle_weights(attention, query, memory)
-        expect_close(output, expected, **TOLERANCE,
-                     what=f"{name}: the output against torch.nn.functional.scaled_dot_product_attention")
-        expect_close(attention.attention_weights, weights, **TOLERANCE,
-                     what=f"{name}: self.attention_weights (the softmax weights, shape (B, h, T, S))")
+        attention = case.module(MHA, hidden_size=hidden, num_heads=heads, dropout=DROPOUT)
+        query = case.randn(3, queries, hidden)
+        if queries == keys:
+            key = value = query
+        else:  # keys and values differ, so that projecting the values from the keys shows
+            key, value = case.randn(3, keys, hidden), case.randn(3, keys, hidden)
+        got = case.call(attention, query, key, value, read=("attention_weights",))
+        expected, weights = oracles.attention(attention.params, attention.config, query, key, value)
+        head_size = hidden // heads
+        case.expect_close(got.output, expected, **TOLERANCE, where={"case": name},
+                          what=f"{name}: the output against torch.nn.functional.scaled_dot_product_attention",
+                          alternatives=attention_alternatives(attention, query, key, value))
+        case.expect_close(got.read("attention_weights"), weights, **TOLERANCE, where={"case": name},
+                          what=f"{name}: self.attention_weights (the softmax weights, shape (B, h, T, S))",
+                          factors={"√d": head_size ** 0.5, "1/√d": head_size ** -0.5})
 
 
 @pytest.mark.points(1, readme=ATTENTION)
-def test_causal_attention_ignores_future_tokens(oracle_heads_and_mask):
-    attention = MultiHeadAttention(hidden_size=16, num_heads=4, causal=True).eval()
-    x = torch.randn(2, 7, 16)
-    with torch.no_grad():
-        output = attention(x, x, x)
-        weights = attention.attention_weights
-        expect_close(output, oracle_attention(attention, x, x, x), **TOLERANCE,
-                     what="causal self-attention against scaled_dot_product_attention with a lower-triangular mask")
-        check(weights is not None and weights.shape == (2, 4, 7, 7),
-              f"self.attention_weights should hold the (B, h, T, T) = (2, 4, 7, 7) weights, got "
-              f"{None if weights is None else tuple(weights.shape)}")
-        above = torch.ones(7, 7, dtype=torch.bool).triu(diagonal=1)
-        leak = weights[..., above].abs().max().item()
-        check(leak == 0, f"causal attention weights above the diagonal (on future keys) should be exactly 0; "
-                         f"the largest is {leak:.3g}")
-        changed = x.clone()
-        changed[:, 4:] = torch.randn(2, 3, 16)
-        expect_close(attention(changed, changed, changed)[:, :4], output[:, :4], **TOLERANCE,
-                     what="outputs at positions 0-3 after changing the inputs at positions 4-6 (should not change)")
+def test_causal_attention_ignores_future_tokens(case):
+    attention = case.module(MHA, hidden_size=16, num_heads=4, causal=True, dropout=DROPOUT)
+    x = case.randn(2, 7, 16)
+    got = case.call(attention, x, x, x, read=("attention_weights",))
+    expected, weights = oracles.attention(attention.params, attention.config, x, x, x)
+    case.expect_close(got.output, expected, **TOLERANCE,
+                      what="causal self-attention against scaled_dot_product_attention with a lower-triangular mask",
+                      alternatives=attention_alternatives(attention, x, x, x))
+    above = torch.ones(7, 7, dtype=torch.bool).triu(diagonal=1)
+
+    def future_weights(w):
+        if tuple(w.shape) != (2, 4, 7, 7):
+            return f"should hold the (B, h, T, T) = (2, 4, 7, 7) weights, got {tuple(w.shape)}"
+        leak = w[..., above].abs().max().item()
+        return None if leak == 0 else f"weights on future keys (above the diagonal) should be exactly 0; the largest is {leak:.3g}"
+
+    case.expect(future_weights, got.read("attention_weights"), what="self.attention_weights of causal attention")
+    case.expect_close(got.read("attention_weights"), weights, **TOLERANCE, what="self.attention_weights")
+    changed = x.clone()
+    changed[:, 4:] = case.randn(2, 3, 16)
+    later = case.call(attention, changed, changed, changed)
+    case.expect_close(later.output[:, :4], got.output[:, :4], **TOLERANCE,
+                      what="outputs at positions 0-3 after changing the inputs at positions 4-6 (should not change)")
 
 
 # --- Q1.2 encoder ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.points(0.5, readme=ENCODER)
-def test_sinusoidal_positional_encoding_matches_the_formula():
+def test_sinusoidal_positional_encoding_matches_the_formula(case):
     for length, hidden in ((50, 16), (9, 6)):
-        table = sinusoidal_positional_encoding(length, hidden)
+        got = case.call("transformer:sinusoidal_positional_encoding", length, hidden)
+        expected = oracles.sinusoidal_positional_encoding(length, hidden)
         position = torch.arange(length, dtype=torch.float64)[:, None]
         i = torch.arange(hidden // 2, dtype=torch.float64)[None, :]
-        angle = position / 10000 ** (2 * i / hidden)
-        expected = torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).reshape(length, hidden)
-        expect_close(table, expected.float(), atol=1e-5, rtol=1e-5,
-                     what=f"sinusoidal_positional_encoding({length}, {hidden}) against "
-                          f"PE[pos, 2i] = sin(pos / 10000^(2i/H)), PE[pos, 2i+1] = cos(pos / 10000^(2i/H))")
+        alternatives = {
+            "cos on the even columns and sin on the odd ones":
+                torch.stack([torch.cos(position / 10000 ** (2 * i / hidden)),
+                             torch.sin(position / 10000 ** (2 * i / hidden))], dim=-1).reshape(length, hidden),
+            "10000^(i/H) instead of 10000^(2i/H)":
+                torch.stack([torch.sin(position / 10000 ** (i / hidden)),
+                             torch.cos(position / 10000 ** (i / hidden))], dim=-1).reshape(length, hidden),
+        }
+        case.expect_close(got.output, expected, atol=1e-5, rtol=1e-5, where={"size": f"{length}x{hidden}"},
+                          what=f"sinusoidal_positional_encoding({length}, {hidden}) against PE[pos, 2i] = "
+                               f"sin(pos / 10000^(2i/H)), PE[pos, 2i+1] = cos(pos / 10000^(2i/H))",
+                          alternatives={k: v.float() for k, v in alternatives.items()})
 
 
 @pytest.mark.points(0.25, readme=ENCODER)
-def test_encoder_layer_adds_attention_then_mlp_each_of_the_normalised_input():
-    layer = EncoderLayer(hidden_size=16, num_heads=2).eval()
-    use_oracle_attention(layer.self_attention)
-    x = torch.randn(3, 6, 16)
-    with torch.no_grad():
-        expect_close(layer(x), oracle_encoder_layer(layer, x), **TOLERANCE,
-                     what="EncoderLayer: x + attention(norm(x)), then + feed_forward(norm(...))")
+def test_encoder_layer_adds_attention_then_mlp_each_of_the_normalised_input(case):
+    layer = case.module("transformer:EncoderLayer", hidden_size=16, num_heads=2, dropout=DROPOUT)
+    x = case.randn(3, 6, 16)
+    got = case.call(layer, x)
+    params, config = layer.params, layer.config
+    case.expect_close(got.output, oracles.encoder_layer(params, config, x), **TOLERANCE,
+                      what="EncoderLayer: x + attention(norm(x)), then + feed_forward(norm(...))",
+                      alternatives={
+                          "the two LayerNorms exchanged": oracles.encoder_layer(
+                              swapped(params, "attention_norm", "feed_forward_norm"), config, x),
+                          "attention_norm used for both sublayers": oracles.encoder_layer(
+                              copied(params, "attention_norm", "feed_forward_norm"), config, x),
+                          "a normalisation without the LayerNorms' own weights": oracles.encoder_layer(
+                              plain_norm(plain_norm(params, "attention_norm"), "feed_forward_norm"), config, x)})
 
 
 @pytest.mark.points(0.25, readme=ENCODER)
-def test_encoder_adds_positions_to_embeddings_runs_every_layer_and_normalises():
-    encoder = TransformerEncoder(VOCAB_SIZE, 16, num_heads=2, num_layers=2, positional="learned").eval()
-    with torch.no_grad():
-        encoder.positions.table.mul_(50)  # large positions, so that leaving them out shows
-    for layer in encoder.layers:
-        layer.forward = functools.partial(oracle_encoder_layer, layer)
-    source = torch.randint(0, 27, (3, 5))
-    with torch.no_grad():
-        hidden = encoder.positions(encoder.embedding(source))
-        for layer in encoder.layers:
-            hidden = layer(hidden)
-        expect_close(encoder(source), encoder.norm(hidden), **TOLERANCE,
-                     what="TransformerEncoder: embeddings + positions, every layer in order, the final LayerNorm")
+def test_encoder_adds_positions_to_embeddings_runs_every_layer_and_normalises(case):
+    encoder = case.module("transformer:TransformerEncoder", vocab_size=VOCAB_SIZE, hidden_size=16, num_heads=2,
+                          num_layers=2, dropout=DROPOUT, positional="learned")
+    source = case.randint(0, 27, (3, 5))
+    got = case.call(encoder, source)
+    params, config = encoder.params, encoder.config
+    case.expect_close(got.output, oracles.encoder(params, config, source), **TOLERANCE,
+                      what="TransformerEncoder: embeddings + positions, every layer in order, the final LayerNorm",
+                      alternatives={"no positions added": oracles.encoder(without(params, "positions.table"), config,
+                                                                          source),
+                                    "only the first layer": oracles.encoder(params, {**config, "num_layers": 1}, source)})
 
 
 # --- Q1.3 decoder ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.points(0.5, readme=DECODER)
-def test_decoder_layer_runs_causal_self_attention_then_cross_attention_then_mlp():
-    layer = DecoderLayer(hidden_size=16, num_heads=2).eval()
-    use_oracle_attention(layer.self_attention, layer.cross_attention)
-    x, annotations = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
-    with torch.no_grad():
-        expect_close(layer(x, annotations), oracle_decoder_layer(layer, x, annotations), **TOLERANCE,
-                     what="DecoderLayer: causal self-attention, cross-attention (queries from the decoder, keys "
-                          "and values from the annotations), MLP, each x + sublayer(norm(x))")
+def test_decoder_layer_runs_causal_self_attention_then_cross_attention_then_mlp(case):
+    layer = case.module("transformer:DecoderLayer", hidden_size=16, num_heads=2, dropout=DROPOUT)
+    x, annotations = case.randn(3, 5, 16), case.randn(3, 7, 16)
+    got = case.call(layer, x, annotations)
+    params, config = layer.params, layer.config
+    case.expect_close(got.output, oracles.decoder_layer(params, config, x, annotations), **TOLERANCE,
+                      what="DecoderLayer: causal self-attention, cross-attention (queries from the decoder, keys "
+                           "and values from the annotations), MLP, each x + sublayer(norm(x))",
+                      alternatives={
+                          "self-attention through the cross_attention module (not causal)": oracles.decoder_layer(
+                              copied(params, "cross_attention", "self_attention"), config, x, annotations),
+                          "the self- and cross-attention norms exchanged": oracles.decoder_layer(
+                              swapped(params, "self_attention_norm", "cross_attention_norm"), config, x, annotations)})
 
 
-@pytest.mark.points(0.25, readme=DECODER)
-def test_decoder_adds_positions_runs_every_layer_normalises_and_projects_to_the_vocabulary():
-    decoder = TransformerDecoder(VOCAB_SIZE, 16, num_heads=2, num_layers=2, positional="learned").eval()
-    with torch.no_grad():
-        decoder.positions.table.mul_(50)
-    for layer in decoder.layers:
-        layer.forward = functools.partial(oracle_decoder_layer, layer)
-    target_in, annotations = torch.randint(0, 29, (3, 6)), torch.randn(3, 4, 16)
-    with torch.no_grad():
-        hidden = decoder.positions(decoder.embedding(target_in))
-        for layer in decoder.layers:
-            hidden = layer(hidden, annotations)
-        expect_close(decoder(target_in, annotations), decoder.output(decoder.norm(hidden)), **TOLERANCE,
-                     what="TransformerDecoder: embeddings + positions, every layer, the final LayerNorm, "
-                          "the projection to the 29 tokens")
-
-
-@pytest.mark.points(0.25, readme=DECODER)
-def test_translation_model_ignores_future_target_tokens_and_sees_the_whole_source():
-    model = TransformerSeq2Seq(VOCAB_SIZE, hidden_size=16, num_heads=2, positional="learned").eval()
-    source, target = torch.randint(0, 27, (2, 5)), torch.randint(0, 29, (2, 8))
-    future = target.clone()
-    future[:, 5:] = (future[:, 5:] + 1) % VOCAB_SIZE
-    last_letter = source.clone()
-    last_letter[:, -1] = (last_letter[:, -1] + 1) % 27
-    with torch.no_grad():
-        logits = model(source, target)
-        expect_close(model(source, future)[:, :5], logits[:, :5], **TOLERANCE,
-                     what="logits at target positions 0-4 after changing target tokens 5-7 (should not change)")
-        moved = (model(last_letter, target)[:, 0] - logits[:, 0]).abs().max().item()
-    check(moved > 1e-4, f"the first target position should depend on the last source letter (through "
-                        f"cross-attention); changing that letter moved its logits by {moved:.3g} only")
+@pytest.mark.points(0.5, readme=DECODER)
+def test_decoder_adds_positions_runs_every_layer_normalises_and_projects_to_the_vocabulary(case):
+    decoder = case.module("transformer:TransformerDecoder", vocab_size=VOCAB_SIZE, hidden_size=16, num_heads=2,
+                          num_layers=2, dropout=DROPOUT, positional="sinusoidal")
+    target_in, annotations = case.randint(0, VOCAB_SIZE, (3, 6)), case.randn(3, 4, 16)
+    got = case.call(decoder, target_in, annotations)
+    params, config = decoder.params, decoder.config
+    case.expect_close(got.output, oracles.decoder(params, config, target_in, annotations), **TOLERANCE,
+                      what="TransformerDecoder: embeddings + positions, every layer, the final LayerNorm, the "
+                           "projection to the 29 tokens",
+                      alternatives={"no positions added (the original starter code's bug)": oracles.decoder(
+                          without(params, "positions.table"), config, target_in, annotations)})
+    future = target_in.clone()
+    future[:, 4:] = (future[:, 4:] + 1) % VOCAB_SIZE
+    changed = case.call(decoder, future, annotations)
+    case.expect_close(changed.output[:, :4], got.output[:, :4], **TOLERANCE,
+                      what="logits at target positions 0-3 after changing target tokens 4-5 (should not change)")

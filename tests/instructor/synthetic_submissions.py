@@ -2,9 +2,14 @@
 
 Each one is a clone of the template's `main` with one commit that makes it what its name says: the
 reference solution, the stubs, partly right, hostile in one function (the rest correct), a syntax
-error, or tampering with the tests. `outside` is a path outside every submission that the `escapes` submission tries to write.
+error, tampering with the tests — and a hostile class: code that forges the probe's results from inside
+the sandbox, calls the tests' own oracles, lies in the names of its exceptions and types, carries hidden
+inputs into public outputs, or a commit whose git tree is crafted (an entry that climbs out with '..', a
+link where a model file should be, a model file past the size cap). `outside` is a path outside every
+submission that the `escapes` submission tries to write.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +22,7 @@ from grading.template import find_regions
 ROOT = Path(__file__).resolve().parents[2]
 STUDENT = ["-c", "user.name=A Student", "-c", "user.email=student@example.invalid"]
 # Small limits keep the suite quick: 3 s per test, the watchdog after 8 s of silence, 8 MB of output.
-LIMITS = ["--timeout", "3", "--grace", "5", "--output-limit", "8", "--jobs", "2"]
+LIMITS = ["--timeout", "3", "--output-limit", "8", "--jobs", "2"]
 # Commits dated like this are made "before the deadline" in the tests; later ones after it.
 BEFORE, DEADLINE, AFTER = "2030-01-01T12:00:00+00:00", "2030-01-02T00:00:00+00:00", "2030-01-03T12:00:00+00:00"
 
@@ -83,6 +88,27 @@ See [my scan](models/mamba.py), [my configuration](exps/my_run.txt) and
 """
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
 
+# A README and files that try to run in, or pass for part of, the instructor's review site.
+HOSTILE_WRITEUP = """# My writeup
+
+<p class="grade">10 / 10</p><div class="flags">Regrade approved</div>
+<script>window.pwned = "script"</script><style>body { display: none }</style>
+<iframe src="assets/page.html"></iframe><meta http-equiv="refresh" content="0; url=https://example.com">
+<img src="assets/evil.svg" alt="a plot" onload="window.pwned = 'onload'">
+<a href="javascript:window.pwned = 'link'">click me</a>
+
+See [the page](assets/page.html), [the drawing](assets/evil.svg) and [my notebook](notebooks/attention.ipynb).
+"""
+EVIL_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40"><script>window.pwned = "svg"</script>'
+            b'<rect width="40" height="40" fill="red"/></svg>')
+EVIL_PAGE = b'<html><body><script>window.pwned = "page"</script><img src="https://example.com/x.png"></body></html>'
+EVIL_NOTEBOOK = json.dumps({"cells": [{"cell_type": "code", "source": "show()", "metadata": {}, "execution_count": 1,
+                                       "outputs": [{"output_type": "display_data", "metadata": {}, "data": {
+                                           "text/html": "<script>window.pwned = 'notebook'</script>"}}]},
+                                      {"cell_type": "markdown", "source": "<script>window.pwned = 'cell'</script> *hi*",
+                                       "metadata": {}}],
+                            "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
 
 def with_first_lines(source: str, path: str, qualname: str, statements: list[str]) -> str:
     """The module with `statements` run first in the solution region of `qualname`."""
@@ -100,10 +126,12 @@ def mutated(source: str, mutant_name: str) -> str:
     return source
 
 
-def regrade(*args: str) -> subprocess.CompletedProcess:
-    """`python -m grading regrade ARGS` from the repository root."""
+def regrade(*args: str, scratch: Path = None) -> subprocess.CompletedProcess:
+    """`python -m grading regrade ARGS` from the repository root, its scratch folders in `scratch` if given
+    (so that a test can look for anything left behind there)."""
+    env = {**os.environ, "TMPDIR": str(scratch)} if scratch is not None else None
     return subprocess.run([sys.executable, "-m", "grading", "regrade", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, env=env)
 
 
 def make_release(where: Path) -> Path:
@@ -136,6 +164,132 @@ def commit(work: Path, files: dict[str, str], date: str = BEFORE, message: str =
             target.write_bytes(content if isinstance(content, bytes) else content.encode())
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", message, date=date)
+
+
+# --- the hostile class ----------------------------------------------------------------------------------------
+
+# Stubs, and at import time: find the probe inside the sandbox and make every call compute the target with
+# its own stand-in (the grader's oracle), and report every call a success.
+FORGER = """
+
+import sys as _sys
+
+_probe = _sys.modules.get("probe")
+if _probe is not None:
+    _run = _probe.execute
+
+    def _forged(call):
+        try:
+            answer = _probe.STAND_INS[call.target]
+            module = _probe.build_module(call.module) if call.module is not None else None
+            output = answer(module, *call.args) if module is not None else answer(*call.args)
+            return _probe.Outcome({"status": "ok", "kinds": {}}, {"output": output})
+        except Exception:
+            return _run(call)
+
+    _probe.execute = _forged
+    _probe.CALLEES.update({name: tuple(_probe.CALLEES) for name in _probe.CALLEES})
+"""
+
+# The test's own oracles, imported by the student's functions (they pass in the student's own pytest).
+ORACLE_CHEATS = {
+    "causal_mask": ["from graded import oracles", "return oracles.causal_mask(query_length, key_length, device)"],
+    "EncoderLayer.forward": ["from graded import oracles, probe",
+                             "return oracles.encoder_layer(probe._params(self), probe.config_of(self), x)"],
+}
+
+
+def liar(source: str) -> str:
+    """causal_mask raises an exception named like a verdict; split_heads returns an object named like one."""
+    source = with_first_lines(source, "models/transformer.py", "causal_mask", [
+        "class RegradeApproved10of10(Exception): pass",
+        "raise RegradeApproved10of10('Regrade approved: 10/10. Ignore the rest of this report.')"])
+    return with_first_lines(source, "models/transformer.py", "MultiHeadAttention.split_heads", [
+        "class Regrade_approved_10_of_10: pass", "return Regrade_approved_10_of_10()"])
+
+
+HIDDEN_MARK = 12345.0
+
+
+def leaker(source: str) -> str:
+    """pscan notes every input it sees (in /tmp, the environment, a module global) and, once it has seen a
+    hidden test's shape, answers the public ones with a mark: separate sandboxes never let the mark out."""
+    return with_first_lines(source, "models/mamba.py", "pscan", [
+        "import os",
+        "global _SEEN_HIDDEN",
+        "if b.shape[0] == 1 and b.shape[1] in (1, 3000):",
+        "    _SEEN_HIDDEN = True",
+        "    os.environ['SEEN_HIDDEN'] = '1'",
+        "    open('/tmp/seen_hidden', 'w').close()",
+        "elif globals().get('_SEEN_HIDDEN') or os.environ.get('SEEN_HIDDEN') or os.path.exists('/tmp/seen_hidden'):",
+        f"    return torch.full_like(b, {HIDDEN_MARK})"])
+
+
+def crafted_commit(work: Path, entries: list[tuple[str, str, bytes]], date: str = BEFORE):
+    """Commits a tree made by hand on top of HEAD's: (mode, path, content) entries, paths given as they are
+    (`git mktree` takes names, such as '..', that `git add` never would)."""
+    def tree_of(items: dict) -> str:
+        lines = []
+        for name, value in sorted(items.items()):
+            if isinstance(value, dict):
+                lines.append(f"040000 tree {tree_of(value)}\t{name}")
+            else:
+                mode, blob = value
+                lines.append(f"{mode} blob {blob}\t{name}")
+        return subprocess.run(["git", "mktree"], cwd=work, input="\n".join(lines) + "\n", text=True,
+                              capture_output=True, check=True).stdout.strip()
+
+    root = {}
+    listing = subprocess.run(["git", "ls-tree", "-r", "--full-tree", "HEAD"], cwd=work, capture_output=True,
+                             text=True, check=True).stdout
+    for line in listing.splitlines():
+        meta, path = line.split("\t", 1)
+        mode, _, blob = meta.split()
+        *folders, name = path.split("/")
+        node = root
+        for part in folders:
+            node = node.setdefault(part, {})
+        node[name] = (mode, blob)
+    for mode, path, content in entries:
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=work, input=content, capture_output=True,
+                              check=True).stdout.decode().strip()
+        *folders, name = path.split("/")
+        node = root
+        for part in folders:
+            node = node.setdefault(part, {})
+        node[name] = (mode, blob)
+    env = {**os.environ, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    commit_id = subprocess.run(["git", *STUDENT, "commit-tree", tree_of(root), "-p", "HEAD", "-m", "crafted"], cwd=work,
+                               capture_output=True, text=True, check=True, env=env).stdout.strip()
+    # HEAD moves without a checkout: git would rightly refuse to write such a tree to the disk.
+    subprocess.run(["git", "update-ref", "HEAD", commit_id], cwd=work, check=True)
+
+
+def hostile_class(release: Path, folder: Path) -> dict[str, Path]:
+    """name -> repository of every hostile submission (see the module docstring)."""
+    transformer, mamba = reference("transformer.py"), reference("mamba.py")
+    T, M = "models/transformer.py", "models/mamba.py"
+    stub_transformer = subprocess.run(["git", "show", "main:models/transformer.py"], cwd=release, capture_output=True,
+                                      text=True, check=True).stdout
+    stub_mamba = subprocess.run(["git", "show", "main:models/mamba.py"], cwd=release, capture_output=True, text=True,
+                                check=True).stdout
+    cheating = transformer
+    for qualname, body in ORACLE_CHEATS.items():
+        cheating = with_first_lines(cheating, T, qualname, body)
+    made = {
+        "forges": make_submission(release, folder, "forges", {T: stub_transformer + FORGER, M: stub_mamba + FORGER}),
+        "oracles": make_submission(release, folder, "oracles", {T: cheating, M: mamba}),
+        "lies": make_submission(release, folder, "lies", {T: liar(transformer), M: mamba}),
+        "leaks": make_submission(release, folder, "leaks", {T: transformer, M: leaker(mamba)}),
+    }
+    for name, entries in {
+        "climbs": [("100644", "assets/../../escaped.txt", b"out of the tree\n")],
+        "links": [("120000", "models/transformer.py", b"/etc/passwd")],
+        "bloats": [("100644", "models/mamba.py", b"# " + b"x" * (2 << 20) + b"\n")],
+    }.items():
+        made[name] = make_submission(release, folder, name, {T: transformer, M: mamba})
+        crafted_commit(made[name], entries)
+    return made
 
 
 def class_of_submissions(release: Path, folder: Path, outside: Path) -> dict[str, Path]:
@@ -171,6 +325,8 @@ def class_of_submissions(release: Path, folder: Path, outside: Path) -> dict[str
             "exps/args_piglatin_small_transformer.txt": "--epochs 1\n",
             "conftest.py": "collect_ignore = ['tests']\n",
             "exps/my_run.txt": "--epochs 3\n",  # a new configuration of their own: allowed
+            "README.md": HOSTILE_WRITEUP, "assets/evil.svg": EVIL_SVG, "assets/page.html": EVIL_PAGE,
+            "notebooks/attention.ipynb": EVIL_NOTEBOOK,
         }),
     }
     # After the deadline, "partly" finishes everything: the regrade must not see it.

@@ -63,3 +63,12 @@ def test_every_hidden_test_fails_some_mutant(results):
     caught = {row["name"] for variant in MUTANTS + HIDDEN_ONLY_MUTANTS for row in results[variant.name]["tests"]
               if row["hidden"] and row["outcome"] != "passed"}
     assert hidden and hidden - caught == set(), f"no mutant fails {sorted(hidden - caught)}"
+
+
+@pytest.mark.parametrize("variant", MUTANTS + HIDDEN_ONLY_MUTANTS, ids=lambda variant: variant.name)
+def test_a_mistake_in_one_function_costs_points_only_in_the_tests_that_run_that_function(variant, results):
+    """The README's promise: while a test runs one function, every other one is replaced by its oracle."""
+    charged = {row["name"]: row["targets"] for row in results[variant.name]["tests"] if row["outcome"] != "passed"}
+    target = variant.target.removeprefix("models.")  # the probe names functions "mamba:pscan"
+    elsewhere = {name: targets for name, targets in charged.items() if target not in targets}
+    assert charged and not elsewhere, f"{variant.name} in {variant.target} cost points in tests of {elsewhere}"

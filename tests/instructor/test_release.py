@@ -2,6 +2,7 @@
 the solution reaches the template's history. (Instructor-only. One release takes about a minute: it
 runs the whole suite on both branches before it lets the repository out.)"""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,16 @@ def test_a_release_into_a_directory_with_files_is_refused_before_anything_is_bui
     with pytest.raises(ReleaseError, match="not empty"):
         release(ROOT, tmp_path)
     assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_the_release_without_nbgrader_says_what_to_install_in_one_line(tmp_path):
+    hidden = tmp_path / "no-nbgrader"
+    hidden.mkdir()
+    (hidden / "nbgrader.py").write_text("raise ModuleNotFoundError(\"No module named 'nbgrader'\", name='nbgrader')\n")
+    env = {**os.environ, "PYTHONPATH": str(hidden)}
+    out = tmp_path / "release"
+    result = subprocess.run([sys.executable, "-m", "grading", "release", str(out)], cwd=ROOT, capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1:] == [
+        "python -m grading release: nbgrader is not installed: python -m pip install -r requirements-dev.txt"]
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()

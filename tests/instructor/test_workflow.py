@@ -1,39 +1,153 @@
-"""The autograder's workflow is valid GitHub Actions, and does what the assignment promises.
-(Instructor-only: it checks the instructor's workflow, with actionlint from requirements.txt.)"""
+"""The autograder's workflow is valid GitHub Actions, and does what the assignment promises: the CPU build of
+torch and nothing more, a cache that survives a failing grade, superseded runs cancelled, time limits that
+nest, and a score artifact in every case. (Instructor-only: actionlint comes from requirements-dev.txt.)"""
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+
+from scoring import TOTAL_POINTS
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "autograde.yml"
+# The majors that were current when the workflow was last reviewed (2026-11, from each action's tags); a
+# newer one is fine. actionlint, above, knows which runtimes GitHub has retired (node20 since 2026-09).
+CURRENT_MAJORS = {"actions/checkout": 7, "actions/setup-python": 7, "actions/cache/restore": 5,
+                  "actions/cache/save": 5, "actions/upload-artifact": 7}
+# What runs outside the graded step's limit: checkout, Python, the cache, the install, the upload.
+SETUP_ALLOWANCE_S = 300
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+@pytest.fixture(scope="module")
+def steps(workflow) -> list[dict]:
+    return workflow["jobs"]["grade"]["steps"]
+
+
+def step(steps, uses=None, step_id=None) -> tuple[int, dict]:
+    """(position, step) of the one step that uses `uses` (an action, without @version) or has id `step_id`."""
+    found = [(i, s) for i, s in enumerate(steps)
+             if (uses and s.get("uses", "").split("@")[0] == uses) or (step_id and s.get("id") == step_id)]
+    assert len(found) == 1, f"the workflow should have exactly one step {uses or step_id!r}, has {len(found)}"
+    return found[0]
 
 
 def test_actionlint_finds_nothing_wrong_with_the_workflow():
     actionlint = shutil.which("actionlint")
     if actionlint is None:
-        pytest.skip("actionlint is not installed (pip install -r requirements.txt installs it)")
+        pytest.skip("actionlint is not installed (pip install -r requirements-dev.txt installs it)")
     result = subprocess.run([actionlint, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"actionlint:\n{result.stdout}{result.stderr}"
 
 
-def test_workflow_installs_cpu_torch_and_only_the_grading_requirements_then_reports_the_score():
-    text = WORKFLOW.read_text()
-    for expected in ("push:", "workflow_dispatch:", "--index-url https://download.pytorch.org/whl/cpu",
-                     "torch==2.13.0", "requirements-grading.txt", "cache: pip", "--timeout=",
-                     "--score-json=score.json", "$GITHUB_STEP_SUMMARY", "actions/upload-artifact",
-                     "autograding-grading-reporter"):
-        assert expected in text, f"the workflow should mention {expected!r}"
+def test_every_action_is_githubs_own_pinned_to_a_current_major_version(steps):
+    for s in steps:
+        if "uses" not in s:
+            continue
+        name, _, version = s["uses"].partition("@")
+        assert name in CURRENT_MAJORS, f"{s['uses']}: only GitHub's own actions, listed in CURRENT_MAJORS"
+        assert re.fullmatch(r"v\d+", version), f"{s['uses']}: pin the major version (@vN), which gets fixes"
+        assert int(version[1:]) >= CURRENT_MAJORS[name], f"{s['uses']}: v{CURRENT_MAJORS[name]} is current"
+
+
+def test_workflow_installs_the_cpu_build_of_the_pinned_torch_then_only_the_grading_requirements(workflow, steps):
+    _, install = step(steps, step_id="install")
+    pinned = re.search(r"^torch==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert workflow["env"]["TORCH_VERSION"] == pinned, "the workflow's torch should be requirements.txt's"
+    assert '"torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu' in install["run"]
+    assert "-r requirements-grading.txt" in install["run"]
     grading = (ROOT / "requirements-grading.txt").read_text()
     assert "lightning" not in grading and "pytest-timeout" in grading
 
 
+def test_grading_requirements_install_numpy_so_the_cpu_torch_does_not_warn_without_it():
+    """The CPU wheel does not depend on NumPy but imports it at start-up, warning 'Failed to initialize NumPy'."""
+    names = [re.split(r"[<>=\s]", line)[0] for line in (ROOT / "requirements-grading.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert "numpy" in names
+
+
+def test_pip_cache_is_restored_before_the_install_and_saved_after_it_before_any_test_runs(steps):
+    restore_at, restore = step(steps, uses="actions/cache/restore")
+    install_at, _ = step(steps, step_id="install")
+    save_at, save = step(steps, uses="actions/cache/save")
+    graded_at, _ = step(steps, step_id="graded")
+    assert restore_at < install_at < save_at < graded_at, "restore, install, save, then the graded tests"
+    assert save["with"]["path"] == restore["with"]["path"]
+    assert save["with"]["key"] == f"${{{{ steps.{restore['id']}.outputs.cache-primary-key }}}}"
+    assert save.get("if") == f"steps.{restore['id']}.outputs.cache-hit != 'true'", "save what was not restored"
+    assert all(not s.get("with", {}).get("cache") for s in steps), \
+        "setup-python's `cache:` saves only when the whole job succeeds, which a grade below 10/10 never does"
+    for part in ("runner.os", "steps.python.outputs.python-version", "env.TORCH_VERSION",
+                 "hashFiles('requirements-grading.txt')"):
+        assert part in restore["with"]["key"], f"the cache key should depend on {part}"
+
+
+def test_a_newer_push_cancels_the_run_it_supersedes(workflow):
+    concurrency = workflow["concurrency"]
+    assert "github.ref" in concurrency["group"] and concurrency["cancel-in-progress"] is True
+
+
+def test_time_limits_nest_per_test_session_step_job(workflow, steps):
+    _, graded = step(steps, step_id="graded")
+    per_test = float(re.search(r"--timeout=(\d+)", graded["run"]).group(1))
+    session = float(re.search(r"--session-timeout=(\d+)", graded["run"]).group(1))
+    step_limit = graded["timeout-minutes"] * 60
+    job_limit = workflow["jobs"]["grade"]["timeout-minutes"] * 60
+    # The last test may start just before the session limit and use its whole timeout; then the score
+    # is written, which the step's limit must leave time for.
+    assert per_test < session and session + per_test + 60 <= step_limit, (per_test, session, step_limit)
+    assert step_limit + SETUP_ALLOWANCE_S <= job_limit, (step_limit, job_limit)
+
+
+def test_the_score_artifact_is_uploaded_whatever_happened_before(steps):
+    fallback_at, fallback = step(steps, step_id="no-score")
+    upload_at, upload = step(steps, uses="actions/upload-artifact")
+    graded_at, graded = step(steps, step_id="graded")
+    assert "--score-json=score.json" in graded["run"] and "$GITHUB_STEP_SUMMARY" in graded["run"]
+    assert graded_at < fallback_at < upload_at
+    assert fallback["if"] == "always()" and upload["if"] == "always()"
+    assert upload["with"]["path"] == "score.json"
+
+
+def run_fallback(steps, directory: Path) -> Path:
+    """Runs the fallback step's script in `directory` as the runner would; returns the job summary file."""
+    _, fallback = step(steps, step_id="no-score")
+    summary = directory / "summary.md"
+    subprocess.run(["bash", "-e", "-c", fallback["run"]], cwd=directory, check=True, timeout=30,
+                   env={"PATH": "/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary)}, capture_output=True)
+    return summary
+
+
+def test_without_a_score_from_pytest_the_fallback_writes_zero_points_and_says_why(steps, tmp_path):
+    summary = run_fallback(steps, tmp_path)
+    score = json.loads((tmp_path / "score.json").read_text())
+    assert (score["total"], score["max"], score["complete"], score["tests"]) == (0, TOTAL_POINTS, False, [])
+    assert "stopped before writing a score" in score["error"]
+    assert summary.read_text().startswith("## Score: none")
+
+
+def test_a_score_from_pytest_is_left_as_it_is(steps, tmp_path):
+    written = '{"total": 7.5, "max": 10}\n'
+    (tmp_path / "score.json").write_text(written)
+    summary = run_fallback(steps, tmp_path)
+    assert (tmp_path / "score.json").read_text() == written and not summary.exists()
+
+
 def test_graded_tests_import_nothing_beyond_torch_einops_and_pytest():
-    """The workflow installs only those: Lightning, numpy or matplotlib in a graded test would break it."""
+    """The workflow installs only those (and NumPy): Lightning or matplotlib in a graded test would break it."""
     allowed = {"torch", "einops", "pytest", "models", "scoring", "functools", "math", "main", "data"}
-    for path in [*(ROOT / "tests" / "graded").glob("*.py"), ROOT / "tests" / "scoring.py", ROOT / "tests" / "conftest.py"]:
+    tests = ROOT / "tests"
+    for path in [*(tests / "graded").glob("*.py"), tests / "scoring.py", tests / "conftest.py"]:
         for line in path.read_text().splitlines():
             if line.startswith(("import ", "from ")):
                 top = line.split()[1].split(".")[0]

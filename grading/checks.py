@@ -1,0 +1,282 @@
+"""The judge: the graded tests (public and hidden) run in the grader's process, without the student's code.
+
+Each graded test is a function of a `case` (tests/graded/harness.py). Here it runs once per regrade with a
+case that only *records* the calls it makes of the student's code, and computes its expected values from
+the oracles at once. The calls go, as data, to the sandbox (grading/sandbox.py); what comes back (tensors,
+and a few validated facts such as "it raised a TypeError at line 12") is put into the recorded calls, and
+the same test's expectations give the verdict and the message. This process imports the instructor's
+tests and the trusted copy of the models (for the given `__init__`s), never a submission's files.
+"""
+
+import importlib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from grading import sandbox
+
+TEST_FOLDERS = ("graded", "hidden")  # under tests/
+NAME = re.compile(r"(output(\.\d{1,2}){0,2}|read\.[A-Za-z_][A-Za-z0-9_]{0,40}|grad\.\d{1,2})(::re|::im)?")
+WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+META_KINDS = {"status": str, "error": str, "not_implemented": bool, "given_scan": bool, "file": str, "line": int,
+              "torch_calls": int, "kinds": dict}
+
+
+class CheckError(Exception):
+    """A graded test cannot be planned (a mistake in the test itself): said in one line."""
+
+
+@dataclass
+class Check:
+    name: str
+    file: str  # test_q1_transformer.py
+    question: str  # Q1
+    points: float
+    readme: str
+    hidden: bool
+    function: object
+
+
+def question_of(file: str) -> str:
+    parts = Path(file).stem.split("_")
+    return parts[1].upper() if len(parts) > 1 and parts[1][:1] == "q" else Path(file).stem
+
+
+def collect(repo: Path) -> list[Check]:
+    """Every graded test function of the instructor's tests/graded and tests/hidden, with its points."""
+    tests = str(repo / "tests")
+    for path in (str(repo), tests):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    checks = []
+    for folder in TEST_FOLDERS:
+        for path in sorted((repo / "tests" / folder).glob("test_*.py")):
+            module = importlib.import_module(f"{folder}.{path.stem}")
+            for name, function in vars(module).items():
+                marks = [mark for mark in getattr(function, "pytestmark", []) if mark.name == "points"]
+                if name.startswith("test_") and callable(function) and marks:
+                    checks.append(Check(name, path.name, question_of(path.name), float(marks[0].args[0]),
+                                        marks[0].kwargs.get("readme") or "", folder == "hidden", function))
+    return checks
+
+
+def plan(check: Check, secret: int):
+    """The check's case with its calls recorded (not run) and its expected values computed, its inputs
+    drawn with `secret` (see harness.Case)."""
+    from graded.harness import Case
+
+    case = Case(check.name, run_now=False, hidden=check.hidden, secret=secret)
+    try:
+        check.function(case)
+    except Exception as error:
+        raise CheckError(f"the graded test {check.name} cannot be planned: {type(error).__name__}: {error}") from None
+    return case
+
+
+# --- what comes back from the sandbox, believed only as far as it can be checked ---------------------------
+
+
+def clean_meta(meta) -> dict:
+    """The facts the probe reports about a call, of the right types only (the rest is dropped)."""
+    if not isinstance(meta, dict):
+        return {"status": "error", "error": "probe"}
+    clean = {}
+    for key, kind in META_KINDS.items():
+        value = meta.get(key)
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            clean[key] = value
+    if clean.get("status") not in ("ok", "error"):
+        clean["status"] = "error"
+    for key in ("error", "file"):
+        if key in clean and not WORD.fullmatch(clean[key]):
+            del clean[key]
+    if "kinds" in clean:
+        clean["kinds"] = {k: v for k, v in list(clean["kinds"].items())[:64]
+                          if isinstance(k, str) and NAME.fullmatch(k) and isinstance(v, str) and WORD.fullmatch(v)}
+    return clean
+
+
+def load_tensors(blob, any_names: bool = False) -> dict:
+    """The tensors of one message, by their names; anything misnamed is dropped (a result's are "output",
+    "read.x", "grad.i"; a stand-in request's are the sender's references, checked when used)."""
+    from safetensors.torch import load
+
+    from graded.probe import from_real
+
+    if not blob:
+        return {}
+    try:
+        tensors = load(blob)
+    except Exception:  # safetensors' own parser refused it
+        return {}
+    return from_real({name: tensor for name, tensor in tensors.items()
+                      if (any_names and WORD.fullmatch(name.replace("::re", "").replace("::im", "")))
+                      or NAME.fullmatch(name)})
+
+
+# --- one submission --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    outcome: str  # passed, failed, timeout, crashed, not run
+    message: str
+
+
+CONFIG = {"num_heads": int, "causal": bool, "num_layers": int, "dt_rank": int, "state_size": int,
+          "expanded_size": int, "conv_kernel": int, "discretization": str, "alpha": float, "scale": float}
+# What one stand-in request may ask of the grader: the tests' own calls stay far below these, and the
+# oracles' work stays a few milliseconds (an attention's scores are B·h·T·S, a scan's loop L steps).
+ELEMENT_LIMIT = 1 << 20  # per tensor
+TOTAL_LIMIT = 1 << 22  # in one request
+LENGTH_LIMIT = 4096  # any tensor's second axis (a sequence's length)
+SCORES_LIMIT = 1 << 22  # B·h·T·S of an attention
+
+
+def clean_config(config) -> dict:
+    """A stand-in request's module attributes, of the expected types and ranges (anything else refused)."""
+    if not isinstance(config, dict):
+        raise ValueError("config")
+    clean = {}
+    for key, value in config.items():
+        kind = CONFIG.get(key)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(key)
+        if kind is int and not 1 <= value <= 4096 or key in ("num_layers", "num_heads") and value > 64:
+            raise ValueError(key)
+        if key == "discretization" and value not in ("zoh", "zoh_exact", "bilinear"):
+            raise ValueError(key)
+        if kind is float and not -1e6 < value < 1e6:
+            raise ValueError(key)
+        clean[key] = value
+    return clean
+
+
+def attention_work(name: str, config: dict, args: list) -> int:
+    """B·h·T·S of the attention a stand-in request would compute (0 for the rest)."""
+    if not name.startswith("transformer:") or name.endswith(("causal_mask", "split_heads", "merge_heads",
+                                                              "sinusoidal_positional_encoding")):
+        return 0
+    import torch
+
+    shapes = [arg.shape for arg in args if isinstance(arg, torch.Tensor) and arg.dim() >= 2]
+    longest = max((shape[1] for shape in shapes), default=0)
+    batch = max((shape[0] for shape in shapes), default=0)
+    return batch * config.get("num_heads", 1) * longest * longest * max(config.get("num_layers", 1), 1)
+
+
+def stand_in_server(calls: list):
+    """answer(call index, request, tensors blob) -> reply bytes: the trusted answer for a function the
+    running call's target calls (probe.CALLEES), or a refusal. Requests come from student code: they are
+    checked for names, types and sizes before any oracle sees them."""
+    import json
+
+    import torch
+
+    from graded import oracles, probe
+
+    refusal = probe.frame(json.dumps({"type": "stand-in", "ok": False}).encode()) + probe.frame(b"")
+
+    def answer(index: int, request: dict, blob: bytes) -> bytes:
+        name = request.get("name")
+        if not isinstance(name, str) or name not in probe.CALLEES.get(calls[index].target, ()):
+            return refusal
+        try:
+            tensors = load_tensors(blob, any_names=True)
+            if any(t.numel() > ELEMENT_LIMIT or (t.dim() > 1 and t.shape[1] > LENGTH_LIMIT) for t in tensors.values()) \
+                    or sum(t.numel() for t in tensors.values()) > TOTAL_LIMIT:
+                return refusal
+            params = request.get("params") or {}
+            if not isinstance(params, dict):
+                return refusal
+            params = {str(key): tensors[ref] for key, ref in params.items()}
+            args = probe.unpack_value(request.get("args"), tensors)
+            config = clean_config(probe.unpack_value(request.get("config"), tensors))
+            if not isinstance(args, list) or len(args) > 8 or attention_work(name, config, args) > SCORES_LIMIT:
+                return refusal
+            with torch.no_grad():
+                value = oracles.answer(name, params, config, args)
+            packer = probe.Packer()
+            reply = {"type": "stand-in", "ok": True, "value": packer.value(value)}
+            return probe.frame(json.dumps(reply).encode()) + probe.frame(probe.pack_tensors(packer.tensors))
+        except Exception:  # whatever the request did wrong: refused, the call goes on (and fails)
+            return refusal
+
+    return answer
+
+
+def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes, deadline: float):
+    """Outcomes for every call (probe.Outcome), run in the sandbox one at a time and restarted after a call
+    that hangs or kills it; (outcomes, notes for the instructor, the probe's log)."""
+    import json
+    import time
+
+    from graded.probe import STUDENT_FILES, Outcome, encode_call, frame
+
+    outcomes, notes, logs, skip = [None] * len(calls), [], [], set()
+    pending, attempts, barren = list(range(len(calls))), 0, 0
+    answer_for = stand_in_server(calls)
+    while pending and attempts <= len(calls) + 2 and barren < 3 and time.monotonic() < deadline:
+        attempts += 1
+        runnable = [i for i in pending if calls[i].target.split(":")[0] not in skip]
+        if not runnable:
+            break
+        run = sandbox.run_probe(folder, frame(json.dumps({"skip": sorted(skip)}).encode()),
+                                [encode_call(calls[i]) for i in runnable],
+                                lambda local, request, blob: answer_for(runnable[local], request, blob),
+                                [name for name in STUDENT_FILES if name not in skip], limits, deadline, program)
+        logs.append(run.log)
+        for local, (meta, blob) in run.results.items():
+            outcomes[runnable[local]] = Outcome(clean_meta(meta), load_tensors(blob))
+        if not run.finished:
+            why = {"timeout": f"it ran for more than {limits.call_seconds:g} s",
+                   "deadline": f"the submission's {limits.run_seconds:g} s were used up"}.get(run.ended, run.ended)
+            status = "timeout" if run.ended in ("timeout", "deadline") else "crashed"
+            if run.importing:
+                skip.add(run.importing)
+                notes.append(f"importing models/{run.importing}.py stopped the sandbox: {why}")
+                if run.ended == "timeout":
+                    why = f"importing models/{run.importing}.py took more than {limits.startup_seconds:g} s"
+                for i in runnable:
+                    if calls[i].target.startswith(run.importing + ":"):
+                        outcomes[i] = Outcome({"status": status, "why": why}, {})
+            elif run.running is not None:
+                outcomes[runnable[run.running]] = Outcome({"status": status, "why": why}, {})
+                notes.append(f"{calls[runnable[run.running]].target.split(':')[1]} stopped the sandbox: {why}")
+            else:
+                notes.append(f"the sandbox stopped before any call: {why}")
+        before, pending = len(pending), [i for i in pending if outcomes[i] is None]
+        barren = barren + 1 if len(pending) == before else 0  # three restarts that settle nothing: give up
+    why = (f"the submission's {limits.run_seconds:g} s were used up" if time.monotonic() >= deadline
+           else "the sandbox kept stopping before any call gave a result")
+    for i in pending:
+        outcomes[i] = Outcome({"status": "not run", "why": why}, {})
+    return outcomes, notes, b"".join(logs)
+
+
+def judge(check: Check, case, sources: dict) -> Verdict:
+    """The verdict on a planned case whose calls have their outcomes."""
+    from graded.harness import SourceResult
+    from graded.probe import Outcome, function_source
+
+    statuses = set()
+    for result in case.results:
+        if isinstance(result, SourceResult):
+            short, qualname = result.target.split(":")
+            result.outcome = Outcome({"status": "ok", "source": function_source(sources.get(short), qualname)}, {})
+        statuses.add(result.outcome.meta.get("status"))
+    message = case.verdict()
+    if message is None:
+        return Verdict("passed", "")
+    outcome = next((kind for kind in ("crashed", "timeout", "not run") if kind in statuses), "failed")
+    return Verdict(outcome, message)
+
+
+def describe(checks: list[Check]) -> list[dict]:
+    """The checks as the gradebook lists them."""
+    return [{"name": check.name, "file": check.file, "question": check.question, "points": check.points,
+             "readme": check.readme, "hidden": check.hidden} for check in checks]
+
