@@ -159,26 +159,32 @@ def plot(rows: list, path: Path):
 
     rows = [row for row in rows if row.get("failed") in (None, "", "stopped")]
     settings = list(dict.fromkeys(row["setting"] for row in rows))
-    figure, (final, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if all(row.get("failed") == "stopped" for row in rows):  # no run finished: nothing to put against time
+        figure, curves = plt.subplots(figsize=(8, 4.5))
+        final = None
+    else:
+        figure, (final, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
     for number, setting in enumerate(settings):
         runs = [row for row in rows if row["setting"] == setting]
         colour = f"C{number % 10}"
         marker = "o" if "mamba" in setting else "s"
         finished = [run for run in runs if run.get("failed") != "stopped"]
-        final.scatter([float(run["train_seconds"]) / 60 for run in finished],
-                      [float(run["val_word_acc"]) for run in finished], color=colour, marker=marker)
+        if final is not None:
+            final.scatter([float(run["train_seconds"]) / 60 for run in finished],
+                          [float(run["val_word_acc"]) for run in finished], color=colour, marker=marker)
         per_seed = [[float(value) for value in run["curve"].split()] for run in runs]
         length = min(len(curve) for curve in per_seed)
         mean = [sum(curve[epoch] for curve in per_seed) / len(per_seed) for epoch in range(length)]
         curves.plot(range(1, length + 1), mean, color=colour, linestyle="-" if "mamba" in setting else "--",
                     label=setting + (" (stopped)" if len(finished) < len(runs) else ""))
-    final.set(xlabel="training minutes (one thread, runs side by side)", ylabel="validation word accuracy",
-              title="Final accuracy per run")
+    if final is not None:
+        final.set(xlabel="training minutes (one thread, runs side by side)", ylabel="validation word accuracy",
+                  title="Final accuracy per run")
+        final.grid(alpha=0.3)
     curves.set(xlabel="epoch", ylabel="validation word accuracy (teacher forced, seed mean)",
                title="Learning curves", ylim=(0.8, 1.0))
     curves.legend(fontsize=7, loc="lower right")
-    for axis in (final, curves):
-        axis.grid(alpha=0.3)
+    curves.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
