@@ -86,9 +86,11 @@ class ReturnFreedMemory(L.Callback):
     """Hands the memory freed during an epoch back to the system (glibc on Linux; elsewhere nothing).
 
     Batches change shape from step to step, so the tensors of one step rarely fit the holes the last one
-    left: the C allocator keeps hundreds of MB that no tensor uses, more with every epoch (measured for the
-    small Mamba: 506 MB of heap holding 170 MB). `malloc_trim` returns those pages; doing it once per epoch
-    costs nothing measurable, where returning them at every step would cost page faults at every step.
+    left: the C allocator keeps hundreds of MB that no tensor uses (the small Mamba after an epoch: 534 MB
+    of heap holding 170 MB). `malloc_trim` returns those pages, so that between epochs (validation,
+    checkpoints, the decoding at the end) the run holds 490 MB instead of 820. The peak within an epoch
+    stays: trimming after every step would lower it to about 700 MB, but re-faulting the pages took 70%
+    more time.
     """
 
     def __init__(self):
