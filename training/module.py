@@ -248,12 +248,14 @@ class Seq2SeqModule(L.LightningModule):
         parameters = parameter_groups(self.model, config.weight_decay)
         # fused: one kernel per tensor instead of a dozen small operations; on a CPU, where torch does not
         # group tensors by itself, the step of the small Transformer's 92 tensors takes a quarter of the time.
+        # Fused steps take real tensors only (the S4 family has complex ones).
+        fused = all(parameter.is_floating_point() for parameter in self.model.parameters())
         if config.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(parameters, lr=config.lr, fused=True)
+            optimizer = torch.optim.AdamW(parameters, lr=config.lr, fused=fused)
         elif config.optimizer == "adam":
-            optimizer = torch.optim.Adam(parameters, lr=config.lr, fused=True)
+            optimizer = torch.optim.Adam(parameters, lr=config.lr, fused=fused)
         else:
-            optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, fused=True)
+            optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, fused=fused)
 
         total_steps = max(1, self.trainer.estimated_stepping_batches)
         warmup_steps = int(config.warmup_epochs * total_steps / max(1, config.epochs))
