@@ -2,6 +2,7 @@
 
     python main.py --config exps/args_piglatin_small_transformer.txt          train
     python main.py --config exps/args_piglatin_small_mamba.txt --lr 1e-3      train, overriding an option
+    python main.py --config exps/args_selective_copying_mamba.txt             a synthetic task (README: Bonus question)
     python main.py --resume runs/args_piglatin_small_transformer              continue an interrupted run
     python main.py translate --checkpoint runs/<run> "the quick brown fox"    translate with a trained model
     python main.py --help                                                     every option
@@ -83,6 +84,15 @@ def use_threads(count: int):
         os.environ["OMP_NUM_THREADS"] = str(count)
 
 
+def trainer_for(config):
+    """The train function for the config's task: Pig Latin's, or the synthetic tasks' (training/synthetic.py)."""
+    if config.task == "piglatin":
+        from training.run import train
+    else:
+        from training.synthetic import train
+    return train
+
+
 def run_train(argv: list) -> int:
     # Only the light config module until the config is known to be good: a mistyped option or a missing
     # file is answered at once, before torch and Lightning load (seconds).
@@ -116,14 +126,17 @@ def run_train(argv: list) -> int:
         if config_path is None and not overrides:
             raise UsageError("say what to train: --config exps/<name>.txt (see python main.py --help)")
         config = build_config(config_path, overrides)
-    if not locate(config.data).is_file():  # said now, not after Lightning has loaded
+    if config.task == "piglatin" and not locate(config.data).is_file():  # said now, before Lightning loads
         raise no_such_data_file(config.data)
     use_threads(cpu_threads(config))
-    from training.run import train
-
-    run_dir = train(config, resume_dir=run_dir)
+    run_dir = trainer_for(config)(config, resume_dir=run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print(f"run directory: {run_dir}")
+    if config.task != "piglatin":
+        from training.synthetic import summary_line
+
+        print(summary_line(metrics))
+        return 0
     print(f"val_word_acc {metrics['val_word_acc']:.4f}  val_loss {metrics['val_loss']:.4f}  "
           f"params {metrics['params']:,}  {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s")
     return 0

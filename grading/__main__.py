@@ -43,14 +43,19 @@ def command_regrade(args) -> int:
 def command_review(args) -> int:
     from grading.regrade import RegradeError
     from grading.review import ReviewError, build_site
+    from grading.rubric import RubricError
     from grading.submissions import SubmissionError, check_paths
 
     site = Path(args.out)
     try:
+        rubric = load_rubric(args)
+        if args.scores and not Path(args.scores).is_dir():
+            raise ReviewError(f"--scores {args.scores}: no such directory")
         if args.grades is None:
             run_regrade(args, site / "grades")
-        build_site(check_paths(args.submissions), Path(args.grades or site / "grades"), site)
-    except (RegradeError, ReviewError, SubmissionError) as error:
+        build_site(check_paths(args.submissions), Path(args.grades or site / "grades"), site, rubric=rubric,
+                   scores=Path(args.scores) if args.scores else None)
+    except (RegradeError, ReviewError, SubmissionError, RubricError) as error:
         print(f"grading review: {error}", file=sys.stderr)
         return 1
     return 0
@@ -60,6 +65,222 @@ def command_mutants(args) -> int:
     from grading.mutants import run_corpus
 
     return run_corpus(verbose=True)
+
+
+# --- the course: rubric, roster, scores, similarity, gradebook, grades out ----------------------------------------
+
+
+def load_rubric(args):
+    from grading import rubric
+
+    return rubric.load(Path(args.rubric) if getattr(args, "rubric", None) else rubric.RUBRIC, REPO)
+
+
+def refused(command: str, error: Exception) -> int:
+    """Bad input: one line per problem, each naming the command, and exit status 1."""
+    for line in str(error).splitlines():
+        print(f"grading {command}: {line}", file=sys.stderr)
+    return 1
+
+
+def course_errors():
+    from grading.course import CourseError
+    from grading.export import ExportError
+    from grading.roster import RosterError
+    from grading.rubric import RubricError
+    from grading.scores import ScoresError
+    from grading.similarity import SimilarityError
+    from grading.submissions import SubmissionError
+
+    return (CourseError, ExportError, RosterError, RubricError, ScoresError, SimilarityError, SubmissionError)
+
+
+def course_folder(text: str) -> Path:
+    from grading.roster import RosterError
+
+    course = Path(text)
+    if not (course / "roster.csv").is_file():
+        raise RosterError(f"{course}: not a course folder (it needs roster.csv: student,repository per line)")
+    return course
+
+
+def command_rubric(args) -> int:
+    from grading import rubric
+
+    try:
+        loaded = load_rubric(args)
+        print(rubric.summary(loaded))
+        readme = REPO / "README.md"
+        if args.update_readme:
+            changed = rubric.update_readme(loaded, readme)
+            print(f"{readme}: {'rewrote the points table and headings' if changed else 'already in step'}")
+            return 0
+        problems = rubric.readme_problems(readme.read_text(encoding="utf-8"), loaded)
+        if problems:
+            raise rubric.RubricError("\n".join(problems + ["run python -m grading rubric --update-readme"]))
+        print(f"{readme}: in step with the rubric")
+    except course_errors() as error:
+        return refused("rubric", error)
+    return 0
+
+
+def command_collect(args) -> int:
+    from grading import roster
+
+    try:
+        course = course_folder(args.course)
+        loaded = load_rubric(args)
+        problems = roster.collect(course, roster.parse_when(args.deadline), loaded.late, ref=args.ref)
+    except course_errors() as error:
+        return refused("collect", error)
+    print(f"regrade them with: python -m grading regrade {course}/submissions/* --out {course}/grades")
+    return refused("collect", "\n".join(problems)) if problems else 0
+
+
+def roster_names(course: Path) -> list[str]:
+    from grading import roster
+
+    return [student.student for student in roster.read_roster(course)]
+
+
+def command_scores(args) -> int:
+    from grading import scores
+    from grading.course import read_results, test_names
+
+    try:
+        course = course_folder(args.course)
+        loaded = load_rubric(args)
+        names = roster_names(course)
+        results = read_results(course / "grades")
+        written = scores.write_skeletons(course / "scores", loaded, {name: results.get(name, {}).get("commit", "")
+                                                                     for name in names})
+        if written:
+            print(f"wrote {len(written)} scores file(s) to fill in: {', '.join(written)}")
+        marks = scores.load_all(course / "scores", loaded, names, test_names(results))
+    except course_errors() as error:
+        return refused("scores", error)
+    for name, mark in marks.items():
+        left = [item.id for item in loaded.items if not item.bonus and item.id not in mark.points]
+        open_requests = [request["item"] for request in mark.requests if not request["response"]]
+        print(f"{name}: {len(mark.points)} of {len(loaded.items)} items scored"
+              + (f"; to score: {', '.join(left)}" if left else "")
+              + (f"; open regrade requests: {', '.join(open_requests)}" if open_requests else ""))
+    return 0
+
+
+def command_request(args) -> int:
+    from grading import scores
+    from grading.course import read_results, test_names
+
+    try:
+        course = course_folder(args.course)
+        loaded = load_rubric(args)
+        path = scores.append_request(course / "scores", loaded, args.student, roster_names(course), args.item,
+                                     args.text, test_names(read_results(course / "grades")))
+    except course_errors() as error:
+        return refused("request", error)
+    print(f"noted in {path}: write your answer in its response, change the points, then python -m grading gradebook")
+    return 0
+
+
+def command_similarity(args) -> int:
+    from grading import similarity
+    from grading.release import shipped_files
+    from grading.submissions import MODEL_FILES
+    from grading.template import make_template
+
+    try:
+        course = course_folder(args.course)
+        paths = sorted((course / "submissions").glob("*.git"))
+        if not paths:
+            raise similarity.SimilarityError(f"{course}/submissions holds no repository: collect first")
+        shipped = shipped_files(REPO)
+        template = make_template({path: content for path, (content, _) in shipped.items()})
+        starter = [(path, template[path].decode()) for path in MODEL_FILES]
+        starter += [(path, (REPO / path).read_text(encoding="utf-8")) for path in MODEL_FILES]
+        similarity.run(paths, starter, course / "similarity", threshold=args.threshold, min_shared=args.min_shared,
+                       k=args.noise)
+    except course_errors() as error:
+        return refused("similarity", error)
+    return 0
+
+
+def command_gradebook(args) -> int:
+    from grading import course as course_module
+
+    try:
+        course_module.write_all(course_folder(args.course), load_rubric(args))
+    except course_errors() as error:
+        return refused("gradebook", error)
+    return 0
+
+
+def command_export(args) -> int:
+    from grading import course as course_module
+    from grading import export, roster
+
+    try:
+        course = course_folder(args.course)
+        loaded = load_rubric(args)
+        state = course_module.write_all(course, loaded, log=lambda line: None)
+        out = Path(args.out) if args.out else course / "final" / "canvas.csv"
+        export.write_canvas(out, state, roster.read_roster(course), loaded, args.assignment_id, args.partial)
+    except course_errors() as error:
+        return refused("export", error)
+    print(f"wrote {out}: import it in Canvas (Grades → Import)")
+    return 0
+
+
+def command_feedback(args) -> int:
+    from grading import export
+
+    try:
+        problems = export.publish(course_folder(args.course), load_rubric(args), push=args.push)
+    except course_errors() as error:
+        return refused("feedback", error)
+    return refused("feedback", "\n".join(problems)) if problems else 0
+
+
+def add_course_commands(commands):
+    def command(name, run, help, course=True):
+        parser = commands.add_parser(name, help=help)
+        if course:
+            parser.add_argument("course", metavar="COURSE", help="the course folder: roster.csv and what the course "
+                                                                 "commands write (INSTRUCTOR.md, section 8)")
+        parser.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/rubric.toml)")
+        parser.set_defaults(run=run)
+        return parser
+
+    rubric = command("rubric", command_rubric, "check the rubric and that the README shows its points", course=False)
+    rubric.add_argument("--update-readme", action="store_true", help="rewrite the README's points from the rubric")
+    collect = command("collect", command_collect, "fetch every repository of COURSE/roster.csv into "
+                                                  "COURSE/submissions, at the commit to grade, with its lateness")
+    collect.add_argument("--deadline", required=True, metavar="WHEN", help="e.g. '2026-10-01 23:59 +0200'")
+    collect.add_argument("--ref", default="main", help="the branch to collect (default main)")
+    command("scores", command_scores, "write a scores file for each student that has none, check them all")
+    request = command("request", command_request, "note a student's regrade request against a rubric item or test")
+    request.add_argument("student")
+    request.add_argument("item", help="a rubric item's id (W3) or a graded test's name")
+    request.add_argument("text", help="the student's request, in their words")
+    similarity = command("similarity", command_similarity, "pairs of submissions whose own code is unusually alike "
+                                                           "(starter code and reference removed)")
+    similarity.add_argument("--threshold", type=float, default=0.5, help="share of own code that flags a pair "
+                                                                         "(default 0.5)")
+    similarity.add_argument("--min-shared", type=int, default=400, metavar="N",
+                            help="characters of shared tokens a flagged pair needs at least (default 400)")
+    similarity.add_argument("--noise", type=positive(int), default=25, metavar="K",
+                            help="characters of tokens in one fingerprint: shorter matches are ignored (default 25)")
+    command("gradebook", command_gradebook, "merge test points, scores, adjustments and late penalties into "
+                                            "COURSE/final: gradebook and feedback")
+    export = command("export", command_export, "the gradebook as Canvas's gradebook import CSV")
+    export.add_argument("--assignment-id", default="", metavar="N", help="the assignment's id in Canvas (the "
+                                                                          "number at the end of its address)")
+    export.add_argument("--partial", action="store_true", help="leave the cell of a student whose scores are "
+                                                               "missing empty instead of refusing")
+    export.add_argument("--out", metavar="FILE", help="default COURSE/final/canvas.csv")
+    feedback = command("feedback", command_feedback, "publish: each student's FEEDBACK.md on the branch feedback "
+                                                     "of their repository")
+    feedback.add_argument("--push", action="store_true", help="push each feedback branch to the student's repository")
 
 
 def positive(kind):
@@ -113,11 +334,15 @@ def main(argv=None) -> int:
     review.add_argument("--out", required=True, metavar="DIR", help="where the site goes (DIR/index.html)")
     review.add_argument("--grades", metavar="DIR", help="the output of an earlier regrade of these submissions "
                                                         "(default: regrade them now into DIR/grades)")
+    review.add_argument("--scores", metavar="DIR", help="the instructor's scores files (COURSE/scores), shown in "
+                                                        "each page's rubric panel")
+    review.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/rubric.toml)")
     add_regrade_options(review)
     review.set_defaults(run=command_review)
     mutants = commands.add_parser("mutants", help="run the graded tests against every mutant and correct "
                                                   "alternative, and tabulate which tests catch what")
     mutants.set_defaults(run=command_mutants)
+    add_course_commands(commands)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

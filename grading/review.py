@@ -13,7 +13,10 @@ The site shows student content and never runs it:
 - a student's files are copied only as raster images (PNG, JPEG, GIF, WebP); an SVG is shown inside an
   <img> from a data: URI (where its scripts cannot run), and every other file (notebooks, code, HTML,
   text) as a page of escaped text beside it; links to them lead to those pages;
-- the feedback is shown as plain text.
+- the feedback is shown as plain text;
+- the rubric panel (with a rubric, as `python -m grading review` always gives) lists each item beside the
+  student's work for it: a link to their README section, or their notebook answer cell cleaned like the
+  README (no images, no links), with the instructor's points and comments from `--scores`.
 Grades come from a regrade's output: `--grades DIR`, or one run into DIR/grades.
 """
 
@@ -162,7 +165,8 @@ def score_panel(result: dict) -> str:
     return "\n".join(items)
 
 
-def student_page(result: dict, readme_html: str, feedback_text: str, previous: str, following: str) -> str:
+def student_page(result: dict, readme_html: str, feedback_text: str, previous: str, following: str,
+                 rubric_html: str = "") -> str:
     nav = ['<nav>', f'<a href="../{html.escape(previous)}/index.html">← {html.escape(previous)}</a>' if previous
            else "<span></span>", '<a href="../../index.html">the class</a>',
            f'<a href="../{html.escape(following)}/index.html">{html.escape(following)} →</a>' if following
@@ -170,7 +174,7 @@ def student_page(result: dict, readme_html: str, feedback_text: str, previous: s
     body = (f'{"".join(nav)}\n<header><h1>{html.escape(result["name"])}</h1>\n{score_panel(result)}</header>\n'
             f'<main><article class="readme"><p class="untrusted">The student\'s README, as committed:</p>\n'
             f'{readme_html}</article>\n'
-            f'<aside class="feedback"><pre>{html.escape(feedback_text)}</pre></aside></main>')
+            f'{rubric_html}<aside class="feedback"><pre>{html.escape(feedback_text)}</pre></aside></main>')
     return page(f"{result['name']}: writeup and grade", body, depth=2)
 
 
@@ -238,6 +242,64 @@ def notebook_html(content: bytes) -> str:
     return "\n".join(parts)
 
 
+# --- the rubric panel -------------------------------------------------------------------------------------------
+
+
+def answer_html(source: str) -> str:
+    """A notebook answer cell as the notebook pages show Markdown cells: cleaned, no images, and no links
+    (the panel links nowhere a student chose)."""
+    return nh3.clean(markdown_renderer(allow_html=True).render(source), tags=ALLOWED_TAGS - {"img", "a"},
+                     attributes=ALLOWED_ATTRIBUTES, allowed_classes=ALLOWED_CLASSES, url_schemes=set(),
+                     link_rel=None)
+
+
+def rubric_panel(rubric, files: dict, readme_html: str, marks=None, problems: tuple = ()) -> str:
+    """Each rubric item beside the student's work for it: a link to the README section, or the notebook's
+    answer cell (cleaned Markdown, math typeset); with the instructor's points and comments (`marks`,
+    grading.scores.Scores) and the rubric's grading guide. Everything shown is escaped or cleaned."""
+    from grading.rubric import cells_of
+
+    notebooks = {}
+    rows = []
+    for item in rubric.items:
+        given = marks.points.get(item.id) if marks is not None else None
+        score = f"{'–' if given is None else f'{given:g}'} / {item.points:g}" + (" bonus" if item.bonus else "")
+        comment = marks.comments.get(item.id, "") if marks is not None else ""
+        if item.notebook:
+            if item.notebook not in notebooks:
+                try:
+                    notebooks[item.notebook] = cells_of(json.loads(files[item.notebook]))
+                except (KeyError, ValueError, UnicodeDecodeError):
+                    notebooks[item.notebook] = None
+            cells = notebooks[item.notebook]
+            if cells is None:
+                work = f'<span class="missing">no readable {html.escape(item.notebook)}</span>'
+            elif item.cell not in cells:
+                work = f'<span class="missing">no answer cell {html.escape(item.cell)} in {html.escape(item.notebook)}</span>'
+            else:
+                work = (f'<p class="untrusted">{html.escape(item.notebook)}, answer cell, as committed:</p>'
+                        f'<div class="answer">{answer_html(cells[item.cell])}</div>')
+        else:
+            anchor = re.search(rf'<h[1-6] id="([^"]+)"[^>]*>\s*{re.escape(html.escape(item.id))}\s', readme_html)
+            work = (f'<a href="#{html.escape(anchor.group(1))}">README, {html.escape(item.id)}</a>' if anchor else
+                    f'<span class="missing">no section {html.escape(item.id)} in the README</span>')
+        rows.append(f'<tr><td><b>{html.escape(item.id)}</b> {html.escape(item.title)} ({html.escape(item.question)})'
+                    + (f'<p class="guide">{html.escape(item.guide)}</p>' if item.guide else "")
+                    + f'</td><td class="points">{score}'
+                    + (f'<p class="comment">{html.escape(comment)}</p>' if comment else "")
+                    + f"</td><td>{work}</td></tr>")
+    listed = "".join(f"<li>{html.escape(problem)}</li>" for problem in problems)
+    asked = "".join(f"<li>{html.escape(request['item'])}: {html.escape(request['request'])}"
+                    + (f" — answered: {html.escape(request['response'])}" if request["response"] else " — open")
+                    + "</li>" for request in (marks.requests if marks is not None else []))
+    return (f'<section class="rubric"><h2>Rubric: {html.escape(rubric.title)}</h2>'
+            + (f'<div class="flags"><p>The scores file has problems:</p><ul>{listed}</ul></div>' if listed else "")
+            + '<table><thead><tr><th>item</th><th>points</th><th>the work</th></tr></thead><tbody>'
+            + "".join(rows) + "</tbody></table>"
+            + (f'<p>Regrade requests (the student\'s words):</p><ul class="untrusted-list">{asked}</ul>' if asked else "")
+            + "</section>")
+
+
 # --- the site --------------------------------------------------------------------------------------------------
 
 
@@ -266,8 +328,10 @@ def write_student_files(folder: Path, files: dict):
             target.write_text(text_page(name, content, depth=2 + name.count("/")))
 
 
-def build_site(paths: list[Path], grades: Path, site: Path, log=print) -> Path:
-    """Writes the site for these submissions from the regrade output in `grades`; returns its index."""
+def build_site(paths: list[Path], grades: Path, site: Path, log=print, rubric=None, scores: Path = None) -> Path:
+    """Writes the site for these submissions from the regrade output in `grades`; returns its index. With a
+    rubric (grading.rubric.Rubric), each page has the rubric panel, with the points and comments of the
+    scores files in `scores` when given."""
     results = []
     for path in paths:
         record = grades / "results" / f"{submissions.submission_name(path)}.json"
@@ -287,9 +351,19 @@ def build_site(paths: list[Path], grades: Path, site: Path, log=print) -> Path:
         write_student_files(folder, files)
         readme = files.get("README.md", b"*This submission has no README.md.*").decode("utf-8", errors="replace")
         feedback = grades / "feedback" / f"{result['name']}.md"
+        readme_html = render_readme(readme, files)
+        panel = ""
+        if rubric is not None:
+            marks, problems = None, []
+            if scores is not None and (scores / f"{result['name']}.toml").is_file():
+                from grading.scores import parse
+
+                marks, problems = parse(scores / f"{result['name']}.toml", rubric,
+                                        {row["name"] for row in result.get("tests", [])})
+            panel = rubric_panel(rubric, files, readme_html, marks, tuple(problems))
         (folder / "index.html").write_text(student_page(
-            result, render_readme(readme, files), feedback.read_text() if feedback.exists() else "",
-            names[index - 1] if index else "", names[index + 1] if index + 1 < len(names) else ""))
+            result, readme_html, feedback.read_text() if feedback.exists() else "",
+            names[index - 1] if index else "", names[index + 1] if index + 1 < len(names) else "", panel))
     (site / "index.html").write_text(index_page([result for _, result in results]))
     log(f"wrote the review site for {len(results)} students: {site / 'index.html'}")
     return site / "index.html"

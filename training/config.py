@@ -32,7 +32,8 @@ def _option(default, help, choices=None):
 class Config:
     # what to train on
     model: str = _option("transformer", "which model to train (lstm and gru are baselines; the state-space "
-                         "family is models/family.py)", ["transformer", "mamba", "lstm", "gru"] + FAMILY_MODELS)
+                         "family is models/family.py; hybrid is for the synthetic tasks)",
+                         ["transformer", "mamba", "lstm", "gru"] + FAMILY_MODELS + ["hybrid"])
     data: str = _option("data/pig_latin_small.txt", "dataset file: one 'english piglatin' pair per line")
     val_fraction: float = _option(0.2, "share of the pairs held out for validation")
     seed: int = _option(0, "seeds the split, the initialisation and the batch order")
@@ -60,7 +61,7 @@ class Config:
                               "MLP's mixing matrix) cover")
 
     # Mamba (Q2)
-    num_layers: int = _option(2, "Mamba residual blocks")
+    num_layers: int = _option(2, "Mamba residual blocks (synthetic tasks: the layers of any model but the hybrid)")
     state_size: int = _option(16, "state size N per channel")
     expand: int = _option(2, "expansion E = expand * D")
     conv_kernel: int = _option(4, "width of the causal depthwise convolution")
@@ -71,6 +72,24 @@ class Config:
     A_init: str = _option("s4d_real", "initial A", ["s4d_real", "s4d_lin", "constant"])
     dt_min: float = _option(1e-3, "smallest initial step size Δ")
     dt_max: float = _option(1e-1, "largest initial step size Δ")
+
+    # synthetic tasks (data/synthetic.py, models/hybrid.py; README: Bonus question: why selectivity matters)
+    task: str = _option("piglatin", "what to learn: Pig Latin, or a synthetic task of the MAD suite",
+                        ["piglatin", "selective_copying", "incontext_recall"])
+    vocab_size: int = _option(16, "synthetic tasks: vocabulary size (special tokens included)")
+    seq_len: int = _option(0, "synthetic tasks: tokens per sequence (0: MAD's, 256 for copying, 128 for recall)")
+    num_tokens: int = _option(16, "selective copying: data tokens to copy")
+    num_train: int = _option(12800, "synthetic tasks: training examples")
+    num_val: int = _option(1280, "synthetic tasks: validation examples (choose checkpoints and learning rates)")
+    num_test: int = _option(1280, "synthetic tasks: test examples (read once, at the end)")
+    data_seed: int = _option(0, "synthetic tasks: seeds the examples (seed seeds the model and the batch order)")
+    hybrid_blocks: int = _option(1, "hybrid: blocks, each of Mamba layers and Transformer layers")
+    attention_layers: int = _option(1, "hybrid: Transformer layers per block")
+    mamba_layers: int = _option(1, "hybrid: Mamba layers per block")
+    hybrid_join: str = _option("res", "hybrid: what joins a block to its input: nothing, a residual, or a gated "
+                               "residual", ["null", "res", "gated_res"])
+    hybrid_order: str = _option("mamba_first", "hybrid: which kind of layer comes first in a block",
+                                ["mamba_first", "attention_first"])
 
     # where and how to run
     accelerator: str = _option("auto", "'auto' uses a GPU when there is one", ["auto", "cpu", "gpu"])
@@ -97,11 +116,33 @@ class Config:
         ] + [(name, getattr(self, name) >= 1, "at least 1") for name in (
             "epochs", "batch_size", "hidden_size", "num_heads", "num_encoder_layers", "num_decoder_layers",
             "max_length", "num_layers", "state_size", "expand", "conv_kernel")]
+        ranges += [(name, getattr(self, name) >= 0, "at least 0") for name in (
+            "seq_len", "num_tokens", "attention_layers", "mamba_layers")]
+        ranges += [(name, getattr(self, name) >= 1, "at least 1") for name in (
+            "num_train", "num_val", "num_test", "hybrid_blocks")]
         for name, ok, wanted in ranges:
             if not ok:
                 raise ConfigError(f"{name} must be {wanted}, got {getattr(self, name)}")
-        if self.model == "transformer" and self.hidden_size % self.num_heads:
+        attends = self.model == "transformer" or (self.model == "hybrid" and self.attention_layers)
+        if attends and self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
+        self._check_task()
+
+    def _check_task(self):
+        """Refuses a hybrid on Pig Latin, an empty hybrid, and task settings no example can meet."""
+        if self.task == "piglatin":
+            if self.model == "hybrid":
+                raise ConfigError("model hybrid is for the synthetic tasks: add --task selective_copying or "
+                                  "--task incontext_recall")
+            return
+        if self.model == "hybrid" and self.attention_layers + self.mamba_layers == 0:
+            raise ConfigError("a hybrid needs layers: set attention_layers or mamba_layers to at least 1")
+        from data.synthetic import DEFAULT_SEQ_LEN, TaskSettingError, check_settings
+
+        try:
+            check_settings(self.task, self.vocab_size, self.seq_len or DEFAULT_SEQ_LEN[self.task], self.num_tokens)
+        except TaskSettingError as error:
+            raise ConfigError(str(error)) from None
 
 
 OPTIONS = {f.name: f for f in dataclasses.fields(Config)}

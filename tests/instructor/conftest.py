@@ -18,7 +18,7 @@ import pytest
 
 PYTHON_TOOLS = {"nbgrader": "nbgrader", "pytest_timeout": "pytest-timeout", "playwright": "playwright",
                 "nh3": "nh3", "mdit_py_plugins": "mdit-py-plugins", "pyseccomp": "pyseccomp",
-                "safetensors": "safetensors"}
+                "safetensors": "safetensors", "copydetect": "copydetect"}
 
 
 def missing_tools() -> list[str]:

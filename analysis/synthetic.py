@@ -1,0 +1,169 @@
+"""The synthetic tasks' table and figure, from the sweep's results file (bench/synthetic.py).
+
+    python -m analysis.synthetic                                   # the committed results -> table + figure
+    python -m analysis.synthetic runs/synthetic_sweep/synthetic_results.json --out /tmp/figures
+
+Several results files (sweeps that completed each other) are read as one: a run that appears twice (the
+same name, so the same config, lr and seed) counts once, from the first file.
+
+For each row and model, the learning rate is chosen on the validation split: the best mean val_acc over
+seeds (ties: the better val_seq_acc, then the lower val_loss). The test split is only reported, for that
+learning rate: mean and range (min-max) over the seeds. Prints the Markdown table and writes
+synthetic_tasks.png (validation curves at the chosen learning rates, and test accuracy) and synthetic_table.md.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROW_TITLES = {
+    "copying": "Selective copying (report's setting: L 20, 5 tokens, 4,000 examples)",
+    "recall": "In-context recall (report's setting: L 64, 4,096 examples)",
+    "copying_mad": "Selective copying (MAD's setting: L 256, 16 tokens, 12,800 examples)",
+    "recall_mad": "In-context recall (MAD's setting: L 128, 12,800 examples)",
+}
+MODEL_ORDER = ("transformer", "mamba", "hybrid", "hybrid_null", "hybrid_gated_res", "lstm")
+# What the report we start from measured (test accuracy; one seed, lr 5e-4, no search, test-set checkpoint).
+REPORT = {("copying", "transformer"): "0.950", ("copying", "mamba"): "1.000", ("copying", "hybrid"): "0.980-0.998",
+          ("recall", "transformer"): "0.757", ("recall", "mamba"): "1.000", ("recall", "hybrid"): "0.968"}
+
+
+def selection_key(runs: list) -> tuple:
+    """Higher is better: mean val_acc, then mean val_seq_acc, then lower mean val_loss."""
+    mean = lambda name: statistics.fmean(run["metrics"][name] for run in runs)
+    return (round(mean("val_acc"), 6), round(mean("val_seq_acc"), 6), -mean("val_loss"))
+
+
+def choose(results: dict) -> dict:
+    """{(row, model): {'lr', 'runs' (at that lr), 'by_lr': {lr: runs}}}, the lr chosen on validation."""
+    grouped = defaultdict(lambda: defaultdict(list))
+    for run in results["runs"]:
+        grouped[(run["row"], run["model"])][run["lr"]].append(run)
+    chosen = {}
+    for cell, by_lr in grouped.items():
+        lr = max(by_lr, key=lambda rate: selection_key(by_lr[rate]))
+        chosen[cell] = {"lr": lr, "runs": sorted(by_lr[lr], key=lambda run: run["seed"]), "by_lr": dict(by_lr)}
+    return chosen
+
+
+def spread(values: list) -> str:
+    """'0.950 (0.940-0.960)', or the value alone for one run."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def models_in_order(chosen: dict) -> list:
+    """The models of MODEL_ORDER first, then any other (a model added to training/synthetic.TOKEN_MODELS)."""
+    others = sorted({model for _, model in chosen} - set(MODEL_ORDER))
+    return list(MODEL_ORDER) + others
+
+
+def table(results: dict, chosen: dict) -> str:
+    """The Markdown table: one line per row and model."""
+    lines = ["| setting | model | params | lr (of grid) | seeds | epochs (best) | test acc | test seq acc | "
+             "val acc | report |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in ROW_TITLES:
+        for model in models_in_order(chosen):
+            cell = chosen.get((row, model))
+            if cell is None:
+                continue
+            runs = cell["runs"]
+            metric = lambda name: [run["metrics"][name] for run in runs]
+            grid = "/".join(f"{rate:g}" for rate in sorted(cell["by_lr"]))
+            best = "/".join(str(run["metrics"]["best_epoch"] + 1) for run in runs)
+            lines.append(
+                f"| {row} | {model} | {runs[0]['metrics']['params']:,} | {cell['lr']:g} ({grid}) | {len(runs)} | "
+                f"{runs[0]['epochs_planned']} ({best}) | {spread(metric('test_acc'))} | {spread(metric('test_seq_acc'))} | "
+                f"{spread(metric('val_acc'))} | {REPORT.get((row, model), '')} |")
+    return "\n".join(lines)
+
+
+DEFAULT_RESULTS = ["assets/synthetic_results.json", "assets/synthetic_results_recall_seed2.json"]
+
+
+def merge(parts: list) -> dict:
+    """One results dict from several sweeps' files: runs by name (first wins), what none of them finished."""
+    runs, seen = [], set()
+    for part in parts:
+        for run in part["runs"]:
+            if run["name"] not in seen:
+                seen.add(run["name"])
+                runs.append(run)
+    unfinished = sorted({name for part in parts for name in part["unfinished"]} - seen)
+    machines = []
+    for part in parts:
+        machine = part["machine"]
+        machines.append(f"{machine['cpu']} ({machine['cores']} cores), GPU {machine['gpu'] or 'none'}, torch "
+                        f"{machine['torch']}, {len(part['workers'])} workers for {part['deadline_seconds']:.0f} s")
+    return {"runs": runs, "unfinished": unfinished, "machines": machines}
+
+
+def machine_line(results: dict) -> str:
+    devices = sorted({run["metrics"]["device"] for run in results["runs"]})
+    return (f"Machines: {'; '.join(dict.fromkeys(results['machines']))}. Runs on: {', '.join(devices)}. "
+            f"{len(results['runs'])} runs finished; not run or not finished in the time allowed: "
+            f"{', '.join(results['unfinished']) or 'none'}.")
+
+
+def figure(chosen: dict, path: Path):
+    """Validation accuracy per epoch at each model's chosen lr (mean over seeds, min-max shaded), per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in ROW_TITLES if any(cell[0] == row for cell in chosen)]
+    figure, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False)
+    for axis, row in zip(axes[0], rows):
+        for model in models_in_order(chosen):
+            cell = chosen.get((row, model))
+            if cell is None:
+                continue
+            curves = [run["curves"]["val_acc"] for run in cell["runs"]]
+            longest = max(len(curve) for curve in curves)
+            # A run that stopped early (all validation right) stays at its last value: 1.0.
+            padded = [curve + [curve[-1]] * (longest - len(curve)) for curve in curves]
+            epochs = range(1, longest + 1)
+            mean = [statistics.fmean(values) for values in zip(*padded)]
+            line, = axis.plot(epochs, mean, label=f"{model} (lr {cell['lr']:g})")
+            axis.fill_between(epochs, [min(v) for v in zip(*padded)], [max(v) for v in zip(*padded)],
+                              color=line.get_color(), alpha=0.15)
+        axis.set_title(ROW_TITLES[row].replace(" (", "\n("), fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.set_ylim(0, 1.02)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("validation accuracy (scored positions)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.synthetic", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="*", default=DEFAULT_RESULTS, help="results files of bench.synthetic")
+    parser.add_argument("--out", default="assets", help="folder for synthetic_tasks.png and synthetic_table.md")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    for path in map(Path, args.results):
+        if not path.is_file():
+            print(f"analysis.synthetic: error: {path} not found (python -m bench.synthetic writes it)", file=sys.stderr)
+            return 2
+    results = merge([json.loads(Path(path).read_text()) for path in args.results])
+    chosen = choose(results)
+    text = machine_line(results) + "\n\n" + table(results, chosen) + "\n"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "synthetic_table.md").write_text(text)
+    figure(chosen, out / "synthetic_tasks.png")
+    print(text)
+    print(f"wrote {out / 'synthetic_table.md'} and {out / 'synthetic_tasks.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""`python -m grading gradebook COURSE`: the grade of record of every student of the roster, from the regrade's
+test points (scaled by the rubric), the items graded by hand, adjustments, and the late penalty; and each
+student's feedback.
+
+It reads COURSE/roster.csv, COURSE/collected.json (lateness), COURSE/grades/results/ (the regrade),
+COURSE/scores/ (the instructor's scores) and COURSE/similarity/pairs.csv when there is one, and writes
+
+    COURSE/final/gradebook.csv     one row per student: final grade, each part, days late, penalty, status, flags
+    COURSE/final/state.json        the same, whole: what `export` and `feedback` read
+    COURSE/final/feedback/<s>.md   the student's feedback: every part's points, the staff's comments, the
+                                   regrades, lateness, and the regrade's own test feedback
+
+A student is `complete` when every item that is not a bonus has points (an ungraded bonus counts 0); one with
+nothing to grade (not collected, no commit in time, refused by the regrade) gets 0 for what has no points.
+Once grades are published (`python -m grading feedback`), every later change of a student's points is a
+regrade: this command lists it, with old and new points and why, and the feedback says it to the student.
+Every word of the feedback is the grader's or the course staff's: nothing a student wrote is copied into it.
+"""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from grading import roster, scores
+from grading.gradebook import cell
+from grading.rubric import Rubric
+
+PUBLISHED = "published.json"
+
+
+class CourseError(Exception):
+    """The course folder cannot give a gradebook: one line per problem."""
+
+
+def rounded(value: float) -> float:
+    """Two decimals, halves up (what a person checking by hand expects; Python's round() goes to even)."""
+    return math.floor(value * 100 + 0.5 + 1e-9) / 100
+
+
+def read_results(grades: Path) -> dict[str, dict]:
+    results = {}
+    for path in sorted((grades / "results").glob("*.json")):
+        try:
+            results[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise CourseError(f"{path}: unreadable ({error}); regrade that student") from None
+    return results
+
+
+def test_names(results: dict) -> set:
+    return {row["name"] for result in results.values() for row in result.get("tests", [])}
+
+
+def similar_partners(course: Path) -> dict[str, list[str]]:
+    """student -> the students the similarity report flags them with."""
+    path = course / "similarity" / "pairs.csv"
+    partners = {}
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as file:
+            for row in csv.DictReader(file):
+                if row.get("flagged") == "yes":
+                    partners.setdefault(row["student_a"], []).append(f"{row['student_b']} ({row['similarity']})")
+                    partners.setdefault(row["student_b"], []).append(f"{row['student_a']} ({row['similarity']})")
+    return partners
+
+
+def student_record(student: roster.Student, rubric: Rubric, result: dict, collected: dict, deadline,
+                   marks: scores.Scores, course: Path) -> dict:
+    """One student's row of the gradebook (see the module docstring)."""
+    entry = collected.get(student.student, {})
+    problem = ""
+    if result is None:
+        problem = entry.get("problem") or "not regraded (run python -m grading regrade on COURSE/submissions)"
+    elif result["status"].startswith("not graded"):
+        problem = entry.get("problem") or result["status"][len("not graded: "):]
+    record = {"student": student.student, "name": student.name or student.student,
+              "commit": (result or {}).get("commit", ""), "problem": problem}
+    tests = {row["name"]: {"earned": row["earned"], "points": row["points"], "outcome": row["outcome"],
+                           "hidden": row["hidden"]} for row in (result or {}).get("tests", [])}
+    earned = sum(row["earned"] for row in tests.values())
+    possible = sum(row["points"] for row in tests.values())
+    record.update(tests=tests, test_points=earned, test_max=possible,
+                  autograded=earned * rubric.autograded / possible if possible else 0.0)
+    items, missing = {}, []
+    for item in rubric.items:
+        points = marks.points.get(item.id)
+        if points is None and not item.bonus and not problem:
+            missing.append(item.id)
+        items[item.id] = points
+    record.update(items=items, comments=dict(marks.comments), adjustments=[list(pair) for pair in marks.adjustments],
+                  requests=[{**request, "received": str(request["received"] or "")} for request in marks.requests])
+    days, notes = 0, []
+    if record["commit"] and deadline is not None and entry.get("fetches") is not None:
+        mirror = course / "submissions" / f"{student.student}.git"
+        found = roster.lateness(mirror, record["commit"], deadline, rubric.late, entry["fetches"],
+                                student.extension_days)
+        days, notes = found.days, found.notes
+        if entry.get("submitted") and entry["submitted"] != record["commit"]:
+            notes.append(f"graded {record['commit'][:7]}, but collected {entry['submitted'][:7]}: regrade again")
+    penalty = days * rubric.late.penalty_per_day
+    parts = record["autograded"] + sum(points or 0 for points in items.values()) + sum(p for p, _ in marks.adjustments)
+    record.update(days_late=days, penalty=penalty, late_notes=notes, total=rounded(parts),
+                  final=rounded(max(0.0, parts - penalty)), autograded=rounded(record["autograded"]),
+                  status=("not graded: " + problem) if problem else
+                  ("missing scores: " + ", ".join(missing)) if missing else "complete",
+                  tamper=(result or {}).get("tamper", []), review=(result or {}).get("review", []))
+    return record
+
+
+def build(course: Path, rubric: Rubric) -> dict:
+    """The whole gradebook state: {"deadline", "students": {name: record}}; CourseError/ScoresError on bad input."""
+    students = roster.read_roster(course)
+    results = read_results(course / "grades")
+    strangers = sorted(set(results) - {student.student for student in students})
+    if strangers:
+        raise CourseError(f"{course / 'grades'}: results for students not in the roster: {', '.join(strangers)}")
+    marks = scores.load_all(course / "scores", rubric, [student.student for student in students], test_names(results))
+    collected = roster.read_collected(course)
+    deadline = roster.parse_when(collected["deadline"]) if collected.get("deadline") else None
+    partners = similar_partners(course)
+    state = {"deadline": collected.get("deadline", ""), "students": {}}
+    for student in students:
+        record = student_record(student, rubric, results.get(student.student), collected.get("students", {}),
+                                deadline, marks[student.student], course)
+        record["similar_to"] = partners.get(student.student, [])
+        state["students"][student.student] = record
+    return state
+
+
+# --- what changed since the grades were published ------------------------------------------------------------
+
+
+def changes(old: dict, new: dict, rubric: Rubric) -> list[dict]:
+    """Every part of a student's grade that differs from the published state: what, old, new, why."""
+    found = []
+    for name, record in new["students"].items():
+        before = old.get("students", {}).get(name)
+        if before is None:
+            continue
+        answers = {}
+        for request in record["requests"]:
+            if request["response"]:
+                answers[request["item"]] = f"your regrade request: {request['response']}"
+
+        def note(what, old_points, new_points, why):
+            found.append({"student": name, "what": what, "old": old_points, "new": new_points, "why": why})
+
+        for test, row in record["tests"].items():
+            previous = before["tests"].get(test)
+            if previous is not None and previous["earned"] != row["earned"]:
+                why = answers.get(test, f"the regrade of commit {record['commit'][:7]}: {previous['outcome']} → "
+                                        f"{row['outcome']}")
+                note(f"test {test}", previous["earned"], row["earned"], why)
+        for item in rubric.items:
+            old_points, new_points = before["items"].get(item.id), record["items"].get(item.id)
+            if old_points != new_points:
+                why = answers.get(item.id) or (f"the course staff's comment: {record['comments'][item.id]}"
+                                               if item.id in record["comments"] else "rescored by the course staff")
+                note(f"{item.id} {item.title}", old_points, new_points, why)
+        old_adjust = sum(points for points, _ in before["adjustments"])
+        new_adjust = sum(points for points, _ in record["adjustments"])
+        if old_adjust != new_adjust:
+            note("adjustments", old_adjust, new_adjust, "; ".join(comment for _, comment in record["adjustments"]))
+        if before["days_late"] != record["days_late"]:
+            note("days late", before["days_late"], record["days_late"], "; ".join(record["late_notes"]) or
+                 "the graded commit changed")
+        if before["final"] != record["final"]:
+            note("grade", before["final"], record["final"], "the sum of the parts above")
+    return found
+
+
+# --- files ---------------------------------------------------------------------------------------------------
+
+
+def out(value) -> str:
+    """A gradebook cell: our own numbers as they are (a negative adjustment stays a number), text made safe
+    for spreadsheets."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else cell(value)
+
+
+def write_gradebook(path: Path, state: dict, rubric: Rubric):
+    items = [item.id for item in rubric.items]
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["student", "name", "commit", "final", "total", "autograded", "test_points", *items,
+                         "adjustments", "days_late", "penalty", "status", "similar_to", "tamper", "review", "notes"])
+        for record in state["students"].values():
+            writer.writerow([out(value) for value in (
+                record["student"], record["name"], record["commit"][:12], record["final"], record["total"],
+                record["autograded"], record["test_points"],
+                *("" if record["items"][item] is None else record["items"][item] for item in items),
+                sum(points for points, _ in record["adjustments"]), record["days_late"], record["penalty"],
+                record["status"], "; ".join(record["similar_to"]), len(record["tamper"]) or "",
+                len(record["review"]) or "", "; ".join(record["late_notes"]))])
+
+
+def points(value) -> str:
+    return "–" if value is None else f"{value:g}"
+
+
+def feedback_markdown(record: dict, rubric: Rubric, test_feedback: str, regrades: list[dict]) -> str:
+    """What the student reads (see the module docstring)."""
+    lines = [f"# {rubric.title}: feedback for {record['student']}", ""]
+    possible = f"{rubric.total:g}" + (f" (+{rubric.bonus:g} bonus)" if rubric.bonus else "")
+    lines += [f"**Your grade: {record['final']:g} / {possible}**"
+              + (f", graded at commit `{record['commit'][:12]}`." if record["commit"] else "."), ""]
+    if record["problem"]:
+        lines += [f"Your submission was not graded: {record['problem']}.", ""]
+    lines += ["| part | points | out of |", "| --- | ---: | ---: |",
+              f"| the graded tests ({record['test_points']:g} of {record['test_max']:g} test points, scaled) | "
+              f"{record['autograded']:g} | {rubric.autograded:g} |"]
+    for item in rubric.items:
+        lines.append(f"| {item.id} {item.title}{' (bonus)' if item.bonus else ''} | "
+                     f"{points(record['items'][item.id])} | {item.points:g} |")
+    for value, comment in record["adjustments"]:
+        lines.append(f"| adjustment: {comment.splitlines()[0]} | {value:+g} | |")
+    if record["days_late"]:
+        lines.append(f"| late: {record['days_late']} day(s) × {rubric.late.penalty_per_day:g} | "
+                     f"−{record['penalty']:g} | |")
+    lines += [f"| **grade** | **{record['final']:g}** | **{possible}** |", ""]
+    commented = [item for item in rubric.items if item.id in record["comments"]]
+    if commented:
+        lines += ["## Comments from the course staff", ""]
+        for item in commented:
+            lines += [f"**{item.id} {item.title}** ({points(record['items'][item.id])} / {item.points:g}): "
+                      f"{record['comments'][item.id]}", ""]
+    if regrades:
+        lines += ["## Regrades", ""]
+        lines += [f"- {change['what']}: {points(change['old'])} → {points(change['new'])} ({change['why']})"
+                  for change in regrades] + [""]
+    open_requests = [request for request in record["requests"] if not request["response"]]
+    if open_requests:
+        lines += ["Your regrade request(s) on " + ", ".join(request["item"] for request in open_requests)
+                  + " are being looked at.", ""]
+    if record["days_late"] or record["late_notes"]:
+        lines += ["## Lateness", "", f"{record['days_late']} day(s) late after the deadline {record.get('deadline', '')}"
+                  .rstrip() + "."] + [f"- {note}" for note in record["late_notes"]] + [""]
+    if test_feedback:
+        body = test_feedback.split("\n", 1)[1] if test_feedback.startswith("# ") else test_feedback
+        lines += ["## The graded tests", "", body.replace("\n## ", "\n### ").strip(), ""]
+    return "\n".join(lines)
+
+
+def regrade_log(course: Path) -> list[dict]:
+    path = course / "final" / "regrades.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def as_number(text: str):
+    return None if text in ("", "None") else float(text)
+
+
+def write_all(course: Path, rubric: Rubric, log=print) -> dict:
+    """Builds the gradebook, writes COURSE/final/, prints the changes since publication; returns the state."""
+    state = build(course, rubric)
+    final = course / "final"
+    (final / "feedback").mkdir(parents=True, exist_ok=True)
+    published = final / PUBLISHED
+    pending = changes(json.loads(published.read_text()), state, rubric) if published.exists() else []
+    state["pending"] = pending
+    earlier = regrade_log(course)
+    for name, record in state["students"].items():
+        record["deadline"] = state["deadline"]
+        history = [{**row, "old": as_number(row["old"]), "new": as_number(row["new"])} for row in earlier
+                   if row["student"] == name] + [change for change in pending if change["student"] == name]
+        tests = course / "grades" / "feedback" / f"{name}.md"
+        text = feedback_markdown(record, rubric, tests.read_text() if tests.exists() else "", history)
+        (final / "feedback" / f"{name}.md").write_text(text, encoding="utf-8")
+    write_gradebook(final / "gradebook.csv", state, rubric)
+    roster.write_json(final / "state.json", state)
+    for change in pending:
+        log(f"{change['student']}: {change['what']}: {points(change['old'])} → {points(change['new'])} "
+            f"({change['why']})")
+    counts = {}
+    for record in state["students"].values():
+        counts[record["status"].split(":")[0]] = counts.get(record["status"].split(":")[0], 0) + 1
+    log(f"wrote {final / 'gradebook.csv'}: " + ", ".join(f"{count} {status}" for status, count in sorted(counts.items())))
+    return state

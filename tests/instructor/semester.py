@@ -1,0 +1,106 @@
+"""A small synthetic semester for the course commands' tests (tests/instructor/test_course.py): five students
+whose repositories are local bare repositories standing in for GitHub, dated around a deadline in the past.
+
+- alice: honest and on time; her own code (correct alternatives of the mutant corpus, not the reference's
+  lines), a full writeup and notebook answer cells (one of them hostile to the review site);
+- bob: partly right and on time: the Transformer is the reference, the Mamba file still the stubs;
+- carol: late: stubs on time, then the reference 34 hours after the deadline (two days late);
+- dana: on time, with her own code (other correct alternatives than alice's);
+- eve: on time, dana's code with every local variable renamed: the copied pair.
+"""
+
+import json
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+
+from grading.mutants import ALTERNATIVES
+from grading.template import find_regions
+from synthetic_submissions import WRITEUP, commit, make_submission, reference
+
+DEADLINE = "2026-10-01 23:59 +0000"
+ON_TIME = "2026-10-01T12:00:00+00:00"
+LATE = "2026-10-03T10:00:00+00:00"  # 34 h 1 min after the deadline: past one day and the 15 minutes' grace
+T, M = "models/transformer.py", "models/mamba.py"
+
+ALICE = ["attention-with-torch-einsum-and-masked-fill", "encoder-one-step-per-line", "decoder-with-functools-reduce",
+         "heinsen-with-complex-from-polar", "residual-with-functional-rms-norm", "ssm-by-slicing"]
+DANA = ["mask-by-comparing-positions", "split-with-view-and-transpose", "merge-with-transpose-and-reshape",
+        "attention-with-matmul-where-and-minus-1e9", "positions-with-exp-log-div-term", "encoder-layer-step-by-step",
+        "decoder-layer-named-steps", "bilinear-by-broadcasting", "doubling-scan", "block-with-pad-and-functional-conv",
+        "selective-scan-by-broadcasting", "residual-added-last"]
+# eve's renames: local variables of dana's functions only (never a parameter, attribute or module name)
+RENAMES = {"batch": "n_batch", "length": "seq_len", "heads": "n_heads", "size": "dim", "scores": "logits",
+           "allowed": "visible", "weights": "probs", "position": "pos", "div_term": "freqs", "table": "pe",
+           "after_self": "h1", "after_cross": "h2", "dA": "dt_A", "inverse": "denom", "offset": "step",
+           "xz": "proj", "E": "width"}
+
+HOSTILE_ANSWER = ("The cross-attention reads the vowel first: $a_{ij}$ peaks at the first vowel.\n\n"
+                  "<script>window.pwned = 'answer'</script><img src=x onerror=\"window.pwned = 'img'\">"
+                  "[a link](https://example.com)")
+
+
+def with_alternatives(source: str, path: str, names: list[str]) -> str:
+    """The module with the solution region of each named correct alternative's function replaced by its body."""
+    module = path[:-len(".py")].replace("/", ".")
+    for variant in (variant for variant in ALTERNATIVES if variant.name in names):
+        target_module, qualname = variant.target.split(":")
+        if target_module != module:
+            continue
+        (region,) = [region for region in find_regions(source, path) if region.qualname == qualname]
+        body = textwrap.dedent(variant.source).strip("\n").splitlines()[1:]
+        lines = source.splitlines()
+        lines[region.begin + 1:region.end] = [region.indent + line[4:] if line.strip() else "" for line in body]
+        source = "\n".join(lines) + "\n"
+    return source
+
+
+def renamed(source: str, path: str) -> str:
+    """The module with RENAMES applied inside its solution regions only."""
+    lines = source.splitlines()
+    for region in find_regions(source, path):
+        for index in range(region.begin + 1, region.end):
+            for old, new in RENAMES.items():
+                lines[index] = re.sub(rf"(?<![\w.]){old}\b", new, lines[index])
+    return "\n".join(lines) + "\n"
+
+
+def notebook_with_answer(release: Path, path: str, grade_id: str, answer: str) -> str:
+    """The template's notebook with one answer cell written."""
+    notebook = json.loads(subprocess.run(["git", "show", f"main:{path}"], cwd=release, capture_output=True, text=True,
+                                         check=True).stdout)
+    for cell in notebook["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
+            cell["source"] = answer
+    return json.dumps(notebook, indent=1) + "\n"
+
+
+def template_file(release: Path, path: str) -> str:
+    return subprocess.run(["git", "show", f"main:{path}"], cwd=release, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def students(release: Path, remotes: Path) -> dict[str, Path]:
+    """name -> the bare repository ("GitHub") of each student of the semester."""
+    transformer, mamba = reference("transformer.py"), reference("mamba.py")
+    dana = {T: with_alternatives(transformer, T, DANA), M: with_alternatives(mamba, M, DANA)}
+    writeup = WRITEUP.replace("## Q1 Transformer", "### W1 Transformer: model and data size (Q1, 0.5 points)\n\n"
+                                                   "## Q1 Transformer")
+    made = {
+        "alice": make_submission(release, remotes, "alice", {
+            T: with_alternatives(transformer, T, ALICE), M: with_alternatives(mamba, M, ALICE), "README.md": writeup,
+            "notebooks/attention.ipynb": notebook_with_answer(release, "notebooks/attention.ipynb",
+                                                              "attention_reading", HOSTILE_ANSWER)},
+            date=ON_TIME, bare=True),
+        "bob": make_submission(release, remotes, "bob", {T: transformer, "README.md": "# Bob's writeup\n"},
+                               date=ON_TIME, bare=True),
+        "dana": make_submission(release, remotes, "dana", dana, date=ON_TIME, bare=True),
+        "eve": make_submission(release, remotes, "eve", {path: renamed(text, path) for path, text in dana.items()},
+                               date=ON_TIME, bare=True),
+    }
+    work = make_submission(release, remotes, "carol-work", {"README.md": "# Carol\n"}, date=ON_TIME)
+    commit(work, {T: transformer, M: mamba}, date=LATE, message="finished, late")
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(remotes / "carol.git")], check=True)
+    made["carol"] = remotes / "carol.git"
+    return made

@@ -1,0 +1,101 @@
+"""The synthetic tasks' sweep (bench/synthetic.py) and its table (analysis/synthetic.py): the order runs are
+taken in, learning rates chosen on validation only, and the committed results the README quotes."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.synthetic import DEFAULT_RESULTS, choose, merge, table
+from bench.synthetic import ROWS, Row, jobs_for, read_curves
+from training.config import build_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_run(row, model, lr, seed, val_acc, test_acc, val_loss=1.0):
+    metrics = {"val_acc": val_acc, "val_seq_acc": val_acc, "val_loss": val_loss, "test_acc": test_acc,
+               "test_seq_acc": test_acc, "params": 100, "best_epoch": 0, "device": "cpu"}
+    return {"name": f"{row}-{model}-lr{lr:g}-seed{seed}", "row": row, "model": model, "lr": lr, "seed": seed,
+            "epochs_planned": 1, "metrics": metrics, "curves": {"val_acc": [val_acc]}}
+
+
+def test_sweep_takes_every_cells_first_seed_before_any_second_seed():
+    jobs = jobs_for({"recall": ROWS["recall"]})
+    seeds = [job["seed"] for job in jobs]
+    assert seeds == sorted(seeds)
+    assert len(jobs) == len(ROWS["recall"].models) * len(ROWS["recall"].lrs) * len(ROWS["recall"].seeds)
+
+
+def test_sweep_runs_variants_after_the_tuned_cells():
+    jobs = jobs_for({"copying": ROWS["copying"]})
+    variants = [index for index, job in enumerate(jobs) if job["model"].startswith("hybrid_")]
+    assert min(variants) > max(index for index, job in enumerate(jobs) if not job["model"].startswith("hybrid_"))
+
+
+def test_every_sweep_job_names_a_shipped_config_that_parses():
+    for job in jobs_for(ROWS):
+        config = job["argv"][job["argv"].index("--config") + 1]
+        assert (REPO / config).is_file(), config
+        build_config(REPO / config)
+
+
+def test_seed_filter_keeps_only_those_seeds():
+    jobs = jobs_for({"copying": Row("exps/args_selective_copying_{model}.txt", "cpu")}, seeds=(2,))
+    assert {job["seed"] for job in jobs} == {2} and len(jobs) == 4 * 3
+
+
+def test_learning_rate_is_chosen_on_validation_never_on_test():
+    runs = [fake_run("recall", "mamba", 1e-3, seed, val_acc=0.9, test_acc=1.0) for seed in (0, 1)]
+    runs += [fake_run("recall", "mamba", 2e-3, seed, val_acc=0.95, test_acc=0.5) for seed in (0, 1)]
+    chosen = choose({"runs": runs})
+    assert chosen[("recall", "mamba")]["lr"] == 2e-3
+
+
+def test_validation_tie_is_broken_by_the_lower_validation_loss():
+    runs = [fake_run("copying", "hybrid", 1e-3, 0, 1.0, 1.0, val_loss=0.2),
+            fake_run("copying", "hybrid", 2e-3, 0, 1.0, 0.9, val_loss=0.1)]
+    assert choose({"runs": runs})[("copying", "hybrid")]["lr"] == 2e-3
+
+
+def test_table_reports_mean_and_range_over_seeds():
+    runs = [fake_run("recall", "lstm", 1e-3, seed, 0.5, test) for seed, test in enumerate((0.2, 0.4, 0.9))]
+    line = next(line for line in table({"runs": runs}, choose({"runs": runs})).splitlines() if "lstm" in line)
+    assert "0.500 (0.200-0.900)" in line and "| 3 |" in line
+
+
+def test_merge_counts_a_repeated_run_once_and_drops_it_from_the_unfinished():
+    machine = {"cpu": "x", "cores": 1, "gpu": None, "torch": "t"}
+    first = {"runs": [fake_run("recall", "lstm", 1e-3, 0, 0.5, 0.5)], "unfinished": ["recall-lstm-lr0.001-seed1"],
+             "machine": machine, "workers": ["cpu"], "deadline_seconds": 1}
+    second = {"runs": [fake_run("recall", "lstm", 1e-3, 0, 0.1, 0.1), fake_run("recall", "lstm", 1e-3, 1, 0.5, 0.5)],
+              "unfinished": [], "machine": machine, "workers": ["gpu"], "deadline_seconds": 1}
+    merged = merge([first, second])
+    assert len(merged["runs"]) == 2 and merged["unfinished"] == []
+    assert merged["runs"][0]["metrics"]["val_acc"] == 0.5  # the first file's copy
+
+
+def test_curves_are_read_per_epoch_from_the_run_log(tmp_path):
+    log = tmp_path / "metrics.csv"
+    log.write_text("epoch,lr-AdamW,step,train_loss,val_acc,val_loss,val_seq_acc\n,0.1,0,,,,\n0,,9,,0.5,1.0,0.0\n"
+                   "0,,9,2.0,,,\n1,,19,,0.75,0.5,0.5\n1,,19,1.0,,,\n")
+    curves = read_curves(log)
+    assert curves == {"train_loss": [2.0, 1.0], "val_loss": [1.0, 0.5], "val_acc": [0.5, 0.75],
+                      "val_seq_acc": [0.0, 0.5]}
+
+
+@pytest.fixture(scope="module")
+def committed():
+    return merge([json.loads((REPO / path).read_text()) for path in DEFAULT_RESULTS])
+
+
+def test_committed_results_table_matches_the_one_in_assets(committed):
+    """assets/synthetic_table.md (quoted in the README) is what the committed results give."""
+    expected = table(committed, choose(committed))
+    assert expected in (REPO / "assets" / "synthetic_table.md").read_text()
+
+
+def test_readme_quotes_the_committed_table(committed):
+    readme = (REPO / "README.md").read_text()
+    for line in table(committed, choose(committed)).splitlines()[2:]:
+        assert line in readme, f"README lacks the table line: {line}"
