@@ -10,6 +10,7 @@
 
 import inspect
 import json
+import os
 import re
 import sys
 import warnings
@@ -19,7 +20,7 @@ USAGE = __doc__.split("\n", 2)[2].rstrip()
 
 
 # What --resume may change: the rest would no longer match the checkpoint or the run it continues.
-RESUMABLE_OPTIONS = {"epochs", "accelerator", "num_samples"}
+RESUMABLE_OPTIONS = {"epochs", "accelerator", "num_samples", "threads"}
 
 
 class UsageError(Exception):
@@ -74,6 +75,15 @@ def parse_train_args(argv: list):
     return config_path, resume, rest
 
 
+def use_threads(count: int):
+    """Sets torch's CPU threads: through the environment if torch is not loaded yet, so that every thread
+    pool torch starts has that size; with torch.set_num_threads if it is (main.main called from Python)."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(count)
+
+
 def trainer_for(config):
     """The train function for the config's task: Pig Latin's, or the synthetic tasks' (training/synthetic.py)."""
     if config.task == "piglatin":
@@ -84,9 +94,13 @@ def trainer_for(config):
 
 
 def run_train(argv: list) -> int:
-    from training.config import OPTIONS, Config, build_config, parse_overrides
+    # Only the light config module until the config is known to be good: a mistyped option or a missing
+    # file is answered at once, before torch and Lightning load (seconds).
+    from data.errors import no_such_data_file
+    from training.config import OPTIONS, Config, build_config, cpu_threads, locate, parse_overrides
 
     config_path, resume, overrides = parse_train_args(argv)
+    run_dir = None
     if resume:
         run_dir = Path(resume)
         saved = run_dir / "config.json"
@@ -108,12 +122,14 @@ def run_train(argv: list) -> int:
                              "start a new run instead")
         values.update(changes)
         config = Config(**values)
-        run_dir = trainer_for(config)(config, resume_dir=run_dir)
     else:
         if config_path is None and not overrides:
             raise UsageError("say what to train: --config exps/<name>.txt (see python main.py --help)")
         config = build_config(config_path, overrides)
-        run_dir = trainer_for(config)(config)
+    if config.task == "piglatin" and not locate(config.data).is_file():  # said now, before Lightning loads
+        raise no_such_data_file(config.data)
+    use_threads(cpu_threads(config))
+    run_dir = trainer_for(config)(config, resume_dir=run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     print(f"run directory: {run_dir}")
     if config.task != "piglatin":
@@ -128,13 +144,12 @@ def run_train(argv: list) -> int:
 
 def load_checkpoint(path: str):
     """A trained Seq2SeqModule from a .ckpt file or a run directory (its best checkpoint)."""
-    from training.module import Seq2SeqModule
-
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "best.ckpt"
     if not path.is_file():
         raise UsageError(f"checkpoint {path} not found (train first: python main.py --config exps/<name>.txt)")
+    from training.module import Seq2SeqModule
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's remarks on a foreign file would break the one line
@@ -147,6 +162,7 @@ def load_checkpoint(path: str):
 
 def run_translate(argv: list) -> int:
     from data.pig_latin import to_pig_latin
+    from training.config import Config, cpu_threads
 
     checkpoint, words = None, []
     tokens = list(argv)
@@ -165,6 +181,7 @@ def run_translate(argv: list) -> int:
     for word in words:
         if not re.fullmatch(r"[a-z]+(-[a-z]+)*", word):
             raise UsageError(f"cannot translate {word!r}: words are letters a-z, optionally joined by dashes")
+    use_threads(cpu_threads(Config()))
     module = load_checkpoint(checkpoint)
     longest = getattr(module.model, "max_length", None)  # the Transformer's position table; Mamba has none
     for word in words:
@@ -179,7 +196,7 @@ def run_translate(argv: list) -> int:
 
 
 def main(argv: list) -> int:
-    from data.datamodule import DataFormatError
+    from data.errors import DataFormatError
     from training.config import ConfigError, describe_options
 
     if not argv or argv[0] in ("-h", "--help"):

@@ -14,13 +14,10 @@ import torch
 from torch.utils.data import DataLoader, SequentialSampler
 
 from data.batching import EncodedPairs, EpochShuffleSampler, LengthBucketBatchSampler, stack_pairs
+from data.errors import DataFormatError, no_such_data_file
 from data.vocab import VOCAB
 
 _WORD = re.compile(r"[a-z-]+")
-
-
-class DataFormatError(ValueError):
-    """A data file is missing or malformed; the message is one line naming the file and the line."""
 
 
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:
@@ -31,10 +28,7 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError(
-            f"{path}: no such data file (`python -m data.build_datasets` rebuilds the bundled "
-            "data/pig_latin_small.txt and data/pig_latin_large.txt)"
-        )
+        raise no_such_data_file(path)
     pairs = []
     first_line_of: dict[str, int] = {}
     try:

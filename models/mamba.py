@@ -74,9 +74,22 @@ DISCRETIZATIONS = {"zoh": discretize_zoh, "zoh_exact": discretize_zoh_exact, "bi
 # ---------------------------------------------------------------------------------------------
 
 
+def decay_of(log_a: torch.Tensor) -> torch.Tensor:
+    """a from log_a, for the scans that work with a itself (Given).
+
+    A log_a made by `log_of_decay` carries the Ā it was taken of (`log_a.decay`): that one is used as it
+    is, which is exact, real even where Ā < 0, and saves a pass through log and exp in both directions.
+    Any other log_a is exponentiated (its real part, if it is complex).
+    """
+    decay = getattr(log_a, "decay", None)
+    if decay is not None and decay.shape == log_a.shape:
+        return decay
+    return torch.exp(log_a).real if log_a.is_complex() else torch.exp(log_a)
+
+
 def sscan(log_a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The sequential scan, one step per position: slow but obviously right. (Given.)"""
-    a = torch.exp(log_a).real if log_a.is_complex() else torch.exp(log_a)
+    a = decay_of(log_a)
     h = torch.zeros_like(b[:, 0])
     hs = []
     # unbind, not a[:, t]: indexing would make the backward pass fill a full-size zero tensor per step.
@@ -194,25 +207,30 @@ def pair_scan(log_a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         from models import fused_scan
         if fused_scan.supports(log_a, b):
             return fused_scan.fused_scan(log_a, b)
-    a = torch.exp(log_a).real if log_a.is_complex() else torch.exp(log_a)
-    return _PairScan.apply(a, b)
+    return _PairScan.apply(decay_of(log_a), b)
 
 
 SCANS = {"sscan": sscan, "pscan": pscan, "pair_scan": pair_scan}
 
 
 def log_of_decay(delta: torch.Tensor, A: torch.Tensor, A_bar: torch.Tensor, discretization: str) -> torch.Tensor:
-    """log Ā for the scans: exactly ΔA under zero-order hold; otherwise log Ā, complex where Ā < 0.
+    """log Ā for the scans: exactly ΔA under zero-order hold; otherwise log|Ā|, plus iπ where Ā < 0 (then
+    the whole tensor is complex). (Given.)
 
-    The bilinear Ā crosses 0 (at ΔA = −1/α), where the gradient of log is infinite and would turn the
-    whole training step into NaN; so |Ā| is floored at a number far below anything a state can feel.
+    Ā crosses 0 under the bilinear rule (at ΔA = −1/α), where the log is −∞ and its gradient infinite;
+    so |Ā| is floored at a number far below anything a state can feel. The result carries A_bar as
+    `.decay`: the given scans read Ā there (see `decay_of`), so they never exponentiate the log back, and
+    a negative Ā costs them nothing extra. A scan of your own uses the log.
     """
     if discretization in ("zoh", "zoh_exact"):
-        return einsum(delta, A, "b l e, e n -> b l e n")
-    A_bar = torch.where(A_bar.abs() < 1e-30, torch.full_like(A_bar, 1e-30), A_bar)
-    if (A_bar < 0).any():
-        return torch.log(A_bar.to(torch.complex128 if A_bar.dtype == torch.float64 else torch.complex64))
-    return torch.log(A_bar)
+        log_a = einsum(delta, A, "b l e, e n -> b l e n")
+    else:
+        log_a = torch.log(A_bar.abs().clamp_min(1e-30))
+        negative = A_bar < 0
+        if negative.any():
+            log_a = torch.complex(log_a, negative.to(log_a.dtype) * torch.pi)  # log|Ā| + iπ where Ā < 0
+    log_a.decay = A_bar
+    return log_a
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +282,7 @@ class MambaBlock(nn.Module):
         self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
         self.dt_proj = nn.Linear(R, E, bias=True)
         self.A_log = nn.Parameter(torch.log(-initial_A(A_init, E, N)))
+        self.A_log.no_weight_decay = True  # training/module.py: decay would pull every A towards −1
         self.D = nn.Parameter(torch.ones(E))
         self.out_proj = nn.Linear(E, hidden_size, bias=False)
         self._init_delta(dt_min, dt_max)

@@ -106,4 +106,6 @@ def test_a_family_member_trains_through_main_and_its_optimizer_spares_the_ssm_dy
     module.trainer = type("Trainer", (), {"estimated_stepping_batches": 10})()
     groups = module.configure_optimizers()["optimizer"].param_groups
     assert [group["weight_decay"] for group in groups] == [0.01, 0.0]
-    assert all(getattr(p, "no_weight_decay", False) for p in groups[1]["params"])
+    marked = [p for p in module.model.parameters() if getattr(p, "no_weight_decay", False)]
+    assert marked and all(any(p is kept for kept in groups[1]["params"]) for p in marked)
+    assert not any(getattr(p, "no_weight_decay", False) for p in groups[0]["params"])

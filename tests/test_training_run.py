@@ -19,7 +19,7 @@ import main
 from training.config import OPTIONS, build_config
 from data.vocab import VOCAB
 from training.module import Seq2SeqModule, greedy_decode, with_eos, with_sos
-from training.run import train
+from training.run import decoding_disagreement, train
 
 EPOCHS = 3
 
@@ -308,10 +308,77 @@ def test_a_decoder_that_sees_the_future_is_reported(runs_dir, tiny_data_file, mo
     monkeypatch.setattr("models.transformer.causal_mask",
                         lambda query_length, key_length, device=None: torch.ones(query_length, key_length, dtype=torch.bool, device=device))
     train(tiny_config(tiny_data_file, runs_dir, run_name="peeking", epochs=20, lr=1e-2), quiet=True)
-    assert "does the decoder see future tokens?" in capsys.readouterr().err
+    assert "does the decoder see future tokens" in capsys.readouterr().err
+
+
+def peeking(forward):
+    """A MambaBlock.forward that reads, at every position, the input of the position after it."""
+    def forward_one_ahead(self, x):
+        return forward(self, torch.cat([x[:, 1:], x[:, -1:]], dim=1))
+    return forward_one_ahead
+
+
+def test_a_mamba_forward_that_differs_from_step_by_step_decoding_is_reported(runs_dir, tiny_data_file, monkeypatch,
+                                                                            capsys):
+    from models.mamba import MambaBlock
+
+    monkeypatch.setattr(MambaBlock, "forward", peeking(MambaBlock.forward))
+    train(tiny_config(tiny_data_file, runs_dir, model="mamba", run_name="peeking_mamba", epochs=20, lr=1e-2),
+          quiet=True)
+    err = capsys.readouterr().err
+    assert "does the model see future tokens" in err and "Q2.3 Mamba block" in err, err
+
+
+def test_agreeing_decoding_and_teacher_forcing_give_no_warning():
+    right = torch.tensor([True, False, True, True] * 100)
+    flipped_one = right.clone()
+    flipped_one[0] = False  # a near-tie: rounding may flip a word
+    assert decoding_disagreement("mamba", right, right) is None
+    assert decoding_disagreement("mamba", right, flipped_one) is None
+
+
+def test_decoding_and_teacher_forcing_that_disagree_on_many_words_give_a_warning():
+    decoded = torch.tensor([True, False] * 200)
+    forced = torch.ones(400, dtype=torch.bool)
+    warning = decoding_disagreement("transformer", decoded, forced)
+    assert warning is not None and "disagree on 200 of 400 words" in warning and "Q1.1" in warning, warning
 
 
 def test_translating_a_word_longer_than_the_position_table_is_refused(transformer_run, capsys):
     status = main.main(["translate", "--checkpoint", str(transformer_run), "a" * 65])
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "at most 64 characters" in err, err
+
+
+# --- the averaged weights (--ema_decay) and the memory handed back ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def averaged_run(runs_dir, tiny_data_file):
+    return train(tiny_config(tiny_data_file, runs_dir, epochs=2, run_name="averaged", ema_decay=0.9, lr=1e-2),
+                 quiet=True)
+
+
+def test_averaged_weights_are_what_the_best_checkpoint_holds(averaged_run):
+    checkpoint = torch.load(averaged_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    averaged, current = checkpoint["state_dict"], checkpoint["current_model_state"]
+    name = "model.encoder.embedding.weight"
+    assert not torch.equal(averaged[name], current[name]), "the average should lag behind the trained weights"
+    module = Seq2SeqModule.load_from_checkpoint(averaged_run / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert torch.equal(module.model.encoder.embedding.weight, averaged[name]), "a loaded run uses the average"
+
+
+def test_a_run_with_averaged_weights_resumes(averaged_run, capsys):
+    status = main.main(["--resume", str(averaged_run), "--epochs", "3"])
+    assert status == 0, capsys.readouterr().err
+    assert read_metrics(averaged_run)["epochs"] == 3
+
+
+def test_freed_memory_is_handed_back_after_every_epoch(runs_dir, tiny_data_file, monkeypatch):
+    from training import run
+
+    trims = []
+    monkeypatch.setattr(run.ReturnFreedMemory, "__init__",
+                        lambda self: (L.Callback.__init__(self), setattr(self, "trim", trims.append))[0])
+    train(tiny_config(tiny_data_file, runs_dir, epochs=2, run_name="trimmed"), quiet=True)
+    assert trims == [0, 0], f"malloc_trim(0) once per epoch expected, got calls {trims}"

@@ -7,9 +7,12 @@ the wrong type and missing files are refused with one line that says what to fix
 
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 # The state-space family (models/family.py MODELS, listed here so that reading a config imports no torch).
@@ -45,6 +48,8 @@ class Config:
     warmup_epochs: float = _option(1.0, "epochs of linear warm-up from 0 to lr")
     grad_clip: float = _option(1.0, "clip the gradient norm to this (0 turns clipping off)")
     dropout: float = _option(0.0, "dropout probability")
+    ema_decay: float = _option(0.0, "validate and keep an exponential moving average of the weights, updated "
+                                    "every step with this decay, e.g. 0.998 (0 turns it off)")
 
     # Transformer (Q1)
     hidden_size: int = _option(64, "hidden size H (Transformer, LSTM, GRU) or D (Mamba)")
@@ -88,6 +93,8 @@ class Config:
 
     # where and how to run
     accelerator: str = _option("auto", "'auto' uses a GPU when there is one", ["auto", "cpu", "gpu"])
+    threads: int = _option(0, "CPU threads for torch; 0: $OMP_NUM_THREADS if set, else 1, which never "
+                              "oversubscribes a shared machine")
     out_dir: str = _option("runs", "folder that holds run directories")
     run_name: Optional[str] = _option(None, "run directory name (default: the config file's name)")
     num_samples: int = _option(20, "validation words whose translations are saved with the run")
@@ -97,6 +104,7 @@ class Config:
         ranges = [
             ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1 (exclusive)"),
             ("dropout", 0 <= self.dropout < 1, "at least 0 and below 1"),
+            ("ema_decay", 0 <= self.ema_decay < 1, "at least 0 and below 1 (0 turns it off)"),
             ("alpha", 0 <= self.alpha <= 1, "between 0 and 1"),
             ("dt_min", 0 < self.dt_min <= self.dt_max, "positive and at most dt_max"),
             ("lr", self.lr > 0, "positive"),
@@ -104,6 +112,7 @@ class Config:
             ("grad_clip", self.grad_clip >= 0, "at least 0 (0 turns clipping off)"),
             ("warmup_epochs", self.warmup_epochs >= 0, "at least 0"),
             ("num_samples", self.num_samples >= 0, "at least 0"),
+            ("threads", self.threads >= 0, "at least 0 (0 picks for you)"),
         ] + [(name, getattr(self, name) >= 1, "at least 1") for name in (
             "epochs", "batch_size", "hidden_size", "num_heads", "num_encoder_layers", "num_decoder_layers",
             "max_length", "num_layers", "state_size", "expand", "conv_kernel")]
@@ -139,6 +148,29 @@ class Config:
 OPTIONS = {f.name: f for f in dataclasses.fields(Config)}
 
 
+def cpu_threads(config: Config) -> int:
+    """The torch CPU threads a run uses: `threads`, or for 0, $OMP_NUM_THREADS if set, else 1.
+
+    One thread is the default because these models are small: a second thread gains little on an idle
+    machine (Mamba, see README: Training) and, on a machine whose cores are busy, every parallel operation
+    waits for the thread that is not running (one epoch: 43 s with two threads, 6 s with one).
+    """
+    if config.threads:
+        return config.threads
+    from_environment = os.environ.get("OMP_NUM_THREADS", "")
+    return int(from_environment) if from_environment.isdigit() and int(from_environment) > 0 else 1
+
+
+def locate(path) -> Path:
+    """`path` if it exists; otherwise, for a relative path, the repository's file of that name if there is
+    one (so that `python ../main.py --config ../exps/<name>.txt` finds the config's data from any folder);
+    otherwise `path` unchanged, for the caller to report missing."""
+    path = Path(path)
+    if path.exists() or path.is_absolute() or not (REPOSITORY / path).exists():
+        return path
+    return REPOSITORY / path
+
+
 def _parse_value(name: str, text: str):
     """Converts `text` to option `name`'s type, or raises ConfigError."""
     option = OPTIONS[name]
@@ -163,7 +195,7 @@ def unknown_option_message(name: str) -> str:
 
 def read_config_file(path) -> dict:
     """Reads a config file into {name: value}; raises ConfigError naming the file and line."""
-    path = Path(path)
+    path = locate(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found (the shipped ones are in exps/)")
     values = {}
@@ -215,10 +247,11 @@ def build_config(config_path=None, overrides=None) -> Config:
 
 
 def describe_options() -> str:
-    """Help text: one line per option with its default."""
+    """Help text: one line per option with its default (once: a help text may say it in its own words)."""
     lines = []
     for name, option in OPTIONS.items():
         choices = option.metadata["choices"]
         extra = f" [{'|'.join(choices)}]" if choices else ""
-        lines.append(f"  --{name:<20} {option.metadata['help']}{extra} (default: {option.default})")
+        default = "" if "(default:" in option.metadata["help"] else f" (default: {option.default})"
+        lines.append(f"  --{name:<20} {option.metadata['help']}{extra}{default}")
     return "\n".join(lines)
