@@ -135,16 +135,18 @@ def bwrap_command(folder: Path, limits: Limits, seccomp_fd: int) -> list[str]:
             command += ["--ro-bind", str(path), str(path)]
     for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime"):
         command += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    made = {"/", "/usr", "/etc"}
+    # The kernel's files and /tmp first: a Python installation that lives under /tmp (a CI checkout's venv)
+    # is then bound on top of the fresh tmpfs instead of being hidden by it.
+    command += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(limits.tmp_mb << 20),
+                "--tmpfs", "/tmp"]
+    made = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev"}
     for path in python_paths():
         for parent in ancestors(path):
             if parent not in made and not parent.startswith("/usr/"):
                 command += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
         command += ["--ro-bind", path, path]
-    command += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777",
-                "--size", str(limits.tmp_mb << 20), "--tmpfs", "/tmp",
-                "--ro-bind", str(folder), SANDBOX_ROOT, "--chdir", SANDBOX_ROOT, "--seccomp", str(seccomp_fd)]
+    command += ["--ro-bind", str(folder), SANDBOX_ROOT, "--chdir", SANDBOX_ROOT, "--seccomp", str(seccomp_fd)]
     environment = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "USER": "sandbox",
                    "LOGNAME": "sandbox", "MPLCONFIGDIR": "/tmp", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                    "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
