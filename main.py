@@ -20,7 +20,7 @@ USAGE = __doc__.split("\n", 2)[2].rstrip()
 
 
 # What --resume may change: the rest would no longer match the checkpoint or the run it continues.
-RESUMABLE_OPTIONS = {"epochs", "accelerator", "num_samples", "threads"}
+RESUMABLE_OPTIONS = {"epochs", "accelerator", "num_samples", "threads", "max_minutes"}
 
 
 class UsageError(Exception):

@@ -58,6 +58,19 @@ def test_synthetic_metrics_hold_validation_and_test_accuracy(copying_run):
         (copying_run / "config.json").read_text()))))
 
 
+def test_a_run_without_a_time_limit_says_the_limit_did_not_stop_it(copying_run):
+    assert json.loads((copying_run / "metrics.json").read_text())["stopped_by_time"] is False
+
+
+def test_time_limit_stops_training_and_the_best_checkpoint_is_still_tested(tmp_path):
+    argv = TINY_COPYING + ["--model", "lstm", "--epochs", "500", "--max_minutes", "0.0005", "--out_dir", tmp_path,
+                           "--run_name", "limited"]
+    assert train_through_main(argv) == 0
+    metrics = json.loads((tmp_path / "limited" / "metrics.json").read_text())
+    assert metrics["stopped_by_time"] is True and metrics["epochs"] < 500
+    assert 0 <= metrics["test_acc"] <= 1 and (tmp_path / "limited" / "checkpoints" / "best.ckpt").is_file()
+
+
 def test_synthetic_log_has_one_validation_row_per_epoch(copying_run):
     lines = (copying_run / "logs" / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")

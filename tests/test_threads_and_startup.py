@@ -60,6 +60,15 @@ def test_a_negative_thread_count_is_refused(capsys):
     assert "threads must be at least 0" in capsys.readouterr().err
 
 
+def test_a_negative_time_limit_is_refused(capsys):
+    assert main.main(["--max_minutes", "-1"]) == 2
+    assert "max_minutes must be at least 0" in capsys.readouterr().err
+
+
+def test_time_limit_can_change_on_resume():
+    assert "max_minutes" in main.RESUMABLE_OPTIONS
+
+
 def test_a_shipped_config_is_found_from_another_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = build_config("exps/args_piglatin_small_mamba.txt")

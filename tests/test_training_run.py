@@ -263,6 +263,18 @@ def test_resumed_log_holds_every_epoch_once(resumed_run):
 # --- translating with the result -------------------------------------------------------------------------
 
 
+def test_time_limit_ends_training_early_and_the_best_checkpoint_is_still_scored(runs_dir, tiny_data_file):
+    run_dir = train(tiny_config(tiny_data_file, runs_dir, epochs=500, max_minutes=0.0005, run_name="limited"),
+                    quiet=True)
+    metrics = read_metrics(run_dir)
+    assert metrics["stopped_by_time"] is True and metrics["epochs"] < 500
+    assert 0 <= metrics["val_word_acc"] <= 1
+
+
+def test_a_run_the_time_limit_did_not_stop_says_so(transformer_run):
+    assert read_metrics(transformer_run)["stopped_by_time"] is False
+
+
 def test_translate_prints_one_line_with_one_translation_per_word(transformer_run, capsys):
     words = ["the", "quick", "brown", "fox"]
     status = main.main(["translate", "--checkpoint", str(transformer_run), " ".join(words)])

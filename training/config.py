@@ -6,6 +6,7 @@ the wrong type and missing files are refused with one line that says what to fix
 """
 
 import dataclasses
+import datetime
 import difflib
 import os
 from dataclasses import dataclass, field
@@ -95,6 +96,8 @@ class Config:
     accelerator: str = _option("auto", "'auto' uses a GPU when there is one", ["auto", "cpu", "gpu"])
     threads: int = _option(0, "CPU threads for torch; 0: $OMP_NUM_THREADS if set, else 1, which never "
                               "oversubscribes a shared machine")
+    max_minutes: float = _option(0.0, "stop training after this many minutes, at the end of a step, and evaluate "
+                                      "the best checkpoint so far as usual (0: no limit; epochs still bounds it)")
     out_dir: str = _option("runs", "folder that holds run directories")
     run_name: Optional[str] = _option(None, "run directory name (default: the config file's name)")
     num_samples: int = _option(20, "validation words whose translations are saved with the run")
@@ -113,6 +116,7 @@ class Config:
             ("warmup_epochs", self.warmup_epochs >= 0, "at least 0"),
             ("num_samples", self.num_samples >= 0, "at least 0"),
             ("threads", self.threads >= 0, "at least 0 (0 picks for you)"),
+            ("max_minutes", self.max_minutes >= 0, "at least 0 (0: no limit)"),
         ] + [(name, getattr(self, name) >= 1, "at least 1") for name in (
             "epochs", "batch_size", "hidden_size", "num_heads", "num_encoder_layers", "num_decoder_layers",
             "max_length", "num_layers", "state_size", "expand", "conv_kernel")]
@@ -146,6 +150,18 @@ class Config:
 
 
 OPTIONS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def time_limit(config: Config):
+    """`max_minutes` as Lightning's `max_time` (None: no limit). Where the limit stops a run depends on the
+    machine's speed, so a time-limited run is only as reproducible as its number of epochs: metrics.json says
+    whether the limit stopped it."""
+    return datetime.timedelta(minutes=config.max_minutes) if config.max_minutes else None
+
+
+def stopped_by_time(config: Config, train_seconds: float, epochs_done: int) -> bool:
+    """Did `max_minutes` end training before `epochs` did?"""
+    return bool(config.max_minutes) and epochs_done < config.epochs and train_seconds >= 60 * config.max_minutes
 
 
 def cpu_threads(config: Config) -> int:

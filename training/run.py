@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tqdm import tqdm
 
 from data.datamodule import PigLatinDataModule
-from training.config import Config, ConfigError, cpu_threads, locate
+from training.config import Config, ConfigError, cpu_threads, locate, stopped_by_time, time_limit
 from training.module import Seq2SeqModule, word_results
 
 # Lightning 2.6 trips over a torch deprecation of its own making on every validation; not ours to fix.
@@ -172,6 +172,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         callbacks.append(EpochProgressBar())
     trainer = L.Trainer(
         max_epochs=config.epochs,
+        max_time=time_limit(config),
         accelerator=config.accelerator,
         devices=1,
         gradient_clip_val=config.grad_clip or None,
@@ -219,6 +220,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         "best_epoch": torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"],
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, trainer.current_epoch), 3),
+        "stopped_by_time": stopped_by_time(config, train_seconds, trainer.current_epoch),
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "device": str(trainer.strategy.root_device),
         "threads": torch.get_num_threads(),

@@ -41,7 +41,7 @@ from data.synthetic import DEFAULT_SEQ_LEN, IGNORE, TaskSettingError, make_split
 from models.family import FamilySeq2Seq
 from models.hybrid import RecurrentTokenModel, causal_transformer, hybrid
 from models.mamba import Mamba
-from training.config import FAMILY_MODELS, Config, ConfigError
+from training.config import FAMILY_MODELS, Config, ConfigError, stopped_by_time, time_limit
 from training.module import Seq2SeqModule
 from training.run import EpochProgressBar, count_parameters, fresh_run_dir, peak_memory_mb, prepend_history
 
@@ -236,6 +236,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     on_gpu = config.accelerator != "cpu" and torch.cuda.is_available()
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=1,
+        max_time=time_limit(config),
         gradient_clip_val=config.grad_clip or None,
         # On a GPU some kernels have no deterministic version; say so rather than stop the run.
         deterministic="warn" if on_gpu else True,
@@ -268,6 +269,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         "best_epoch": torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"],
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, trainer.current_epoch), 3),
+        "stopped_by_time": stopped_by_time(config, train_seconds, trainer.current_epoch),
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "device": torch.cuda.get_device_name() if on_gpu else "cpu",
         "threads": torch.get_num_threads(),
