@@ -75,14 +75,18 @@ def table(results: dict, chosen: dict) -> str:
             metric = lambda name: [run["metrics"][name] for run in runs]
             grid = "/".join(f"{rate:g}" for rate in sorted(cell["by_lr"]))
             best = "/".join(str(run["metrics"]["best_epoch"] + 1) for run in runs)
+            epochs = str(runs[0]["epochs_planned"])
+            if any(run["metrics"].get("stopped_by_time") for run in runs):  # max_minutes ended them first
+                epochs = "/".join(str(run["metrics"]["epochs"]) for run in runs) + f" of {epochs}"
             lines.append(
                 f"| {row} | {model} | {runs[0]['metrics']['params']:,} | {cell['lr']:g} ({grid}) | {len(runs)} | "
-                f"{runs[0]['epochs_planned']} ({best}) | {spread(metric('test_acc'))} | {spread(metric('test_seq_acc'))} | "
+                f"{epochs} ({best}) | {spread(metric('test_acc'))} | {spread(metric('test_seq_acc'))} | "
                 f"{spread(metric('val_acc'))} | {REPORT.get((row, model), '')} |")
     return "\n".join(lines)
 
 
-DEFAULT_RESULTS = ["assets/synthetic_results.json", "assets/synthetic_results_recall_seed2.json"]
+DEFAULT_RESULTS = ["assets/synthetic_results.json", "assets/synthetic_results_recall_seed2.json",
+                   "assets/synthetic_results_copying_mad.json", "assets/synthetic_results_recall_mad.json"]
 
 
 def merge(parts: list) -> dict:
@@ -109,6 +113,18 @@ def machine_line(results: dict) -> str:
             f"{', '.join(results['unfinished']) or 'none'}.")
 
 
+def drawn_curves(runs: list) -> list:
+    """The seeds' validation curves made equally long for drawing. A run that stopped early because every
+    validation position was right stays at its last value (1.0) to the end of the longest; runs that the time
+    limit stopped are drawn only as far as every seed got: nothing is made up beyond what was measured."""
+    curves = [run["curves"]["val_acc"] for run in runs]
+    if any(run["metrics"].get("stopped_by_time") for run in runs):
+        shortest = min(len(curve) for curve in curves)
+        return [curve[:shortest] for curve in curves]
+    longest = max(len(curve) for curve in curves)
+    return [curve + [curve[-1]] * (longest - len(curve)) for curve in curves]
+
+
 def figure(chosen: dict, path: Path):
     """Validation accuracy per epoch at each model's chosen lr (mean over seeds, min-max shaded), per row."""
     import matplotlib
@@ -123,11 +139,8 @@ def figure(chosen: dict, path: Path):
             cell = chosen.get((row, model))
             if cell is None:
                 continue
-            curves = [run["curves"]["val_acc"] for run in cell["runs"]]
-            longest = max(len(curve) for curve in curves)
-            # A run that stopped early (all validation right) stays at its last value: 1.0.
-            padded = [curve + [curve[-1]] * (longest - len(curve)) for curve in curves]
-            epochs = range(1, longest + 1)
+            padded = drawn_curves(cell["runs"])
+            epochs = range(1, len(padded[0]) + 1)
             mean = [statistics.fmean(values) for values in zip(*padded)]
             line, = axis.plot(epochs, mean, label=f"{model} (lr {cell['lr']:g})")
             axis.fill_between(epochs, [min(v) for v in zip(*padded)], [max(v) for v in zip(*padded)],

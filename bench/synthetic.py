@@ -1,8 +1,10 @@
 """The synthetic tasks' sweep: every model x learning rate x seed, many `main.py` runs at once.
 
     python -m bench.synthetic --rows copying --cpu-workers 2 --deadline 7200     # one row, on this machine
-    python -m bench.synthetic --cpu-workers 10 --gpu-workers 4 --mad-workers 2 --deadline 290 \\
-        --out $OUT/synthetic_results.json                                          # the table's sweep (device)
+    python -m bench.synthetic --rows copying recall --cpu-workers 10 --gpu-workers 6 --deadline 290 \\
+        --out $OUT/synthetic_results.json                                          # the small rows (device)
+    python -m bench.synthetic --rows copying_mad --mad-workers 12 --cpu-workers 0 --no-variants \\
+        --max-minutes 8.3 --deadline 580 --out $OUT/synthetic_results_copying_mad.json   # a MAD-size row
 
 Each run is `main.main(["--config", <exps file>, "--lr", ..., "--seed", ..., ...])`, the same code path as
 `python main.py`. Workers are separate processes, each running one run at a time with one CPU thread (CPU
@@ -49,9 +51,11 @@ ROWS = {
         "hybrid_null": ("hybrid", ["--hybrid_join", "null"]),
         "hybrid_gated_res": ("hybrid", ["--hybrid_join", "gated_res"])}),
     "recall": Row("exps/args_incontext_recall_{model}.txt", "gpu"),
-    # MAD trains 200 epochs and searches 3 learning rates x 2 weight decays; one short run each is what fits.
-    "copying_mad": Row("exps/args_selective_copying_mad_{model}.txt", "mad", epochs=30, lrs=(1e-3,), seeds=(0,)),
-    "recall_mad": Row("exps/args_incontext_recall_mad_{model}.txt", "mad", epochs=30, lrs=(1e-3,), seeds=(0,)),
+    # MAD trains 200 epochs and searches 3 learning rates x 2 weight decays. What fits in the device time: 50
+    # epochs (a run stops sooner once it is perfect on validation), 3 seeds, one rate: 2e-3, the one every model
+    # chose in the small rows' search (README says so).
+    "copying_mad": Row("exps/args_selective_copying_mad_{model}.txt", "mad", epochs=50, lrs=(2e-3,)),
+    "recall_mad": Row("exps/args_incontext_recall_mad_{model}.txt", "mad", epochs=15, lrs=(2e-3,)),
 }
 # Which queues each kind of worker reads, in order: a GPU worker with nothing left of its own helps the others.
 QUEUES = {"cpu": ["cpu"], "gpu": ["gpu", "mad", "cpu"], "mad": ["mad", "gpu", "cpu"]}
@@ -83,6 +87,14 @@ def job(row_name: str, row: Row, label: str, model: str, overrides: list, lr: fl
     argv += ["--epochs", str(epochs)] if epochs else []
     return {"name": f"{row_name}-{label}-lr{lr:g}-seed{seed}", "row": row_name, "model": label, "lr": lr,
             "seed": seed, "queue": row.queue, "argv": argv}
+
+
+def with_time_limit(jobs: list, minutes: float) -> list:
+    """The jobs with main.py's `--max_minutes` (0: unchanged): a run stops training by then and is still
+    tested on its best checkpoint, where --deadline kills what is left and keeps nothing of it."""
+    if not minutes:
+        return jobs
+    return [{**spec, "argv": spec["argv"] + ["--max_minutes", str(minutes)]} for spec in jobs]
 
 
 def run_worker(kind: str, jobs_file: Path, runs_dir: Path) -> int:
@@ -165,7 +177,7 @@ def run_sweep(args) -> int:
     rows = {name: ROWS[name] for name in args.rows}
     if args.no_variants:
         rows = {name: Row(**{**asdict(row), "extra": {}}) for name, row in rows.items()}
-    jobs = jobs_for(rows, args.epochs, tuple(args.seeds))
+    jobs = with_time_limit(jobs_for(rows, args.epochs, tuple(args.seeds)), args.max_minutes)
     runs_dir = Path(args.runs_dir).resolve()
     (runs_dir / "claims").mkdir(parents=True, exist_ok=True)
     jobs_file = runs_dir / "jobs.json"
@@ -187,7 +199,11 @@ def run_sweep(args) -> int:
               and spec["name"] in unfinished]
     results = {"machine": machine(), "wall_seconds": round(wall, 1), "deadline_seconds": args.deadline,
                "workers": kinds, "rows": {name: asdict(row) for name, row in rows.items()}, "runs": finished,
-               "unfinished": unfinished, "started_but_unfinished": failed}
+               "unfinished": unfinished, "started_but_unfinished": failed,
+               # what the stopped runs had logged: their validation curves so far (no test accuracy: that is
+               # read once, at the end of a run)
+               "partial_curves": {name: read_curves(runs_dir / name / "logs" / "metrics.csv") for name in failed
+                                  if (runs_dir / name / "logs" / "metrics.csv").is_file()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(f"{len(finished)} of {len(jobs)} runs finished in {wall:.0f} s ({len(failed)} started but stopped or "
@@ -205,6 +221,9 @@ def parse_args(argv):
     parser.add_argument("--gpu-workers", type=int, default=0, help="processes on the GPU for the small rows")
     parser.add_argument("--mad-workers", type=int, default=0, help="processes on the GPU for the MAD-size rows")
     parser.add_argument("--deadline", type=float, default=3600, help="seconds; then unfinished runs are stopped")
+    parser.add_argument("--max-minutes", type=float, default=0,
+                        help="each run's training time limit (main.py's max_minutes; 0: none): unlike --deadline, "
+                             "a run it stops is still tested, on its best checkpoint")
     parser.add_argument("--epochs", type=int, default=0, help="override every row's epochs (0: the rows')")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="only these of the rows' seeds")
     parser.add_argument("--no-variants", action="store_true", help="leave out the rows' variants (no lr search)")
@@ -213,8 +232,8 @@ def parse_args(argv):
     parser.add_argument("--worker", choices=list(QUEUES), help=argparse.SUPPRESS)
     parser.add_argument("--jobs-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.cpu_workers, args.gpu_workers, args.mad_workers) < 0 or args.deadline <= 0:
-        parser.error("worker counts must be at least 0 and --deadline positive")
+    if min(args.cpu_workers, args.gpu_workers, args.mad_workers, args.max_minutes) < 0 or args.deadline <= 0:
+        parser.error("worker counts and --max-minutes must be at least 0, and --deadline positive")
     if not args.worker and args.cpu_workers + args.gpu_workers + args.mad_workers == 0:
         parser.error("no workers: give --cpu-workers, --gpu-workers or --mad-workers")
     return args

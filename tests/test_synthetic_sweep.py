@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.synthetic import DEFAULT_RESULTS, choose, merge, table
-from bench.synthetic import ROWS, Row, jobs_for, read_curves
+from analysis.synthetic import DEFAULT_RESULTS, choose, drawn_curves, merge, table
+from bench.synthetic import ROWS, Row, jobs_for, read_curves, with_time_limit
 from training.config import build_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +62,40 @@ def test_table_reports_mean_and_range_over_seeds():
     runs = [fake_run("recall", "lstm", 1e-3, seed, 0.5, test) for seed, test in enumerate((0.2, 0.4, 0.9))]
     line = next(line for line in table({"runs": runs}, choose({"runs": runs})).splitlines() if "lstm" in line)
     assert "0.500 (0.200-0.900)" in line and "| 3 |" in line
+
+
+def time_limited(run, epochs_done, curve):
+    run["metrics"].update(stopped_by_time=True, epochs=epochs_done)
+    run["curves"]["val_acc"] = curve
+    run["epochs_planned"] = 50
+    return run
+
+
+def test_table_says_how_many_epochs_a_time_limit_left_of_the_planned():
+    runs = [time_limited(fake_run("copying_mad", "mamba", 2e-3, seed, 0.9, 0.9), done, [0.5] * done)
+            for seed, done in enumerate((10, 11))]
+    line = next(line for line in table({"runs": runs}, choose({"runs": runs})).splitlines() if "mamba" in line)
+    assert "10/11 of 50" in line
+
+
+def test_time_limited_curves_are_drawn_only_as_far_as_every_seed_got():
+    runs = [time_limited(fake_run("copying_mad", "mamba", 2e-3, 0, 0.9, 0.9), 3, [0.1, 0.2, 0.3]),
+            time_limited(fake_run("copying_mad", "mamba", 2e-3, 1, 0.9, 0.9), 2, [0.1, 0.4])]
+    assert drawn_curves(runs) == [[0.1, 0.2], [0.1, 0.4]]
+
+
+def test_curves_of_runs_that_stopped_once_perfect_are_held_at_their_last_value():
+    runs = [fake_run("recall", "mamba", 2e-3, 0, 1.0, 1.0), fake_run("recall", "mamba", 2e-3, 1, 1.0, 1.0)]
+    runs[0]["curves"]["val_acc"], runs[1]["curves"]["val_acc"] = [0.5, 1.0], [0.2, 0.6, 1.0]
+    assert drawn_curves(runs) == [[0.5, 1.0, 1.0], [0.2, 0.6, 1.0]]
+
+
+def test_time_limit_reaches_every_runs_command_line_and_only_when_given():
+    jobs = jobs_for({"recall_mad": ROWS["recall_mad"]})
+    limited = with_time_limit(jobs, 8.5)
+    assert all(spec["argv"][-2:] == ["--max_minutes", "8.5"] for spec in limited)
+    assert with_time_limit(jobs, 0) == jobs and all("--max_minutes" not in spec["argv"] for spec in jobs)
+    build_config(REPO / limited[0]["argv"][1], limited[0]["argv"][2:])
 
 
 def test_merge_counts_a_repeated_run_once_and_drops_it_from_the_unfinished():
