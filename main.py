@@ -142,6 +142,14 @@ def run_train(argv: list) -> int:
     return 0
 
 
+def trained_task(config_file: Path):
+    """The task a run directory's config.json names (None: no readable config.json, so nothing to say)."""
+    try:
+        return json.loads(config_file.read_text()).get("task", "piglatin")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def load_checkpoint(path: str):
     """A trained Seq2SeqModule from a .ckpt file or a run directory (its best checkpoint)."""
     path = Path(path)
@@ -149,6 +157,10 @@ def load_checkpoint(path: str):
         path = path / "checkpoints" / "best.ckpt"
     if not path.is_file():
         raise UsageError(f"checkpoint {path} not found (train first: python main.py --config exps/<name>.txt)")
+    task = trained_task(path.parent.parent / "config.json")
+    if task not in (None, "piglatin"):
+        raise UsageError(f"{path} was trained on {task}, not Pig Latin: translate reads Pig-Latin runs only "
+                         f"(that run's test answers are in {path.parent.parent / 'samples.txt'})")
     from training.module import Seq2SeqModule
     try:
         with warnings.catch_warnings():

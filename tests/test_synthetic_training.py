@@ -71,6 +71,14 @@ def test_time_limit_stops_training_and_the_best_checkpoint_is_still_tested(tmp_p
     assert 0 <= metrics["test_acc"] <= 1 and (tmp_path / "limited" / "checkpoints" / "best.ckpt").is_file()
 
 
+@pytest.mark.parametrize("where", ["run directory", "checkpoint file"])
+def test_translating_with_a_synthetic_run_is_refused_in_one_line(copying_run, where, capsys):
+    checkpoint = copying_run if where == "run directory" else copying_run / "checkpoints" / "best.ckpt"
+    status, out, err = run_main(["translate", "--checkpoint", checkpoint, "hello"], capsys)
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and "trained on selective_copying, not Pig Latin" in err
+
+
 def test_synthetic_log_has_one_validation_row_per_epoch(copying_run):
     lines = (copying_run / "logs" / "metrics.csv").read_text().splitlines()
     header = lines[0].split(",")
