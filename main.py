@@ -195,10 +195,14 @@ def run_translate(argv: list) -> int:
             raise UsageError(f"cannot translate {word!r}: words are letters a-z, optionally joined by dashes")
     use_threads(cpu_threads(Config()))
     module = load_checkpoint(checkpoint)
+    from training.module import model_budget
     longest = getattr(module.model, "max_length", None)  # the Transformer's position table; Mamba has none
     for word in words:
         if longest is not None and len(word) > longest:
             raise UsageError(f"cannot translate {word!r}: this model reads words of at most {longest} characters")
+        if model_budget(module.model, len(word)) < len(to_pig_latin(word)) + 1:  # + EOS
+            raise UsageError(f"cannot translate {word!r}: its translation does not fit in this model's tables "
+                             "(train with a larger max_length)")
     translation = module.translate(words)
     print(" ".join(translation))
     expected = [to_pig_latin(word) for word in words]

@@ -188,6 +188,11 @@ def make_block(model: str, hidden_size: int, dropout: float, state_size: int, ex
     return SSMBlock(hidden_size, model, dropout, **ssm_options)
 
 
+# The members whose tables are sized by max_length (low-rank S4's kernel, the gated MLP's mixing matrix): the
+# whole sequence [source, EOS, SOS, target] must fit in it.
+LENGTH_BOUND = ("s4_low_rank", "mamba_s4_low_rank", "gated_mlp")
+
+
 class FamilySeq2Seq(nn.Module):
     """One causal model over `[source, EOS, SOS, target]` (as `MambaSeq2Seq`): embedding, residual blocks of
     the named family member, RMSNorm, projection to V. The same encode / decode / forward as the others."""
@@ -200,6 +205,7 @@ class FamilySeq2Seq(nn.Module):
             raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
         self.model = model
         self.eos_id = eos_id
+        self.joint_max_length = max_length if model in LENGTH_BOUND else None  # longest [source, EOS, SOS, target]
         self.embedding = nn.Embedding(vocab_size, hidden_size)
         self.layers = nn.ModuleList(
             make_block(model, hidden_size, dropout, state_size, expand, conv_kernel, max_length, scan, dt_min, dt_max)

@@ -109,3 +109,49 @@ def test_a_family_member_trains_through_main_and_its_optimizer_spares_the_ssm_dy
     marked = [p for p in module.model.parameters() if getattr(p, "no_weight_decay", False)]
     assert marked and all(any(p is kept for kept in groups[1]["params"]) for p in marked)
     assert not any(getattr(p, "no_weight_decay", False) for p in groups[0]["params"])
+
+
+@pytest.mark.parametrize("model", ["gated_mlp", "s4_low_rank"])
+def test_decoding_stays_inside_a_length_bound_members_table(model):
+    """[source, EOS, SOS, generated] must fit in max_length: the budget is what is left after the source."""
+    from training.module import greedy_decode, model_budget
+
+    member = small(model).eval()  # max_length 32
+    assert model_budget(member, 10) == 32 - 10 - 1
+    assert model_budget(small("s4d_real"), 10) == 2 * 10 + 4  # no table: the full budget
+    source = torch.randint(1, 27, (2, 10))
+    assert greedy_decode(member, source, model_budget(member, 10)).shape[1] <= 21
+
+
+def family_options(tmp_path, data, **options) -> list:
+    settings = {"data": data, "val_fraction": 0.25, "hidden_size": 16, "num_layers": 1, "state_size": 4,
+                "epochs": 1, "out_dir": tmp_path, "accelerator": "cpu", "num_samples": 2, **options}
+    return [f"--{name}={value}" for name, value in settings.items()]
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_a_max_length_too_short_for_the_word_pairs_is_refused_before_training(tiny_data_file, tmp_path, capsys):
+    import main
+
+    status = main.main(family_options(tmp_path, tiny_data_file, model="gated_mlp", max_length=8))
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "max_length=8 is too short" in err and "use at least" in err
+    assert not any(tmp_path.iterdir()), "nothing may be written for a refused run"
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_translate_refuses_a_word_whose_translation_does_not_fit_and_decodes_one_that_does(tiny_data_file,
+                                                                                          tmp_path, capsys):
+    import main
+    from training.run import train
+
+    needed = 2 + max(len(source) + len(target) for source, target in
+                     (line.split() for line in tiny_data_file.read_text().splitlines() if line.strip()))
+    run_dir = train(build_config(None, family_options(tmp_path, tiny_data_file, model="gated_mlp",
+                                                      max_length=needed, run_name="tight")), quiet=True)
+    capsys.readouterr()
+    assert main.main(["translate", "--checkpoint", str(run_dir), "a" + "b" * (needed // 2)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit in this model's tables" in err
+    assert main.main(["translate", "--checkpoint", str(run_dir), "at"]) == 0
+    assert capsys.readouterr().out.count("\n") == 1

@@ -183,6 +183,17 @@ def decode_budget(source_length: int, max_length: int = None) -> int:
     return budget if max_length is None else min(budget, max_length - 1)
 
 
+def model_budget(model: nn.Module, source_length: int) -> int:
+    """decode_budget within what the model's tables hold: the Transformer's target positions (`max_length`),
+    or, for a family member that reads [source, EOS, SOS, target] as one sequence in a table of
+    `joint_max_length`, what is left of it after the source, its EOS and SOS."""
+    joint = getattr(model, "joint_max_length", None)
+    if joint is not None:
+        return min(decode_budget(source_length), joint - source_length - 1)
+    return decode_budget(source_length, getattr(model, "max_length", None))
+
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """The optimizer's parameter groups: weight decay on weight matrices and embeddings only.
 
@@ -237,8 +248,7 @@ class Seq2SeqModule(L.LightningModule):
         with eval_mode(self.model):  # dropout off: the original starter forgot this
             for word in words:
                 source = torch.tensor([VOCAB.encode(word)], device=self.device)
-                max_length = getattr(self.model, "max_length", None)
-                tokens = greedy_decode(self.model, source, decode_budget(len(word), max_length))
+                tokens = greedy_decode(self.model, source, model_budget(self.model, len(word)))
                 results.append(VOCAB.decode(tokens[0].tolist()))
         return results
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from data.datamodule import PigLatinDataModule
 from training.config import Config, ConfigError, cpu_threads, locate, stopped_by_time, time_limit
+from models.family import LENGTH_BOUND
 from training.module import Seq2SeqModule, word_results
 
 # Lightning 2.6 trips over a torch deprecation of its own making on every validation; not ours to fix.
@@ -133,8 +134,11 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     datamodule = PigLatinDataModule(locate(config.data), config.batch_size, config.val_fraction, config.seed)
     datamodule.setup("fit")  # reads and checks the data now, before anything is written
     needed = max(datamodule.max_source_length, datamodule.max_target_length) + 2  # + SOS/EOS
-    if config.model == "transformer" and config.max_length < needed:
-        raise ConfigError(f"max_length={config.max_length} is too short for {config.data}: use at least {needed}")
+    if config.model in LENGTH_BOUND:  # one sequence [source, EOS, SOS, target]; the Transformer's tables: one side
+        needed = datamodule.max_source_length + datamodule.max_target_length + 2
+    if config.model in ("transformer", *LENGTH_BOUND) and config.max_length < needed:
+        raise ConfigError(f"max_length={config.max_length} is too short for {config.data} with model "
+                          f"{config.model}: use at least {needed}")
 
     if resume_dir is None:
         run_dir = fresh_run_dir(config.out_dir, config.run_name)
