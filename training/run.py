@@ -40,6 +40,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 class EpochProgressBar(ProgressBar):
     """One bar over epochs with the latest losses and accuracy: epochs here take seconds, not minutes."""
 
+    SHOWN = ("train_loss", "val_loss", "val_word_acc", "val_acc")  # val_acc: the synthetic tasks' accuracy
+
     def __init__(self):
         super().__init__()
         self.enabled = True
@@ -57,8 +59,7 @@ class EpochProgressBar(ProgressBar):
 
     def on_train_epoch_end(self, trainer, pl_module):
         metrics = trainer.callback_metrics
-        shown = {name: f"{metrics[name].item():.4f}" for name in ("train_loss", "val_loss", "val_word_acc")
-                 if name in metrics}
+        shown = {name: f"{metrics[name].item():.4f}" for name in self.SHOWN if name in metrics}
         self.bar.set_postfix(shown, refresh=False)
         self.bar.update(1)
 
@@ -125,6 +126,88 @@ def peak_memory_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
+def resume_point(config: Config, resume_dir: Path = None) -> tuple[Path, Path, float]:
+    """(run directory, checkpoint to continue from or None, training seconds spent before). A fresh run gets a
+    new directory; a resumed one must hold a readable last.ckpt, or the run stops here with one line."""
+    if resume_dir is None:
+        return fresh_run_dir(config.out_dir, config.run_name), None, 0.0
+    checkpoint_path = resume_dir / "checkpoints" / "last.ckpt"
+    if not checkpoint_path.is_file():
+        raise ConfigError(f"cannot resume: {checkpoint_path} not found")
+    try:
+        torch.load(checkpoint_path, map_location="cpu", weights_only=False)["global_step"]
+    except Exception as error:  # truncated, foreign or not a checkpoint at all
+        raise ConfigError(f"cannot resume: {checkpoint_path} is not a readable checkpoint "
+                          f"({type(error).__name__})") from None
+    try:
+        previous = json.loads((resume_dir / "metrics.json").read_text())["train_seconds"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        previous = 0.0  # only the reported time suffers; the run itself is intact
+    return resume_dir, checkpoint_path, previous
+
+
+def best_and_last(run_dir: Path, monitor: str) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """checkpoints/best.ckpt (the epoch with the highest `monitor`) and checkpoints/last.ckpt (for --resume)."""
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
+                           enable_version_counter=False)
+    # Not save_last=True: Lightning 2.6 then writes last.ckpt only when best.ckpt improves.
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
+    return best, last
+
+
+def make_trainer(config: Config, run_dir: Path, callbacks: list, quiet: bool, deterministic=True) -> L.Trainer:
+    """The Trainer of a run: its epochs and time limit, CSV and TensorBoard logs in the run directory."""
+    return L.Trainer(
+        max_epochs=config.epochs,
+        max_time=time_limit(config),
+        accelerator=config.accelerator,
+        devices=1,
+        gradient_clip_val=config.grad_clip or None,
+        deterministic=deterministic,
+        logger=[CSVLogger(run_dir, name="", version="logs"),
+                TensorBoardLogger(run_dir, name="", version="tensorboard")],
+        callbacks=callbacks + ([] if quiet else [EpochProgressBar()]),
+        enable_progress_bar=not quiet,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+
+
+def fit(trainer: L.Trainer, module: L.LightningModule, run_dir: Path, checkpoint_path: Path, **data) -> float:
+    """trainer.fit, continuing from checkpoint_path if given; returns the seconds it took. The CSV logger
+    deletes an existing metrics.csv when it starts: a resumed run's earlier epochs are put back."""
+    log_file = run_dir / "logs" / "metrics.csv"
+    history = log_file.read_text() if checkpoint_path is not None and log_file.is_file() else None
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # On resume Lightning warns that it will delete the old logs and checkpoints; we keep what matters.
+        warnings.filterwarnings("ignore", message=".*exists and is not empty")
+        trainer.fit(module, ckpt_path=checkpoint_path, **data)
+    seconds = time.perf_counter() - started
+    if history is not None:
+        resumed_at = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["global_step"]
+        prepend_history(log_file, history, resumed_at)
+    return seconds
+
+
+def run_facts(config: Config, trainer: L.Trainer, best: ModelCheckpoint, model: torch.nn.Module,
+              train_seconds: float, device: str) -> dict:
+    """What metrics.json says of every run besides its scores: size, epochs, time, memory, where it ran."""
+    return {
+        "params": count_parameters(model),
+        "epochs": trainer.current_epoch,
+        "best_epoch": torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"],
+        "train_seconds": round(train_seconds, 2),
+        "seconds_per_epoch": round(train_seconds / max(1, trainer.current_epoch), 3),
+        "stopped_by_time": stopped_by_time(config, train_seconds, trainer.current_epoch),
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
 def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
     # Lightning's INFO lines (which accelerators exist, tips) would bury the one line we print instead.
@@ -140,70 +223,23 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         raise ConfigError(f"max_length={config.max_length} is too short for {config.data} with model "
                           f"{config.model}: use at least {needed}")
 
-    if resume_dir is None:
-        run_dir = fresh_run_dir(config.out_dir, config.run_name)
-        checkpoint_path, previous_seconds = None, 0.0
-    else:
-        run_dir = resume_dir
-        checkpoint_path = run_dir / "checkpoints" / "last.ckpt"
-        if not checkpoint_path.is_file():
-            raise ConfigError(f"cannot resume: {checkpoint_path} not found")
-        try:
-            torch.load(checkpoint_path, map_location="cpu", weights_only=False)["global_step"]
-        except Exception as error:  # truncated, foreign or not a checkpoint at all
-            raise ConfigError(f"cannot resume: {checkpoint_path} is not a readable checkpoint "
-                              f"({type(error).__name__})") from None
-        previous = run_dir / "metrics.json"
-        try:
-            previous_seconds = json.loads(previous.read_text())["train_seconds"] if previous.is_file() else 0.0
-        except (json.JSONDecodeError, KeyError):
-            previous_seconds = 0.0  # only the reported time suffers; the run itself is intact
+    run_dir, checkpoint_path, previous_seconds = resume_point(config, resume_dir)
     module = Seq2SeqModule(dataclasses.asdict(config))
     preflight(module, datamodule)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_word_acc", mode="max",
-                           enable_version_counter=False)
-    # Not save_last=True: Lightning 2.6 then writes last.ckpt only when best.ckpt improves.
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
+    best, last = best_and_last(run_dir, "val_word_acc")
     callbacks = [best, last, LearningRateMonitor(logging_interval="epoch"), ReturnFreedMemory()]
     if config.ema_decay:
         # Validation, and so the best checkpoint, see the averaged weights; last.ckpt keeps both for --resume.
         callbacks.append(AveragedWeights(decay=config.ema_decay))
-    if not quiet:
-        callbacks.append(EpochProgressBar())
-    trainer = L.Trainer(
-        max_epochs=config.epochs,
-        max_time=time_limit(config),
-        accelerator=config.accelerator,
-        devices=1,
-        gradient_clip_val=config.grad_clip or None,
-        deterministic=True,
-        logger=[CSVLogger(run_dir, name="", version="logs"),
-                TensorBoardLogger(run_dir, name="", version="tensorboard")],
-        callbacks=callbacks,
-        enable_progress_bar=not quiet,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-    )
-    log_file = run_dir / "logs" / "metrics.csv"
-    # The CSV logger deletes an existing metrics.csv when it starts: keep the earlier epochs of a resumed run.
-    history = log_file.read_text() if checkpoint_path is not None and log_file.is_file() else None
+    trainer = make_trainer(config, run_dir, callbacks, quiet)
     if not quiet:
         print(f"training {config.model} ({count_parameters(module.model):,} parameters) on "
               f"{trainer.strategy.root_device} into {run_dir}", file=sys.stderr)
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        # On resume Lightning warns that it will delete the old logs and checkpoints; we keep what matters.
-        warnings.filterwarnings("ignore", message=".*exists and is not empty")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint_path)
-    train_seconds = previous_seconds + time.perf_counter() - started
-    if history is not None:
-        resumed_at = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["global_step"]
-        prepend_history(log_file, history, resumed_at)
+    train_seconds = previous_seconds + fit(trainer, module, run_dir, checkpoint_path, datamodule=datamodule)
 
     best_module = Seq2SeqModule.load_from_checkpoint(best.best_model_path, map_location="cpu")
     # A separate, logger-free Trainer: the training one would add a fake extra epoch to the logs.
@@ -219,16 +255,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         "val_loss": scores["val_loss"],
         "val_word_acc": decoded_accuracy,
         "val_word_acc_teacher_forced": scores["val_word_acc"],
-        "params": count_parameters(best_module.model),
-        "epochs": trainer.current_epoch,
-        "best_epoch": torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"],
-        "train_seconds": round(train_seconds, 2),
-        "seconds_per_epoch": round(train_seconds / max(1, trainer.current_epoch), 3),
-        "stopped_by_time": stopped_by_time(config, train_seconds, trainer.current_epoch),
-        "peak_memory_mb": round(peak_memory_mb(), 1),
-        "device": str(trainer.strategy.root_device),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **run_facts(config, trainer, best, best_module.model, train_seconds, str(trainer.strategy.root_device)),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return run_dir

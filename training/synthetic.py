@@ -24,7 +24,6 @@ import dataclasses
 import json
 import logging
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -32,8 +31,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import LearningRateMonitor
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -41,9 +39,9 @@ from data.synthetic import DEFAULT_SEQ_LEN, IGNORE, TaskSettingError, make_split
 from models.family import FamilySeq2Seq
 from models.hybrid import RecurrentTokenModel, causal_transformer, hybrid
 from models.mamba import Mamba
-from training.config import FAMILY_MODELS, Config, ConfigError, stopped_by_time, time_limit
+from training.config import FAMILY_MODELS, Config, ConfigError
 from training.module import Seq2SeqModule
-from training.run import EpochProgressBar, count_parameters, fresh_run_dir, peak_memory_mb, prepend_history
+from training.run import best_and_last, count_parameters, fit, make_trainer, resume_point, run_facts
 
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
@@ -192,17 +190,6 @@ class SyntheticModule(L.LightningModule):
     configure_optimizers = Seq2SeqModule.configure_optimizers
 
 
-class TaskProgressBar(EpochProgressBar):
-    """The Pig-Latin bar over epochs, showing this task's numbers."""
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        metrics = trainer.callback_metrics
-        shown = {name: f"{metrics[name].item():.4f}" for name in ("train_loss", "val_loss", "val_acc")
-                 if name in metrics}
-        self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
-
-
 def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -218,45 +205,20 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         F.cross_entropy(module.model(inputs).flatten(0, 1), train_targets.flatten(), ignore_index=IGNORE).backward()
     module.zero_grad(set_to_none=True)
 
-    if resume_dir is None:
-        run_dir, checkpoint_path = fresh_run_dir(config.out_dir, config.run_name), None
-    else:
-        run_dir, checkpoint_path = resume_dir, resume_dir / "checkpoints" / "last.ckpt"
-        if not checkpoint_path.is_file():
-            raise ConfigError(f"cannot resume: {checkpoint_path} not found")
+    run_dir, checkpoint_path, previous_seconds = resume_point(config, resume_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_acc", mode="max",
-                           enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
-    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch")]
-    if not quiet:
-        callbacks.append(TaskProgressBar())
+    best, last = best_and_last(run_dir, "val_acc")
     on_gpu = config.accelerator != "cpu" and torch.cuda.is_available()
-    trainer = L.Trainer(
-        max_epochs=config.epochs, accelerator=config.accelerator, devices=1,
-        max_time=time_limit(config),
-        gradient_clip_val=config.grad_clip or None,
-        # On a GPU some kernels have no deterministic version; say so rather than stop the run.
-        deterministic="warn" if on_gpu else True,
-        logger=[CSVLogger(run_dir, name="", version="logs"), TensorBoardLogger(run_dir, name="", version="tensorboard")],
-        callbacks=callbacks, enable_progress_bar=not quiet, enable_model_summary=False, num_sanity_val_steps=0,
-        log_every_n_steps=1,
-    )
-    log_file = run_dir / "logs" / "metrics.csv"
-    history = log_file.read_text() if checkpoint_path is not None and log_file.is_file() else None
+    # On a GPU some kernels have no deterministic version; say so rather than stop the run.
+    trainer = make_trainer(config, run_dir, [best, last, LearningRateMonitor(logging_interval="epoch")], quiet,
+                           deterministic="warn" if on_gpu else True)
     if not quiet:
         print(f"training {config.model} ({count_parameters(module.model):,} parameters) on {config.task} "
               f"(length {seq_len(config)}) on {trainer.strategy.root_device} into {run_dir}", file=sys.stderr)
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*exists and is not empty")
-        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader, ckpt_path=checkpoint_path)
-    train_seconds = time.perf_counter() - started
-    if history is not None:
-        resumed_at = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["global_step"]
-        prepend_history(log_file, history, resumed_at)
+    train_seconds = previous_seconds + fit(trainer, module, run_dir, checkpoint_path,
+                                           train_dataloaders=train_loader, val_dataloaders=val_loader)
 
     best_module = SyntheticModule.load_from_checkpoint(best.best_model_path, map_location=trainer.strategy.root_device)
     val, test = evaluate(best_module.model, splits["val"]), evaluate(best_module.model, splits["test"])
@@ -264,16 +226,8 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     metrics = {
         **{f"val_{name}": value for name, value in val.items()},
         **{f"test_{name}": value for name, value in test.items()},
-        "params": count_parameters(best_module.model),
-        "epochs": trainer.current_epoch,
-        "best_epoch": torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"],
-        "train_seconds": round(train_seconds, 2),
-        "seconds_per_epoch": round(train_seconds / max(1, trainer.current_epoch), 3),
-        "stopped_by_time": stopped_by_time(config, train_seconds, trainer.current_epoch),
-        "peak_memory_mb": round(peak_memory_mb(), 1),
-        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **run_facts(config, trainer, best, best_module.model, train_seconds,
+                    torch.cuda.get_device_name() if on_gpu else "cpu"),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return run_dir
