@@ -112,6 +112,8 @@ def run_train(argv: list) -> int:
             values = json.loads(saved.read_text())
         except json.JSONDecodeError as error:
             raise UsageError(f"cannot resume {run_dir}: {saved} is not valid JSON ({error.msg}, line {error.lineno})")
+        if not isinstance(values, dict):
+            raise UsageError(f"cannot resume {run_dir}: {saved} is not a run's config (an object of options)")
         unknown = values.keys() - OPTIONS.keys()
         if unknown:
             raise UsageError(f"cannot resume {run_dir}: {saved} has options this version does not know: "

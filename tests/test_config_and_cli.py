@@ -234,6 +234,12 @@ def test_resuming_a_run_whose_config_json_is_corrupt_is_refused(tmp_path, capsys
     assert_one_line_error(status, err, "config.json", "not valid JSON")
 
 
+def test_resuming_a_run_whose_config_json_is_not_an_object_is_refused(tmp_path, capsys):
+    run_dir = a_run_directory(tmp_path, "[1]")
+    status, _, err = run_main(["--resume", run_dir], capsys)
+    assert_one_line_error(status, err, "config.json", "not a run's config")
+
+
 def test_resuming_a_run_whose_config_json_has_unknown_options_is_refused(tmp_path, capsys):
     run_dir = a_run_directory(tmp_path, json.dumps({"model": "transformer", "hiden_size": 32}))
     status, _, err = run_main(["--resume", run_dir], capsys)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import main
-from training.config import OPTIONS, Config, build_config, cpu_threads, describe_options, locate
+from training.config import Config, build_config, cpu_threads, describe_options, locate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,10 +51,6 @@ def test_threads_option_beats_the_environment(monkeypatch):
     assert cpu_threads(build_config(None, ["--threads", "2"])) == 2
 
 
-def test_threads_is_an_option_of_the_command_line_and_can_change_on_resume():
-    assert "threads" in OPTIONS and "threads" in main.RESUMABLE_OPTIONS
-
-
 def test_a_negative_thread_count_is_refused(capsys):
     assert main.main(["--threads", "-1"]) == 2
     assert "threads must be at least 0" in capsys.readouterr().err
@@ -63,10 +59,6 @@ def test_a_negative_thread_count_is_refused(capsys):
 def test_a_negative_time_limit_is_refused(capsys):
     assert main.main(["--max_minutes", "-1"]) == 2
     assert "max_minutes must be at least 0" in capsys.readouterr().err
-
-
-def test_time_limit_can_change_on_resume():
-    assert "max_minutes" in main.RESUMABLE_OPTIONS
 
 
 def test_a_shipped_config_is_found_from_another_folder(tmp_path, monkeypatch):

@@ -371,7 +371,7 @@ def averaged_run(runs_dir, tiny_data_file):
                  quiet=True)
 
 
-def test_averaged_weights_are_what_the_best_checkpoint_holds(averaged_run):
+def test_a_checkpoint_holds_the_averaged_weights_and_loads_them(averaged_run):
     checkpoint = torch.load(averaged_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     averaged, current = checkpoint["state_dict"], checkpoint["current_model_state"]
     name = "model.encoder.embedding.weight"
@@ -380,10 +380,29 @@ def test_averaged_weights_are_what_the_best_checkpoint_holds(averaged_run):
     assert torch.equal(module.model.encoder.embedding.weight, averaged[name]), "a loaded run uses the average"
 
 
-def test_a_run_with_averaged_weights_resumes(averaged_run, capsys):
-    status = main.main(["--resume", str(averaged_run), "--epochs", "3"])
+def test_a_run_with_averaged_weights_resumes_with_the_threads_it_is_given(averaged_run, capsys):
+    status = main.main(["--resume", str(averaged_run), "--epochs", "3", "--threads", "2"])
     assert status == 0, capsys.readouterr().err
-    assert read_metrics(averaged_run)["epochs"] == 3
+    metrics = read_metrics(averaged_run)
+    assert metrics["epochs"] == 3 and metrics["threads"] == 2
+
+
+def test_a_time_limit_given_on_resume_stops_the_resumed_run(runs_dir, tiny_data_file, capsys):
+    run_dir = train(tiny_config(tiny_data_file, runs_dir, epochs=1, run_name="limited_on_resume"), quiet=True)
+    assert read_metrics(run_dir)["stopped_by_time"] is False
+    status = main.main(["--resume", str(run_dir), "--epochs", "500", "--max_minutes", "0.0005"])
+    assert status == 0, capsys.readouterr().err
+    metrics = read_metrics(run_dir)
+    assert metrics["stopped_by_time"] is True and 1 <= metrics["epochs"] < 500
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_asking_for_a_gpu_on_a_machine_without_one_is_refused_before_anything_is_written(tmp_path, tiny_data_file,
+                                                                                         capsys):
+    status = main.main([f"--data={tiny_data_file}", "--accelerator", "gpu", "--out_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "finds no GPU" in err
+    assert not any(tmp_path.iterdir())
 
 
 def test_freed_memory_is_handed_back_after_every_epoch(runs_dir, tiny_data_file, monkeypatch):

@@ -155,13 +155,9 @@ OPTIONS = {f.name: f for f in dataclasses.fields(Config)}
 def time_limit(config: Config):
     """`max_minutes` as Lightning's `max_time` (None: no limit). Where the limit stops a run depends on the
     machine's speed, so a time-limited run is only as reproducible as its number of epochs: metrics.json says
-    whether the limit stopped it."""
+    whether the limit stopped it. Lightning keeps the time spent in last.ckpt, so a resumed run's limit
+    counts the training before it too."""
     return datetime.timedelta(minutes=config.max_minutes) if config.max_minutes else None
-
-
-def stopped_by_time(config: Config, train_seconds: float, epochs_done: int) -> bool:
-    """Did `max_minutes` end training before `epochs` did?"""
-    return bool(config.max_minutes) and epochs_done < config.epochs and train_seconds >= 60 * config.max_minutes
 
 
 def cpu_threads(config: Config) -> int:

@@ -149,11 +149,6 @@ def decoding_batches(pairs: list, max_batch_size: int = 512) -> list:
     return batches
 
 
-def greedy_word_accuracy(model: nn.Module, pairs: list) -> float:
-    """Share of (english, piglatin) pairs that greedy decoding translates exactly right."""
-    return word_results(model, pairs)[0].float().mean().item()
-
-
 def word_results(model: nn.Module, pairs: list) -> tuple[torch.Tensor, torch.Tensor]:
     """(decoded, teacher_forced), each (len(pairs),) bool in the order of `decoding_batches(pairs)`: is each
     word right by greedy decoding (step by step), and by the teacher-forced `forward` pass that the

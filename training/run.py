@@ -24,12 +24,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tqdm import tqdm
 
 from data.datamodule import PigLatinDataModule
-from training.config import Config, ConfigError, cpu_threads, locate, stopped_by_time, time_limit
+from training.config import Config, ConfigError, cpu_threads, locate, time_limit
 from models.family import LENGTH_BOUND
 from training.module import Seq2SeqModule, word_results
 
@@ -191,6 +191,18 @@ def fit(trainer: L.Trainer, module: L.LightningModule, run_dir: Path, checkpoint
     return seconds
 
 
+def stopped_by_time(trainer: L.Trainer) -> bool:
+    """Did the time limit (`max_minutes`, Lightning's Timer) end training before its epochs ran out?"""
+    timer = next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
+    return timer is not None and trainer.current_epoch < trainer.max_epochs and timer.time_remaining() <= 0
+
+
+def check_accelerator(config: Config):
+    """`--accelerator gpu` on a machine without one: one line, before the run directory exists."""
+    if config.accelerator == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("accelerator=gpu, but torch finds no GPU here (use --accelerator auto or cpu)")
+
+
 def run_facts(config: Config, trainer: L.Trainer, best: ModelCheckpoint, model: torch.nn.Module,
               train_seconds: float, device: str) -> dict:
     """What metrics.json says of every run besides its scores: size, epochs, time, memory, where it ran."""
@@ -200,7 +212,7 @@ def run_facts(config: Config, trainer: L.Trainer, best: ModelCheckpoint, model: 
         "best_epoch": torch.load(best.best_model_path, map_location="cpu", weights_only=False)["epoch"],
         "train_seconds": round(train_seconds, 2),
         "seconds_per_epoch": round(train_seconds / max(1, trainer.current_epoch), 3),
-        "stopped_by_time": stopped_by_time(config, train_seconds, trainer.current_epoch),
+        "stopped_by_time": stopped_by_time(trainer),
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "device": device,
         "threads": torch.get_num_threads(),
@@ -223,6 +235,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         raise ConfigError(f"max_length={config.max_length} is too short for {config.data} with model "
                           f"{config.model}: use at least {needed}")
 
+    check_accelerator(config)
     run_dir, checkpoint_path, previous_seconds = resume_point(config, resume_dir)
     module = Seq2SeqModule(dataclasses.asdict(config))
     preflight(module, datamodule)

@@ -41,7 +41,8 @@ from models.hybrid import RecurrentTokenModel, causal_transformer, hybrid
 from models.mamba import Mamba
 from training.config import FAMILY_MODELS, Config, ConfigError
 from training.module import Seq2SeqModule
-from training.run import best_and_last, count_parameters, fit, make_trainer, resume_point, run_facts
+from training.run import (best_and_last, check_accelerator, count_parameters, fit, make_trainer, resume_point,
+                          run_facts)
 
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
@@ -194,6 +195,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     splits = make_task_splits(config)  # refuses impossible settings before anything is written
+    check_accelerator(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = SyntheticModule(dataclasses.asdict(config))
     order = torch.Generator().manual_seed(config.seed)
