@@ -56,6 +56,9 @@ def parse_args(argv):
         args.devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if "cuda" in args.devices and not torch.cuda.is_available():
         parser.error("--devices cuda: no GPU is visible to torch")
+    wanted = {"scans": args.scan_lengths, "models": True, "family": args.model_lengths}  # models adds Pig Latin's
+    if any(section in args.sections and not wanted[section] for section in wanted):
+        parser.error("a section needs lengths: --scan-lengths for scans, --model-lengths for family")
     if min(args.scan_lengths + args.model_lengths, default=2) < 2 or args.model_batch < 1 or args.min_run_time <= 0:
         parser.error("lengths must be at least 2, --model-batch at least 1, --min-run-time positive")
     if args.quick:

@@ -16,12 +16,11 @@ from training.module import build_model
 
 # (row name as the report has it, config name)
 ROWS = [("S4", "s4"), ("S4D Real", "s4d_real"), ("S4D Inv", "s4d_inv"), ("S4D Lin", "s4d_lin"),
-        ("S4 Low Rank", "s4_low_rank"), ("S6", "s6"), ("Mamba S4D Real", "mamba_s4d_real"),
+        ("S4 Low Rank", "s4_low_rank"), ("S6", "s6"), ("Mamba S4", "mamba_s4"), ("Mamba S4D Real", "mamba_s4d_real"),
         ("Mamba S4D Inv", "mamba_s4d_inv"), ("Mamba S4D Lin", "mamba_s4d_lin"), ("Mamba S4 Low Rank", "mamba_s4_low_rank"),
         ("Mamba S6", "mamba_s6"), ("Gated MLP", "gated_mlp"), ("Transformer", "transformer"), ("LSTM", "lstm"),
         ("GRU", "gru")]
 LTI = ["S4", "S4D Real", "S4D Inv", "S4D Lin", "S4 Low Rank"]
-MAMBA_LTI = ["Mamba S4D Real", "Mamba S4D Inv", "Mamba S4D Lin", "Mamba S4 Low Rank"]
 
 
 def make_model(config_name: str, length: int, device: str, quick: bool):

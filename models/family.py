@@ -29,7 +29,7 @@ from einops import einsum, rearrange
 from torch import nn
 
 from models.mamba import SCANS, initial_A
-from models.s4 import DenseSSM, DiagonalSSM, LowRankSSM, no_weight_decay
+from models.s4 import DenseSSM, DiagonalSSM, LowRankSSM, log_uniform_step, no_weight_decay
 
 LTI_LAYERS = ("s4", "s4_low_rank", "s4d_real", "s4d_inv", "s4d_lin")
 MIXERS = LTI_LAYERS + ("s6",)
@@ -73,7 +73,7 @@ class SelectiveSSM(nn.Module):
         return einsum(h, C, "b l h n, b l n -> b l h") + u * self.D
 
     def recurrent(self, u: torch.Tensor) -> torch.Tensor:
-        """The same, one step at a time (the slow reference; what generation would do token by token)."""
+        """The same, one step at a time: the slow reference the scan is tested against."""
         delta, B, C = self.selection(u)
         A = -torch.exp(self.A_log)
         h = u.new_zeros(u.shape[0], *A.shape)  # (B, H, N)
@@ -89,7 +89,7 @@ def init_step_projection(dt_proj: nn.Linear, dt_min: float, dt_max: float):
     """Mamba's start: softplus(dt_proj.bias) log-uniform in [dt_min, dt_max], small random weights."""
     bound = dt_proj.in_features ** -0.5
     nn.init.uniform_(dt_proj.weight, -bound, bound)
-    dt = torch.exp(torch.rand(dt_proj.out_features) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+    dt = torch.exp(log_uniform_step(dt_proj.out_features, dt_min, dt_max))
     dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # the inverse of softplus
 
 

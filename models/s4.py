@@ -7,7 +7,7 @@ kernel K_l = C Ā^l B̄ (l = 0 ... L−1):
     convolution mode  y = K * u + D u                                    the whole sequence at once (`forward`)
 
 The convolution mode computes K once per forward pass, then convolves by FFT in O(L log L); the recurrent
-mode is what generation uses, one token at a time. Tests check that the two agree for every layer here.
+mode is what an SSM would generate with, one token at a time (here it is the reference). Tests check that the two agree for every layer here.
 Each layer has H independent copies of an SSM, one per channel (single input, single output).
 
     S4D (`DiagonalSSM`)      A diagonal. S4D-Real A_n = −(n+1) (N real states); S4D-Lin A_n = −½ + iπn and
@@ -74,7 +74,8 @@ class LTILayer(nn.Module):
 
     def recurrent(self, u: torch.Tensor) -> torch.Tensor:
         """Recurrent mode over a whole sequence, one step at a time: u (B, L, H) -> y (B, L, H). Slow; the
-        reference the convolution mode is tested against, and what generation does one token at a time."""
+        reference the convolution mode is tested against (this project's decoding of these layers reruns the
+        convolution instead: training/module.py's FullRerun)."""
         matrices = self.step_matrices()  # the same at every step: that is what time-invariant means
         state = self.initial_state(u.shape[0])
         outputs = []

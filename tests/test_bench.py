@@ -115,11 +115,20 @@ def test_quick_run_refuses_to_overwrite_the_measured_tables_in_assets(capsys):
     assert {path.name: path.stat().st_mtime_ns for path in ASSETS.glob("bench_*")} == before
 
 
+def test_the_family_section_without_lengths_is_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--sections", "family", "--model-lengths", "--out", str(tmp_path)])
+    assert stopped.value.code == 2 and "--model-lengths for family" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_family_table_has_every_row_of_the_report_with_training_and_inference_times(bench_dir):
     from bench.family import ROWS
 
     rows = table(bench_dir, "bench_family.md")[:len(ROWS)]  # the times; the details table follows
     assert [row["model"] for row in rows] == [name for name, _ in ROWS]
+    from models.family import MODELS
+    assert set(MODELS) <= {config for _, config in ROWS}, "every member of the family has a row"
     for row in rows:
         assert milliseconds(row["training step, L = 32 (ms)"]) > 0 and milliseconds(row["inference, L = 32 (ms)"]) > 0
     text = (bench_dir / "bench_family.md").read_text()

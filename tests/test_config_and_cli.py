@@ -234,6 +234,12 @@ def test_resuming_a_run_whose_config_json_is_corrupt_is_refused(tmp_path, capsys
     assert_one_line_error(status, err, "config.json", "not valid JSON")
 
 
+@pytest.mark.parametrize("option", ["seed", "data_seed"])
+def test_a_negative_seed_is_refused_in_one_line(option, capsys):
+    status, _, err = run_main([f"--{option}", "-1"], capsys)
+    assert_one_line_error(status, err, option, "between 0 and")
+
+
 def test_resuming_a_run_whose_config_json_is_not_an_object_is_refused(tmp_path, capsys):
     run_dir = a_run_directory(tmp_path, "[1]")
     status, _, err = run_main(["--resume", run_dir], capsys)

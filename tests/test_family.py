@@ -112,15 +112,21 @@ def test_a_family_member_trains_through_main_and_its_optimizer_spares_the_ssm_dy
 
 
 @pytest.mark.parametrize("model", ["gated_mlp", "s4_low_rank"])
-def test_decoding_stays_inside_a_length_bound_members_table(model):
-    """[source, EOS, SOS, generated] must fit in max_length: the budget is what is left after the source."""
-    from training.module import greedy_decode, model_budget
+def test_decoding_budget_fills_a_length_bound_members_table_exactly(model):
+    """[source, EOS, SOS, generated] must fit in max_length: the budget is what is left after the source, so
+    that many steps run and one more would not fit."""
+    from training.module import FullRerun, decode_budget, model_budget
 
     member = small(model).eval()  # max_length 32
-    assert model_budget(member, 10) == 32 - 10 - 1
-    assert model_budget(small("s4d_real"), 10) == 2 * 10 + 4  # no table: the full budget
-    source = torch.randint(1, 27, (2, 10))
-    assert greedy_decode(member, source, model_budget(member, 10)).shape[1] <= 21
+    assert model_budget(small("s4d_real"), 10) == decode_budget(10)  # no table: the full budget
+    budget = model_budget(member, 10)
+    decoder = FullRerun(member, torch.randint(1, 27, (2, 10)))
+    token = torch.full((2,), 1)
+    with torch.no_grad():
+        for _ in range(budget):
+            token = decoder.step(token).argmax(dim=-1)
+        with pytest.raises(ValueError, match="raise max_length"):
+            decoder.step(token)
 
 
 def family_options(tmp_path, data, **options) -> list:
@@ -155,3 +161,21 @@ def test_translate_refuses_a_word_whose_translation_does_not_fit_and_decodes_one
     assert err.count("\n") == 1 and "does not fit in this model's tables" in err
     assert main.main(["translate", "--checkpoint", str(run_dir), "at"]) == 0
     assert capsys.readouterr().out.count("\n") == 1
+
+
+@pytest.mark.parametrize("model", ["s4d_lin", "s4d_inv", "s4_low_rank", "mamba_s4d_inv"])
+def test_an_odd_state_size_for_a_member_with_conjugate_pairs_is_refused_in_one_line(model, capsys):
+    import main
+
+    assert main.main(["--model", model, "--state_size", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "state_size must be even" in err
+
+
+@pytest.mark.parametrize("option, value", [("discretization", "bilinear"), ("alpha", "0.3"), ("A_init", "constant")])
+def test_mamba_only_options_given_to_a_family_member_are_refused_not_ignored(option, value, capsys):
+    import main
+
+    assert main.main(["--model", "mamba_s6", f"--{option}", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--{option} applies to --model mamba only" in err

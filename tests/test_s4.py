@@ -144,3 +144,21 @@ def test_gradients_reach_every_parameter_of_every_layer():
         layer(torch.randn(2, 12, CHANNELS)).square().sum().backward()
         missing = [n for n, p in layer.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
         assert not missing, f"{name}: no gradient for {missing}"
+
+
+@pytest.mark.parametrize("init", ["real", "lin", "inv"])
+def test_s4d_discretisation_is_the_zero_order_hold_of_van_loans_matrix_exponential(init):
+    """Oracle: for dx/dt = a x + b u with u held over a step Δ, exp(Δ [[a, b], [0, 0]]) = [[Ā, B̄], [0, 1]]
+    (Van Loan), computed by torch.linalg.matrix_exp in complex128, one 2 × 2 matrix per (channel, state)."""
+    layer = DiagonalSSM(3, state_size=4, init=init, dt_min=0.01, dt_max=0.5)
+    with torch.no_grad():
+        layer.B.copy_(torch.randn_like(layer.B))  # B starts at 1: make the test see where B enters
+        log_a_bar, b_bar = layer.discretized()
+        a = -torch.exp(layer.log_A_real.double())
+        a = torch.complex(a, layer.A_imag.double()) if layer.A_imag is not None else a.to(torch.complex128)
+        delta = torch.exp(layer.log_dt.double())[:, None].expand_as(a)
+        blocks = torch.zeros(*a.shape, 2, 2, dtype=torch.complex128)
+        blocks[..., 0, 0], blocks[..., 0, 1] = delta * a, delta * layer.B.to(torch.complex128)
+        exponential = torch.linalg.matrix_exp(blocks)
+    torch.testing.assert_close(torch.exp(log_a_bar).to(torch.complex128), exponential[..., 0, 0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(b_bar.to(torch.complex128), exponential[..., 0, 1], atol=1e-6, rtol=1e-5)

@@ -86,23 +86,6 @@ def test_synthetic_log_has_one_validation_row_per_epoch(copying_run):
     assert sorted(int(row["epoch"]) for row in rows if row.get("val_acc")) == [0, 1]
 
 
-def test_a_resumed_synthetic_run_counts_the_time_of_both_parts(tmp_path):
-    assert train_through_main(TINY_COPYING + ["--model", "lstm", "--epochs", "1", "--out_dir", tmp_path,
-                                              "--run_name", "r"]) == 0
-    first = json.loads((tmp_path / "r" / "metrics.json").read_text())["train_seconds"]
-    assert train_through_main(["--resume", tmp_path / "r", "--epochs", "2"]) == 0
-    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["train_seconds"] > first
-
-
-def test_resuming_a_synthetic_run_whose_last_checkpoint_is_corrupt_is_refused_in_one_line(tmp_path, capsys):
-    assert train_through_main(TINY_COPYING + ["--model", "lstm", "--epochs", "1", "--out_dir", tmp_path,
-                                              "--run_name", "r"]) == 0
-    (tmp_path / "r" / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
-    capsys.readouterr()
-    status, _, err = run_main(["--resume", tmp_path / "r", "--epochs", "2"], capsys)
-    assert status == 2 and err.count("\n") == 1 and "not a readable checkpoint" in err
-
-
 def test_samples_show_targets_and_answers_at_the_scored_positions(copying_run):
     text = (copying_run / "samples.txt").read_text()
     target_line = next(line for line in text.splitlines() if line.strip().startswith("target"))

@@ -111,6 +111,8 @@ class Config:
             ("alpha", 0 <= self.alpha <= 1, "between 0 and 1"),
             ("dt_min", 0 < self.dt_min <= self.dt_max, "positive and at most dt_max"),
             ("lr", self.lr > 0, "positive"),
+            ("seed", 0 <= self.seed < 2**32, "between 0 and 2**32 - 1"),
+            ("data_seed", 0 <= self.data_seed < 2**32, "between 0 and 2**32 - 1"),
             ("weight_decay", self.weight_decay >= 0, "at least 0"),
             ("grad_clip", self.grad_clip >= 0, "at least 0 (0 turns clipping off)"),
             ("warmup_epochs", self.warmup_epochs >= 0, "at least 0"),
@@ -130,7 +132,21 @@ class Config:
         attends = self.model == "transformer" or (self.model == "hybrid" and self.attention_layers)
         if attends and self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
+        self._check_family()
         self._check_task()
+
+    def _check_family(self):
+        """Refuses what a state-space family member cannot build, and options it would silently ignore."""
+        if self.model not in FAMILY_MODELS:
+            return
+        pairs = self.model.endswith(("s4_low_rank", "s4d_lin", "s4d_inv"))  # complex A: conjugate pairs
+        if pairs and self.state_size % 2:
+            raise ConfigError(f"model {self.model} keeps its states in conjugate pairs: state_size must be even, "
+                              f"got {self.state_size}")
+        for name in ("discretization", "alpha", "A_init"):
+            if getattr(self, name) != OPTION_DEFAULTS[name]:
+                raise ConfigError(f"--{name} applies to --model mamba only; model {self.model} always uses "
+                                  f"{'zero-order hold' if name != 'A_init' else 'its own initial A'}")
 
     def _check_task(self):
         """Refuses a hybrid on Pig Latin, an empty hybrid, and task settings no example can meet."""
@@ -150,6 +166,7 @@ class Config:
 
 
 OPTIONS = {f.name: f for f in dataclasses.fields(Config)}
+OPTION_DEFAULTS = {name: option.default for name, option in OPTIONS.items()}
 
 
 def time_limit(config: Config):
