@@ -73,15 +73,15 @@ class HybridBlock(nn.Module):
 
 
 class TokenModel(nn.Module):
-    """Embeddings (plus sinusoidal positions if asked), a stack of (B, L, H) -> (B, L, H) layers, a final
+    """Embeddings (plus positions, sinusoidal or learned, if asked), a stack of (B, L, H) -> (B, L, H) layers, a final
     LayerNorm and a projection to the vocabulary: token ids (B, L) -> logits (B, L, V)."""
 
     def __init__(self, vocab_size: int, hidden_size: int, layers: list, max_length: int = 0,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, positional: str = "sinusoidal"):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, hidden_size)
         # Attention is blind to order without them; a model without attention gets none (max_length 0).
-        self.positions = PositionalEncoding(hidden_size, max_length) if max_length else None
+        self.positions = PositionalEncoding(hidden_size, max_length, positional) if max_length else None
         self.layers = nn.ModuleList(layers)
         self.norm = nn.LayerNorm(hidden_size)
         self.output = nn.Linear(hidden_size, vocab_size)
@@ -100,19 +100,19 @@ class TokenModel(nn.Module):
 
 
 def causal_transformer(vocab_size: int, hidden_size: int, num_heads: int, num_layers: int, max_length: int,
-                       dropout: float = 0.0) -> TokenModel:
+                       dropout: float = 0.0, positional: str = "sinusoidal") -> TokenModel:
     """A decoder-only Transformer (GPT-style) of `num_layers` causal layers."""
     layers = [causal_transformer_layer(hidden_size, num_heads, dropout) for _ in range(num_layers)]
-    return TokenModel(vocab_size, hidden_size, layers, max_length, dropout)
+    return TokenModel(vocab_size, hidden_size, layers, max_length, dropout, positional)
 
 
 def hybrid(vocab_size: int, hidden_size: int, num_heads: int, blocks: int, attention_layers: int,
            mamba_layers: int, join: str, order: str, max_length: int, dropout: float = 0.0,
-           **block_options) -> TokenModel:
-    """`blocks` HybridBlocks; sinusoidal positions only if there is attention to use them."""
+           positional: str = "sinusoidal", **block_options) -> TokenModel:
+    """`blocks` HybridBlocks; positions only if there is attention to use them."""
     layers = [HybridBlock(hidden_size, num_heads, attention_layers, mamba_layers, join, order, dropout,
                           **block_options) for _ in range(blocks)]
-    return TokenModel(vocab_size, hidden_size, layers, max_length if attention_layers else 0, dropout)
+    return TokenModel(vocab_size, hidden_size, layers, max_length if attention_layers else 0, dropout, positional)
 
 
 class RecurrentTokenModel(nn.Module):

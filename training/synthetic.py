@@ -40,8 +40,8 @@ from models.family import FamilySeq2Seq
 from models.hybrid import RecurrentTokenModel, causal_transformer, hybrid
 from models.mamba import Mamba
 from training.config import FAMILY_MODELS, Config, ConfigError
-from training.module import Seq2SeqModule
-from training.run import (best_and_last, check_accelerator, count_parameters, fit, make_trainer, resume_point,
+from training.module import Seq2SeqModule, eval_mode
+from training.run import (AveragedWeights, best_and_last, check_accelerator, count_parameters, fit, make_trainer, resume_point,
                           run_facts)
 
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -58,12 +58,13 @@ def mamba_options(config: Config) -> dict:
 
 TOKEN_MODELS = {
     "transformer": lambda config, vocab, length: causal_transformer(
-        vocab, config.hidden_size, config.num_heads, config.num_layers, length, config.dropout),
+        vocab, config.hidden_size, config.num_heads, config.num_layers, length, config.dropout, config.positional),
     "mamba": lambda config, vocab, length: Mamba(
         vocab, config.hidden_size, config.num_layers, config.dropout, **mamba_options(config)),
     "hybrid": lambda config, vocab, length: hybrid(
         vocab, config.hidden_size, config.num_heads, config.hybrid_blocks, config.attention_layers,
-        config.mamba_layers, config.hybrid_join, config.hybrid_order, length, config.dropout, **mamba_options(config)),
+        config.mamba_layers, config.hybrid_join, config.hybrid_order, length, config.dropout, config.positional,
+        **mamba_options(config)),
     "lstm": lambda config, vocab, length: RecurrentTokenModel(
         vocab, "lstm", config.hidden_size, config.num_layers, config.dropout),
     "gru": lambda config, vocab, length: RecurrentTokenModel(
@@ -144,13 +145,11 @@ def summarize(totals: dict) -> dict:
 def evaluate(model: nn.Module, examples, batch_size: int = EVAL_BATCH_SIZE) -> dict:
     """{'loss', 'acc', 'seq_acc'} of a model on Examples, in eval mode (no dropout)."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     totals = {}
-    for inputs, targets, _ in DataLoader(as_dataset(examples), batch_size=batch_size):
-        for name, value in score(model(inputs.to(device)), targets.to(device)).items():
-            totals[name] = totals.get(name, 0) + value
-    model.train(was_training)
+    with eval_mode(model):
+        for inputs, targets, _ in DataLoader(as_dataset(examples), batch_size=batch_size):
+            for name, value in score(model(inputs.to(device)), targets.to(device)).items():
+                totals[name] = totals.get(name, 0) + value
     return summarize(totals)
 
 
@@ -214,8 +213,10 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     best, last = best_and_last(run_dir, "val_acc")
     on_gpu = config.accelerator != "cpu" and torch.cuda.is_available()
     # On a GPU some kernels have no deterministic version; say so rather than stop the run.
-    trainer = make_trainer(config, run_dir, [best, last, LearningRateMonitor(logging_interval="epoch")], quiet,
-                           deterministic="warn" if on_gpu else True)
+    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch")]
+    if config.ema_decay:  # validation, and so the best checkpoint, see the averaged weights, as for Pig Latin
+        callbacks.append(AveragedWeights(decay=config.ema_decay))
+    trainer = make_trainer(config, run_dir, callbacks, quiet, deterministic="warn" if on_gpu else True)
     if not quiet:
         print(f"training {config.model} ({count_parameters(module.model):,} parameters) on {config.task} "
               f"(length {seq_len(config)}) on {trainer.strategy.root_device} into {run_dir}", file=sys.stderr)
@@ -224,7 +225,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
 
     best_module = SyntheticModule.load_from_checkpoint(best.best_model_path, map_location=trainer.strategy.root_device)
     val, test = evaluate(best_module.model, splits["val"]), evaluate(best_module.model, splits["test"])
-    write_samples(best_module.model, splits["test"], run_dir / "samples.txt")
+    write_samples(best_module.model, splits["test"], run_dir / "samples.txt", config.num_samples)
     metrics = {
         **{f"val_{name}": value for name, value in val.items()},
         **{f"test_{name}": value for name, value in test.items()},
@@ -238,10 +239,9 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
 @torch.no_grad()
 def write_samples(model: nn.Module, examples, path: Path, count: int = 10):
     """The first test examples: the input, then the scored targets and the model's answers (. = not scored)."""
-    model.eval()
     device = next(model.parameters()).device
-    inputs = torch.from_numpy(examples.inputs[:count]).to(device)
-    guesses = model(inputs).argmax(dim=-1).cpu().numpy()
+    with eval_mode(model):
+        guesses = model(torch.from_numpy(examples.inputs[:count]).to(device)).argmax(dim=-1).cpu().numpy()
     lines = []
     for row, (tokens, targets) in enumerate(zip(examples.inputs[:count], examples.targets[:count])):
         scored = targets != IGNORE
