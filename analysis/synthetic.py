@@ -19,13 +19,19 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-ROW_TITLES = {
-    "copying": "Selective copying (report's setting: L 20, 5 tokens, 4,000 examples)",
-    "recall": "In-context recall (report's setting: L 64, 4,096 examples)",
-    "copying_mad": "Selective copying (MAD's setting: L 256, 16 tokens, 12,800 examples)",
-    "recall_mad": "In-context recall (MAD's setting: L 128, 12,800 examples)",
-}
-MODEL_ORDER = ("transformer", "mamba", "hybrid", "hybrid_null", "hybrid_gated_res", "lstm")
+from bench.synthetic import MODELS, ROWS
+
+
+def row_order(cells) -> list:
+    """The rows these (row, model) cells have: bench.synthetic's in its order, then any other."""
+    present = {row for row, _ in cells}
+    return [row for row in ROWS if row in present] + sorted(present - set(ROWS))
+
+
+def row_title(row: str) -> str:
+    return ROWS[row].title if row in ROWS else row
+
+
 # What the report we start from measured (test accuracy; one seed, lr 5e-4, no search, test-set checkpoint).
 REPORT = {("copying", "transformer"): "0.950", ("copying", "mamba"): "1.000", ("copying", "hybrid"): "0.980-0.998",
           ("recall", "transformer"): "0.757", ("recall", "mamba"): "1.000", ("recall", "hybrid"): "0.968"}
@@ -57,16 +63,20 @@ def spread(values: list) -> str:
 
 
 def models_in_order(chosen: dict) -> list:
-    """The models of MODEL_ORDER first, then any other (a model added to training/synthetic.TOKEN_MODELS)."""
-    others = sorted({model for _, model in chosen} - set(MODEL_ORDER))
-    return list(MODEL_ORDER) + others
+    """bench.synthetic's models, each followed by the rows' variants of it, then any other (a model added to
+    training/synthetic.TOKEN_MODELS)."""
+    order = []
+    for model in MODELS:
+        order += [model] + [label for row in ROWS.values() for label, (base, _) in row.extra.items()
+                            if base == model and label not in order]
+    return order + sorted({model for _, model in chosen} - set(order))
 
 
 def table(results: dict, chosen: dict) -> str:
     """The Markdown table: one line per row and model."""
     lines = ["| setting | model | params | lr (of grid) | seeds | epochs (best) | test acc | test seq acc | "
              "val acc | report |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in ROW_TITLES:
+    for row in row_order(chosen):
         for model in models_in_order(chosen):
             cell = chosen.get((row, model))
             if cell is None:
@@ -132,7 +142,7 @@ def figure(chosen: dict, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [row for row in ROW_TITLES if any(cell[0] == row for cell in chosen)]
+    rows = row_order(chosen)
     figure, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False)
     for axis, row in zip(axes[0], rows):
         for model in models_in_order(chosen):
@@ -145,7 +155,7 @@ def figure(chosen: dict, path: Path):
             line, = axis.plot(epochs, mean, label=f"{model} (lr {cell['lr']:g})")
             axis.fill_between(epochs, [min(v) for v in zip(*padded)], [max(v) for v in zip(*padded)],
                               color=line.get_color(), alpha=0.15)
-        axis.set_title(ROW_TITLES[row].replace(" (", "\n("), fontsize=9)
+        axis.set_title(row_title(row).replace(" (", "\n("), fontsize=9)
         axis.set_xlabel("epoch")
         axis.set_ylim(0, 1.02)
         axis.grid(alpha=0.3)
@@ -166,8 +176,16 @@ def main(argv=None) -> int:
         if not path.is_file():
             print(f"analysis.synthetic: error: {path} not found (python -m bench.synthetic writes it)", file=sys.stderr)
             return 2
-    results = merge([json.loads(Path(path).read_text()) for path in args.results])
-    chosen = choose(results)
+    try:
+        results = merge([json.loads(Path(path).read_text()) for path in args.results])
+        chosen = choose(results)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSON, but not a sweep's results
+        print(f"analysis.synthetic: error: {' '.join(args.results)}: not bench.synthetic results files "
+              f"({type(error).__name__}: {error})", file=sys.stderr)
+        return 2
+    if not results["runs"]:
+        print("analysis.synthetic: error: these results hold no finished run: nothing to tabulate", file=sys.stderr)
+        return 2
     text = machine_line(results) + "\n\n" + table(results, chosen) + "\n"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

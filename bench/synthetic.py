@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ class Row:
 
     config: str  # exps file with {model} in it
     queue: str  # which workers take its jobs: cpu, gpu or mad
+    title: str  # for the table and the figure
     epochs: int = 0  # 0: the config's
     lrs: tuple = LEARNING_RATES
     seeds: tuple = SEEDS
@@ -47,15 +49,19 @@ class Row:
 ROWS = {
     # The report trained copying 50 epochs (its Transformer peaked at epoch 6); 10 is what the device budget
     # allows for 42 runs of batch 8 on one CPU thread each (README says so).
-    "copying": Row("exps/args_selective_copying_{model}.txt", "cpu", epochs=10, extra={
+    "copying": Row("exps/args_selective_copying_{model}.txt", "cpu",
+                   "Selective copying (report's setting: L 20, 5 tokens, 4,000 examples)", epochs=10, extra={
         "hybrid_null": ("hybrid", ["--hybrid_join", "null"]),
         "hybrid_gated_res": ("hybrid", ["--hybrid_join", "gated_res"])}),
-    "recall": Row("exps/args_incontext_recall_{model}.txt", "gpu"),
+    "recall": Row("exps/args_incontext_recall_{model}.txt", "gpu",
+                  "In-context recall (report's setting: L 64, 4,096 examples)"),
     # MAD trains 200 epochs and searches 3 learning rates x 2 weight decays. What fits in the device time: 50
     # epochs (a run stops sooner once it is perfect on validation), 3 seeds, one rate: 2e-3, the one every model
     # chose in the small rows' search (README says so).
-    "copying_mad": Row("exps/args_selective_copying_mad_{model}.txt", "mad", epochs=50, lrs=(2e-3,)),
-    "recall_mad": Row("exps/args_incontext_recall_mad_{model}.txt", "mad", epochs=15, lrs=(2e-3,)),
+    "copying_mad": Row("exps/args_selective_copying_mad_{model}.txt", "mad",
+                       "Selective copying (MAD's setting: L 256, 16 tokens, 12,800 examples)", epochs=50, lrs=(2e-3,)),
+    "recall_mad": Row("exps/args_incontext_recall_mad_{model}.txt", "mad",
+                      "In-context recall (MAD's setting: L 128, 12,800 examples)", epochs=15, lrs=(2e-3,)),
 }
 # Which queues each kind of worker reads, in order: a GPU worker with nothing left of its own helps the others.
 QUEUES = {"cpu": ["cpu"], "gpu": ["gpu", "mad", "cpu"], "mad": ["mad", "gpu", "cpu"]}
@@ -178,10 +184,15 @@ def run_sweep(args) -> int:
     if args.no_variants:
         rows = {name: Row(**{**asdict(row), "extra": {}}) for name, row in rows.items()}
     jobs = with_time_limit(jobs_for(rows, args.epochs, tuple(args.seeds)), args.max_minutes)
+    if not jobs:
+        print("bench.synthetic: error: no runs: none of these rows has the seeds asked for", file=sys.stderr)
+        return 2
     runs_dir = Path(args.runs_dir).resolve()
-    (runs_dir / "claims").mkdir(parents=True, exist_ok=True)
-    jobs_file = runs_dir / "jobs.json"
-    jobs_file.write_text(json.dumps(jobs, indent=1))
+    try:
+        jobs_file = prepare_runs_dir(runs_dir, jobs)
+    except ValueError as error:
+        print(f"bench.synthetic: error: {error}", file=sys.stderr)
+        return 2
     kinds = ["mad"] * args.mad_workers + ["gpu"] * args.gpu_workers + ["cpu"] * args.cpu_workers
     started = time.time()
     workers = [start_worker(kind, jobs_file, runs_dir, runs_dir / f"worker{i}-{kind}.log")
@@ -189,10 +200,12 @@ def run_sweep(args) -> int:
     print(f"{len(jobs)} runs, {len(workers)} workers ({', '.join(kinds)}), deadline {args.deadline:.0f} s", flush=True)
     while any(worker.poll() is None for worker in workers) and time.time() - started < args.deadline:
         time.sleep(2)
+    deadline_hit = False
     for worker in workers:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)  # its own session: the worker and nothing else
             worker.wait()
+            deadline_hit = True
     wall = time.time() - started
     finished, unfinished = collect(jobs, runs_dir)
     failed = [spec["name"] for spec in jobs if (runs_dir / "claims" / spec["name"]).is_dir()
@@ -210,7 +223,30 @@ def run_sweep(args) -> int:
           f"failed); results in {args.out}", flush=True)
     for name in failed:
         print(f"  not finished: {name}", flush=True)
-    return 0
+    # Stopped by the deadline is what a deadline is for; a run that ended without its metrics failed.
+    return 1 if failed and not deadline_hit else 0
+
+
+def prepare_runs_dir(runs_dir: Path, jobs: list) -> Path:
+    """The runs directory ready for `jobs`; returns the file its workers read. A directory reused by a sweep keeps
+    its finished runs (a job of the same name is not run again), so a job of the same name must have the same
+    command line: otherwise a ValueError. A job claimed but not finished (killed at a deadline, or failed)
+    loses its claim and its partial run directory, so that it runs again."""
+    record = runs_dir / "all_jobs.json"  # every job any sweep gave this directory
+    known = {spec["name"]: spec for spec in json.loads(record.read_text())} if record.is_file() else {}
+    for spec in jobs:
+        if spec["name"] in known and known[spec["name"]]["argv"] != spec["argv"]:
+            raise ValueError(f"{runs_dir} already holds {spec['name']} with other settings "
+                             f"({' '.join(known[spec['name']]['argv'])}): give another --runs-dir")
+    (runs_dir / "claims").mkdir(parents=True, exist_ok=True)
+    for spec in jobs:
+        if not (runs_dir / spec["name"] / "metrics.json").is_file():
+            for stale in (runs_dir / "claims" / spec["name"], runs_dir / spec["name"]):
+                shutil.rmtree(stale, ignore_errors=True)
+    record.write_text(json.dumps(list({**known, **{spec["name"]: spec for spec in jobs}}.values()), indent=1))
+    jobs_file = runs_dir / "jobs.json"  # this sweep's jobs: what its workers read
+    jobs_file.write_text(json.dumps(jobs, indent=1))
+    return jobs_file
 
 
 def parse_args(argv):
@@ -236,6 +272,11 @@ def parse_args(argv):
         parser.error("worker counts and --max-minutes must be at least 0, and --deadline positive")
     if not args.worker and args.cpu_workers + args.gpu_workers + args.mad_workers == 0:
         parser.error("no workers: give --cpu-workers, --gpu-workers or --mad-workers")
+    if not args.worker and args.gpu_workers + args.mad_workers:
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--gpu-workers and --mad-workers need a GPU, and torch sees none here")
     return args
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from analysis.synthetic import DEFAULT_RESULTS, choose, drawn_curves, merge, table
-from bench.synthetic import ROWS, Row, jobs_for, read_curves, with_time_limit
+from analysis.synthetic import DEFAULT_RESULTS, choose, drawn_curves, merge, models_in_order, table
+from analysis.synthetic import main as table_main
+from bench.synthetic import ROWS, Row, jobs_for, prepare_runs_dir, read_curves, with_time_limit
+from bench.synthetic import main as sweep_main
 from training.config import build_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +43,7 @@ def test_every_sweep_job_names_a_shipped_config_that_parses():
 
 
 def test_seed_filter_keeps_only_those_seeds():
-    jobs = jobs_for({"copying": Row("exps/args_selective_copying_{model}.txt", "cpu")}, seeds=(2,))
+    jobs = jobs_for({"copying": Row("exps/args_selective_copying_{model}.txt", "cpu", "copying")}, seeds=(2,))
     assert {job["seed"] for job in jobs} == {2} and len(jobs) == 4 * 3
 
 
@@ -133,3 +135,57 @@ def test_readme_quotes_the_committed_table(committed):
     readme = (REPO / "README.md").read_text()
     for line in table(committed, choose(committed)).splitlines()[2:]:
         assert line in readme, f"README lacks the table line: {line}"
+
+
+def test_a_runs_directory_refuses_a_job_of_the_same_name_with_other_settings(tmp_path):
+    jobs = jobs_for({"recall_mad": ROWS["recall_mad"]}, seeds=(0,))
+    prepare_runs_dir(tmp_path, jobs)
+    with pytest.raises(ValueError, match="with other settings"):
+        prepare_runs_dir(tmp_path, with_time_limit(jobs, 5))
+    prepare_runs_dir(tmp_path, jobs)  # the same jobs again: fine
+
+
+def test_a_claimed_job_without_metrics_is_run_again_and_a_finished_one_is_kept(tmp_path):
+    jobs = jobs_for({"recall_mad": ROWS["recall_mad"]}, seeds=(0,))
+    stopped, finished = jobs[0]["name"], jobs[1]["name"]
+    for name in (stopped, finished):
+        (tmp_path / "claims" / name).mkdir(parents=True)
+        (tmp_path / name / "logs").mkdir(parents=True)
+    (tmp_path / finished / "metrics.json").write_text("{}")
+    workers_file = prepare_runs_dir(tmp_path, jobs)
+    assert not (tmp_path / "claims" / stopped).exists() and not (tmp_path / stopped).exists()
+    assert (tmp_path / "claims" / finished).is_dir() and (tmp_path / finished / "metrics.json").is_file()
+    assert json.loads(workers_file.read_text()) == jobs
+
+
+def test_a_sweep_with_no_runs_is_refused_in_one_line(tmp_path, capsys):
+    assert sweep_main(["--rows", "recall_mad", "--seeds", "7", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_workers_without_a_gpu_are_refused_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        sweep_main(["--rows", "recall", "--gpu-workers", "1", "--cpu-workers", "0", "--runs-dir", str(tmp_path)])
+    assert stopped.value.code == 2 and "need a GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["not json", '{"a": 1}', "[1, 2]"])
+def test_a_file_that_is_not_a_sweeps_results_is_refused_in_one_line_and_nothing_is_written(tmp_path, text, capsys):
+    (tmp_path / "results.json").write_text(text)
+    assert table_main([str(tmp_path / "results.json"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_results_without_a_finished_run_are_refused_before_anything_is_written(tmp_path, capsys):
+    empty = {**json.loads((REPO / DEFAULT_RESULTS[0]).read_text()), "runs": []}
+    (tmp_path / "results.json").write_text(json.dumps(empty))
+    assert table_main([str(tmp_path / "results.json"), "--out", str(tmp_path / "out")]) == 2
+    assert "no finished run" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_row_or_model_the_table_does_not_know_still_gets_its_lines():
+    runs = [fake_run("copying_long", "retnet", 1e-3, 0, 0.5, 0.5), fake_run("copying", "hybrid_null", 1e-3, 0, 1, 1)]
+    lines = table({"runs": runs}, choose({"runs": runs})).splitlines()[2:]
+    assert [line.split(" | ")[:2] for line in lines] == [["| copying", "hybrid_null"], ["| copying_long", "retnet"]]
+    assert models_in_order({})[:3] == ["transformer", "mamba", "hybrid"]
