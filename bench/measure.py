@@ -33,6 +33,15 @@ def machine_header(device: str = "cpu") -> str:
             f"threads); GPU: {gpu}; Python {platform.python_version()}, torch {torch.__version__}")
 
 
+def run_directory(output: str, cwd: Path = Path(".")) -> Path:
+    """The run directory a `python main.py` child named on its "run directory:" line. A taken --run_name gets
+    -2, -3, ... (training/run.py: fresh_run_dir), so the name asked for may be an older run's."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("run directory: "):
+            return cwd / line.removeprefix("run directory: ")  # an absolute path stays as it is
+    raise ValueError("main.py's output names no run directory")
+
+
 def synchronize(device: str):
     if device == "cuda":
         torch.cuda.synchronize()

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.measure import machine_header, markdown_table
+from bench.measure import machine_header, markdown_table, run_directory
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SMALL_MAMBA = "exps/args_piglatin_small_mamba.txt"
@@ -67,10 +67,12 @@ def run_one(setting: str, config: str, options: list, seed: int, out_dir: Path, 
     row = {"setting": setting, "config": config, "options": " ".join(options), "seed": seed,
            "wall_seconds": round(wall, 1)}
     if result.returncode:
-        print(f"{name} failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr, flush=True)
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"{name} failed: {last}", file=sys.stderr, flush=True)
         return {**row, "failed": True}
-    metrics = json.loads((out_dir / name / "metrics.json").read_text())
-    with open(out_dir / name / "logs" / "metrics.csv", newline="") as file:
+    run_dir = run_directory(result.stdout, REPOSITORY)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    with open(run_dir / "logs" / "metrics.csv", newline="") as file:
         accuracy = {int(line["epoch"]): float(line["val_word_acc"])
                     for line in csv.DictReader(file) if line.get("val_word_acc")}
     row.update({key: metrics[key] for key in ("val_word_acc", "val_loss", "params", "epochs", "train_seconds",
@@ -190,13 +192,20 @@ def plot(rows: list, path: Path):
     plt.close(figure)
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plan", choices=sorted(PLANS), default="defaults")
     parser.add_argument("--only", default="", help="run only the settings whose name contains this")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+    parser.add_argument("--jobs", type=positive, default=max(1, (os.cpu_count() or 2) - 1),
                         help="runs at once, one thread each (default: one core fewer than there are)")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--out", default="assets", help="folder for sweep_<plan>.csv, .md and .png")
@@ -212,11 +221,15 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.collect:
         rows = collect(Path(args.collect))
+        if not rows:
+            parser.error(f"--collect {args.collect}: no run directories with logs there")
         stem = out / f"sweep_{args.plan}"
         write_csv(rows, stem.with_suffix(".csv"))
         write_report(rows, stem, args.machine or machine_header("cpu"))
         return 0
     if args.replot:
+        if not Path(args.replot).is_file():
+            parser.error(f"--replot {args.replot}: no such file")
         with open(args.replot, newline="") as file:
             rows = list(csv.DictReader(file))
         report = Path(args.replot).with_suffix(".md")
@@ -226,10 +239,13 @@ def main(argv=None) -> int:
 
     work = [(setting, config, options, seed) for seed in args.seeds for setting, config, options in PLANS[args.plan]
             if args.only in setting]  # seed-major: stopped early, every setting still has its first seeds
+    if not work:
+        parser.error(f"no setting of plan {args.plan} has {args.only!r} in its name")
     print(f"{len(work)} runs, {args.jobs} at a time", file=sys.stderr, flush=True)
     stem = out / f"sweep_{args.plan}"
     lock = threading.Lock()
-    with open(stem.with_suffix(".csv"), "w", newline="") as file:
+    partial = stem.with_suffix(".csv.partial")  # the CSV of a finished sweep replaces the old one only at the end
+    with open(partial, "w", newline="") as file:
         writer = csv.DictWriter(file, COLUMNS)
         writer.writeheader()
 
@@ -243,11 +259,15 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
             runs_dir = Path(args.keep_runs or scratch)
             rows = list(pool.map(run_and_record, work))
+    partial.replace(stem.with_suffix(".csv"))
     header = (f"{machine_header('cpu')}; {args.jobs} runs at a time, one thread each; "
               f"seeds {' '.join(map(str, args.seeds))}")
     write_report(rows, stem, header)
     print(f"wrote {stem}.csv, .md and .png", file=sys.stderr)
-    return 0
+    failed = [row for row in rows if row.get("failed")]
+    if failed:
+        print(f"{len(failed)} of {len(rows)} runs failed (their rows say so)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-import platform
 import resource
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from bench.measure import machine_header, run_directory
 
 DEFAULT_CONFIGS = [
     "exps/args_piglatin_small_transformer.txt",
@@ -40,19 +41,6 @@ DEFAULT_CONFIGS = [
 # What the Pig-Latin issues ask of each default config on a 2-core CPU: (minutes, mean word accuracy).
 TARGETS = {"small_transformer": (5, 0.98), "small_mamba": (5, 0.97),
            "large_transformer": (15, 0.99), "large_mamba": (15, 0.99)}
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def machine_header() -> str:
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return (f"Machine: {cpu_name()}, {os.cpu_count()} cores, GPU: {gpu}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def run_one(config: str, seed: int, out_dir: Path, extra: list, one_thread: bool = False) -> dict:
@@ -69,7 +57,7 @@ def run_one(config: str, seed: int, out_dir: Path, extra: list, one_thread: bool
     wall = time.perf_counter() - started
     if result.returncode:
         raise SystemExit(f"{config} failed:\n{result.stderr[-2000:]}")
-    metrics = json.loads((out_dir / run_name / "metrics.json").read_text())
+    metrics = json.loads((run_directory(result.stdout) / "metrics.json").read_text())
     metrics["wall_seconds"] = wall  # peak_memory_mb is the child's own ru_maxrss, from metrics.json
     metrics["cpu_seconds"] = cpu_seconds_of_children() - cpu_before
     metrics["seed"] = seed
@@ -170,7 +158,7 @@ def main(argv=None) -> int:
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             finished = list(pool.map(train, [(config, seed) for config in args.configs for seed in args.seeds]))
     rows = [row for row in finished if row is not None]
-    report = f"{machine_header()}; load average {load_before} before, {load()} after\n\n{table(rows)}\n"
+    report = f"{machine_header('cuda' if torch.cuda.is_available() else 'cpu')}; load average {load_before} before, {load()} after\n\n{table(rows)}\n"
     print(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report)

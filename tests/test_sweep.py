@@ -51,3 +51,30 @@ def test_train_targets_judges_a_config_on_its_mean_accuracy_and_slowest_run():
     assert train_targets.verdict(config, [run, run]).endswith(": met")
     assert "met in CPU time (wall time 6.7 min" in train_targets.verdict(config, [run, slow])
     assert train_targets.verdict(config, [weak, run]).endswith("MISSED (accuracy)")
+
+
+@pytest.mark.parametrize("argv, mentions", [
+    (["--jobs", "0"], "at least 1"),
+    (["--only", "no such setting"], "no setting"),
+    (["--replot", "missing.csv"], "no such file"),
+    (["--collect", "no_runs_here"], "no run directories"),
+])
+def test_a_sweep_given_nothing_to_do_is_refused_in_one_line_and_writes_nothing(argv, mentions, tmp_path, capsys,
+                                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        sweep.main(argv + ["--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and mentions in err and err.strip().splitlines()[-1].startswith("python -m")
+    assert not any((tmp_path / "out").glob("sweep_*"))
+
+
+def test_a_run_is_read_from_the_directory_main_named_not_the_one_asked_for(tmp_path):
+    """A taken --run_name gets -2: reading out_dir/<run_name> would report the older run's metrics."""
+    from bench.measure import run_directory
+
+    output = "training ...\nrun directory: runs/x-seed0-2\nval_word_acc 0.9\n"
+    assert run_directory(output, tmp_path) == tmp_path / "runs" / "x-seed0-2"
+    assert run_directory(f"run directory: {tmp_path}/y\n") == tmp_path / "y"
+    with pytest.raises(ValueError):
+        run_directory("no such line\n")
