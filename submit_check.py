@@ -21,7 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from analysis.figures import read_markdown_table
 from analysis.runs import LEARNED_POSITIONS, MAMBA, TRANSFORMER
+from training.config import ConfigError, read_config_file
 
 ROOT = Path(__file__).resolve().parent
 WRITEUP_HEADING = "## Your writeup"
@@ -184,8 +186,10 @@ def planned_epochs(root: Path, model: str, dataset: str):
     config = root / "exps" / f"args_piglatin_{dataset}_{model}.txt"
     if not config.is_file():
         return None, config
-    match = re.search(r"^epochs\s+(\d+)", config.read_text(encoding="utf-8"), re.M)
-    return (int(match.group(1)) if match else None), config
+    try:  # main.py's own reader: every form it accepts (epochs 150, epochs=150, --epochs 150)
+        return read_config_file(config).get("epochs"), config
+    except ConfigError:
+        return None, config  # main.py refuses this file itself; not this check's to judge
 
 
 def why_short(root: Path, model: str, data: str, epochs: int):
@@ -199,22 +203,13 @@ def why_short(root: Path, model: str, data: str, epochs: int):
     return None
 
 
-def markdown_table(text: str) -> list[dict]:
-    """The rows of the first Markdown table in `text`, as header -> cell."""
-    rows = [line.strip().strip("|").split("|") for line in text.splitlines() if line.strip().startswith("|")]
-    if len(rows) < 2:
-        return []
-    header = [cell.strip() for cell in rows[0]]
-    return [dict(zip(header, (cell.strip() for cell in row))) for row in rows[2:]]
-
-
 def short_run_figures(root: Path) -> list[str]:
     """The curves' table (assets/results.md, written with them) and the runs the notebooks read, checked
     for runs too short to show: one line per short run."""
     problems = []
     results = root / "assets" / "results.md"
     if results.is_file():
-        for row in markdown_table(results.read_text(encoding="utf-8")):
+        for row in read_markdown_table(results.read_text(encoding="utf-8")):
             try:
                 reason = why_short(root, row["model"], row["data"], int(row["epochs"]))
             except (KeyError, ValueError):
@@ -256,7 +251,9 @@ def unanswered_cells(root: Path) -> list[str]:
         shown = path.relative_to(root)
         try:
             cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        except (ValueError, KeyError) as error:
+            if not all(isinstance(cell, dict) for cell in cells):
+                raise TypeError("a cell that is not an object")
+        except (ValueError, KeyError, TypeError) as error:
             problems.append(f"{shown}: is not a readable notebook ({type(error).__name__}): restore it with git")
             continue
         for number, cell in enumerate(cells, 1):
@@ -313,7 +310,12 @@ def main(argv=None) -> int:
     if not (root / "README.md").is_file():
         print(f"submit_check: error: {root} has no README.md: run it in your assignment repository", file=sys.stderr)
         return 2
-    found = problems(root)
+    try:
+        found = problems(root)
+    except UnicodeDecodeError as error:  # a README or model file saved in another encoding
+        print(f"submit_check: error: a file here is not UTF-8 text ({error.reason} at byte {error.start}): "
+              "save README.md and models/*.py as UTF-8", file=sys.stderr)
+        return 2
     for line in found:
         print(line)
     if found:

@@ -109,6 +109,15 @@ def results_table(runs: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_markdown_table(text: str) -> list[dict]:
+    """The rows of the first Markdown table in `text` (results_table's, or bench's), as {column: cell}."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    if len(lines) < 2:
+        return []
+    columns = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(columns, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
+
+
 def write_figures(runs: list, out: Path) -> list:
     """curves_<model>.png for each model and results.md; returns the paths written."""
     import matplotlib

@@ -112,12 +112,3 @@ def markdown_table(columns: list[str], rows: list[list], align: str = None) -> s
              "| " + " | ".join("---" if a == "l" else "---:" for a in align) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def read_markdown_table(text: str) -> list[dict]:
-    """The rows of the first Markdown table in `text`, as {column: cell} (for tests and for re-plotting)."""
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    if len(lines) < 2:
-        return []
-    columns = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    return [dict(zip(columns, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]

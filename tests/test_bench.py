@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import main
-from bench.measure import read_markdown_table
+from analysis.figures import read_markdown_table
 
 pytestmark = [pytest.mark.usefixtures("single_torch_thread"), pytest.mark.needs_solution]
 

@@ -68,12 +68,15 @@ def write(root: Path, path: str, content):
 
 
 def results_table(*rows) -> str:
-    """assets/results.md as python -m analysis.figures writes it, one row per (model, run, data, epochs)."""
-    lines = ["| model | run | data | hidden | params | epochs | best epoch | val loss | val word acc | train time "
-             "| s / epoch | device |", "| --- " * 3 + "| ---: " * 8 + "| --- |"]
-    lines += [f"| {model} | `{run}` | {data} | 64 | 239,325 | {epochs} | {epochs - 1} | 0.0114 | 0.9812 | 7.2 min "
-              f"| 2.87 | cpu |" for model, run, data, epochs in rows]
-    return "\n".join(lines) + "\n"
+    """assets/results.md as python -m analysis.figures writes it (its own results_table), one run per
+    (model, run, data, epochs)."""
+    from analysis.figures import Run
+    from analysis.figures import results_table as written_by_figures
+
+    metrics = {"params": 239_325, "val_loss": 0.0114, "val_word_acc": 0.9812, "train_seconds": 432}
+    return written_by_figures([Run(Path(run), {"model": model, "data": f"data/pig_latin_{data}.txt", "hidden_size": 64},
+                                   {**metrics, "epochs": epochs, "best_epoch": epochs - 1}, {})
+                               for model, run, data, epochs in rows])
 
 
 def commit(root: Path):
@@ -184,6 +187,28 @@ def test_curves_from_a_run_cut_below_a_quarter_of_its_configs_epochs_are_reporte
                 f"exps/args_piglatin_small_transformer.txt: the curves and this table come from it; rerun "
                 f"python -m analysis.figures runs/transformer_* runs/mamba_* --out assets/ on your full runs"]
     assert problems(repo) == (expected if short else [])
+
+
+@pytest.mark.parametrize("line", ["epochs=150", "--epochs 150", "epochs 150  # the default"])
+def test_the_configs_epochs_are_read_in_every_form_main_py_accepts(repo, line):
+    write(repo, "exps/args_piglatin_small_transformer.txt", f"model transformer\n{line}\n")
+    write(repo, "assets/results.md", results_table(("transformer", "transformer_small_h64", "small", 37)))
+    commit(repo)
+    assert [problem.split(": the curves")[0] for problem in problems(repo)] == [
+        "assets/results.md: run `transformer_small_h64` trained 37 of the 150 epochs of "
+        "exps/args_piglatin_small_transformer.txt"]
+
+
+def test_a_readme_that_is_not_utf8_is_refused_in_one_line(repo, capsys):
+    (repo / "README.md").write_bytes((repo / "README.md").read_text().encode("utf-8") + "caf\xe9".encode("latin-1"))
+    assert main(["--repo", str(repo)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_notebook_whose_cells_are_not_cells_is_reported_as_unreadable(repo):
+    write(repo, "notebooks/attention.ipynb", {"cells": ["oops"], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    commit(repo)
+    assert problems(repo) == ["notebooks/attention.ipynb: is not a readable notebook (TypeError): restore it with git"]
 
 
 def test_curves_without_their_results_table_are_reported(repo):
