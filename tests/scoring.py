@@ -250,7 +250,8 @@ def score(scorer: Scorer, finished: bool = True) -> dict:
     rows = []
     for row in scorer.graded.values():
         if row["outcome"] is None:
-            why = "did not run: the session ended first (its time limit?)" if finished else "has not run yet"
+            why = ("did not run: the session ended first (its time limit?)" if finished else
+                   "had not finished when this score was written: if the run ends here, it was stopped")
             row = {**row, "outcome": "not run", "message": why}
         rows.append({**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0})
     others = scorer.others.values()

@@ -189,3 +189,42 @@ def test_a_session_stopped_early_scores_the_tests_it_never_reached_as_zero(tmp_p
     assert (score["total"], score["max"], score["complete"]) == (1.0, 6.0, False)
     outcomes = {row["name"]: (row["outcome"], row["earned"]) for row in score["tests"]}
     assert outcomes["test_never_reached"] == ("not run", 0.0)
+
+
+KILLED = '''
+import os
+import signal
+
+import pytest
+
+
+@pytest.mark.points(1, readme="Q9 Demo")
+def test_first():
+    pass
+
+
+@pytest.mark.points(2, readme="Q9 Demo")
+def test_kills_the_process():
+    os.kill(os.getpid(), signal.SIGKILL)  # as a job's time limit or the out-of-memory killer would
+
+
+@pytest.mark.points(3, readme="Q9 Demo")
+def test_never_reached():
+    pass
+'''
+
+
+def test_a_session_killed_outright_leaves_the_points_earned_before(tmp_path):
+    """No hook runs after SIGKILL: what is left is the score written after the last graded test."""
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["scoring"]\n')
+    (tmp_path / "test_q9_killed.py").write_text(KILLED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--score-json",
+                             str(tmp_path / "s.json"), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == -9
+    score = json.loads((tmp_path / "s.json").read_text())
+    assert (score["total"], score["max"], score["finished"]) == (1.0, 6.0, False)
+    outcomes = {row["name"]: (row["outcome"], row["earned"]) for row in score["tests"]}
+    assert outcomes["test_kills_the_process"] == ("not run", 0.0) == outcomes["test_never_reached"]
+    assert not (tmp_path / "s.json.partial").exists()
