@@ -287,3 +287,23 @@ def test_the_grader_answers_a_stand_in_only_for_the_running_targets_callees_and_
     ]
     for name, params, config, args in refused:
         assert not replied(answer(0, *stand_in_request(name, params, config, args))), name
+
+
+
+def test_the_grader_refuses_a_stand_in_over_any_size_limit_and_answers_one_just_under():
+    """A scan (no attention-work bound applies) with one tensor past each limit: a sequence longer than
+    LENGTH_LIMIT, a tensor past ELEMENT_LIMIT, a request past TOTAL_LIMIT in tensors each under the rest."""
+    import torch
+
+    answer = checks.stand_in_server([Call("mamba:MambaBlock.selective_scan", None, [])])
+
+    def scan(*shape, count=2):
+        return replied(answer(0, *stand_in_request("mamba:pscan", {}, {}, [torch.zeros(shape) for _ in range(count)])))
+
+    assert scan(1, checks.LENGTH_LIMIT, 2)
+    assert not scan(1, checks.LENGTH_LIMIT + 1, 2)
+    assert not scan(1, 8, checks.ELEMENT_LIMIT // 8 + 1)
+    width = checks.TOTAL_LIMIT // 64  # 8 tensors of 8 x width: TOTAL_LIMIT exactly, each under ELEMENT_LIMIT
+    assert 8 * (width + 1) <= checks.ELEMENT_LIMIT
+    assert scan(1, 8, width, count=8)
+    assert not scan(1, 8, width + 1, count=8)
