@@ -14,7 +14,7 @@ import time
 import torch
 
 from bench.measure import markdown_table, mean_std
-from bench.models import model_variants
+from bench.models import mean_and_std, model_variants
 from data.datamodule import PigLatinDataModule
 from data.vocab import VOCAB
 from training.config import build_config
@@ -50,11 +50,6 @@ def decoding_times(module: Seq2SeqModule, pairs: list, start=start_decoding) -> 
                 token = decoder.step(token).argmax(dim=-1)
             times.append(time.perf_counter() - begin)
     return times
-
-
-def mean_and_std(values: list) -> tuple[float, float]:
-    values = torch.tensor(values, dtype=torch.float64)
-    return values.mean().item(), values.std().item() if len(values) > 1 else 0.0
 
 
 MAMBA = "exps/args_piglatin_small_mamba.txt"
