@@ -199,12 +199,18 @@ def stopped_by_time(trainer: L.Trainer) -> bool:
 
 def check_accelerator(config: Config):
     """`--accelerator gpu` on a machine without one: one line, before the run directory exists."""
-    if config.accelerator == "gpu" and not torch.cuda.is_available():
+    if config.accelerator == "gpu" and not (torch.cuda.is_available() or torch.backends.mps.is_available()):
         raise ConfigError("accelerator=gpu, but torch finds no GPU here (use --accelerator auto or cpu)")
 
 
+def device_label(trainer: L.Trainer) -> str:
+    """Where a run trained, for metrics.json: the GPU's name, or cpu (mps on a Mac)."""
+    device = trainer.strategy.root_device
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
 def run_facts(config: Config, trainer: L.Trainer, best: ModelCheckpoint, model: torch.nn.Module,
-              train_seconds: float, device: str) -> dict:
+              train_seconds: float) -> dict:
     """What metrics.json says of every run besides its scores: size, epochs, time, memory, where it ran."""
     return {
         "params": count_parameters(model),
@@ -214,7 +220,7 @@ def run_facts(config: Config, trainer: L.Trainer, best: ModelCheckpoint, model: 
         "seconds_per_epoch": round(train_seconds / max(1, trainer.current_epoch), 3),
         "stopped_by_time": stopped_by_time(trainer),
         "peak_memory_mb": round(peak_memory_mb(), 1),
-        "device": device,
+        "device": device_label(trainer),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
@@ -268,7 +274,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
         "val_loss": scores["val_loss"],
         "val_word_acc": decoded_accuracy,
         "val_word_acc_teacher_forced": scores["val_word_acc"],
-        **run_facts(config, trainer, best, best_module.model, train_seconds, str(trainer.strategy.root_device)),
+        **run_facts(config, trainer, best, best_module.model, train_seconds),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return run_dir

@@ -229,8 +229,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     metrics = {
         **{f"val_{name}": value for name, value in val.items()},
         **{f"test_{name}": value for name, value in test.items()},
-        **run_facts(config, trainer, best, best_module.model, train_seconds,
-                    torch.cuda.get_device_name() if on_gpu else "cpu"),
+        **run_facts(config, trainer, best, best_module.model, train_seconds),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return run_dir
