@@ -1,5 +1,5 @@
 """Instructor-only tools: release the student template and the hidden solution, and the mutant corpus
-that proves the graded tests can fail. Never shipped to students (see grading.template.INSTRUCTOR_ONLY).
+that proves the graded tests can fail. Never shipped to students (see grading.publish.template.INSTRUCTOR_ONLY).
 
     python -m grading release OUT      the two-branch repository: main = template, solution = reference
     python -m grading regrade SUBMISSION... --out DIR   the grade of record: public + hidden tests, sandboxed
@@ -7,7 +7,7 @@ that proves the graded tests can fail. Never shipped to students (see grading.te
     python -m grading mutants          which graded tests catch each plausible student mistake
 
 The course, from a folder COURSE holding roster.csv (INSTRUCTOR.md, section 8):
-    python -m grading rubric           check grading/rubric.toml and the README's points
+    python -m grading rubric           check grading/course/rubric.toml and the README's points
     python -m grading collect COURSE --deadline WHEN   fetch the roster's repositories, with lateness
     python -m grading scores COURSE    the scores files of the items graded by hand
     python -m grading similarity COURSE   pairs of submissions whose own code is alike

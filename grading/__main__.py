@@ -8,8 +8,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def command_release(args) -> int:
-    from grading.release import ReleaseError, release
-    from grading.template import TemplateError
+    from grading.publish.release import ReleaseError, release
+    from grading.publish.template import TemplateError
 
     try:
         release(REPO, Path(args.out), check=not args.no_check)
@@ -20,8 +20,8 @@ def command_release(args) -> int:
 
 
 def run_regrade(args, out: Path):
-    from grading.regrade import regrade
-    from grading.sandbox import Limits
+    from grading.regrade.run import regrade
+    from grading.regrade.sandbox import Limits
 
     limits = Limits(call_seconds=args.timeout, startup_seconds=args.startup_limit, run_seconds=args.time_limit,
                     memory_mb=args.memory, output_mb=args.output_limit)
@@ -30,7 +30,7 @@ def run_regrade(args, out: Path):
 
 
 def command_regrade(args) -> int:
-    from grading.regrade import RegradeError
+    from grading.regrade.run import RegradeError
 
     try:
         run_regrade(args, Path(args.out))
@@ -41,10 +41,10 @@ def command_regrade(args) -> int:
 
 
 def command_review(args) -> int:
-    from grading.regrade import RegradeError
-    from grading.review import ReviewError, build_site
-    from grading.rubric import RubricError
-    from grading.submissions import SubmissionError, check_paths
+    from grading.regrade.run import RegradeError
+    from grading.course.review import ReviewError, build_site
+    from grading.course.rubric import RubricError
+    from grading.regrade.submissions import SubmissionError, check_paths
 
     site = Path(args.out)
     try:
@@ -62,7 +62,7 @@ def command_review(args) -> int:
 
 
 def command_mutants(args) -> int:
-    from grading.mutants import run_corpus
+    from grading.publish.mutants import run_corpus
 
     return run_corpus(verbose=True)
 
@@ -71,7 +71,7 @@ def command_mutants(args) -> int:
 
 
 def load_rubric(args):
-    from grading import rubric
+    from grading.course import rubric
 
     return rubric.load(Path(args.rubric) if getattr(args, "rubric", None) else rubric.RUBRIC, REPO)
 
@@ -84,19 +84,19 @@ def refused(command: str, error: Exception) -> int:
 
 
 def course_errors():
-    from grading.course import CourseError
-    from grading.export import ExportError
-    from grading.roster import RosterError
-    from grading.rubric import RubricError
-    from grading.scores import ScoresError
-    from grading.similarity import SimilarityError
-    from grading.submissions import SubmissionError
+    from grading.course.gradebook import CourseError
+    from grading.course.export import ExportError
+    from grading.course.roster import RosterError
+    from grading.course.rubric import RubricError
+    from grading.course.scores import ScoresError
+    from grading.course.similarity import SimilarityError
+    from grading.regrade.submissions import SubmissionError
 
     return (CourseError, ExportError, RosterError, RubricError, ScoresError, SimilarityError, SubmissionError)
 
 
 def course_folder(text: str) -> Path:
-    from grading.roster import RosterError
+    from grading.course.roster import RosterError
 
     course = Path(text)
     if not (course / "roster.csv").is_file():
@@ -105,7 +105,7 @@ def course_folder(text: str) -> Path:
 
 
 def command_rubric(args) -> int:
-    from grading import rubric
+    from grading.course import rubric
 
     try:
         loaded = load_rubric(args)
@@ -125,7 +125,7 @@ def command_rubric(args) -> int:
 
 
 def command_collect(args) -> int:
-    from grading import roster
+    from grading.course import roster
 
     try:
         course = course_folder(args.course)
@@ -138,14 +138,14 @@ def command_collect(args) -> int:
 
 
 def roster_names(course: Path) -> list[str]:
-    from grading import roster
+    from grading.course import roster
 
     return [student.student for student in roster.read_roster(course)]
 
 
 def command_scores(args) -> int:
-    from grading import scores
-    from grading.course import read_results, test_names
+    from grading.course import scores
+    from grading.course.gradebook import read_results, test_names
 
     try:
         course = course_folder(args.course)
@@ -169,8 +169,8 @@ def command_scores(args) -> int:
 
 
 def command_request(args) -> int:
-    from grading import scores
-    from grading.course import read_results, test_names
+    from grading.course import scores
+    from grading.course.gradebook import read_results, test_names
 
     try:
         course = course_folder(args.course)
@@ -184,10 +184,10 @@ def command_request(args) -> int:
 
 
 def command_similarity(args) -> int:
-    from grading import similarity
-    from grading.release import shipped_files
-    from grading.submissions import MODEL_FILES
-    from grading.template import make_template
+    from grading.course import similarity
+    from grading.publish.release import shipped_files
+    from grading.regrade.submissions import MODEL_FILES
+    from grading.publish.template import make_template
 
     try:
         course = course_folder(args.course)
@@ -206,7 +206,7 @@ def command_similarity(args) -> int:
 
 
 def command_gradebook(args) -> int:
-    from grading import course as course_module
+    from grading.course import gradebook as course_module
 
     try:
         course_module.write_all(course_folder(args.course), load_rubric(args))
@@ -216,8 +216,9 @@ def command_gradebook(args) -> int:
 
 
 def command_export(args) -> int:
-    from grading import course as course_module
-    from grading import export, roster
+    from grading.course import gradebook as course_module
+    from grading.course import export
+    from grading.course import roster
 
     try:
         course = course_folder(args.course)
@@ -232,7 +233,7 @@ def command_export(args) -> int:
 
 
 def command_feedback(args) -> int:
-    from grading import export
+    from grading.course import export
 
     try:
         problems = export.publish(course_folder(args.course), load_rubric(args), push=args.push)
@@ -247,7 +248,7 @@ def add_course_commands(commands):
         if course:
             parser.add_argument("course", metavar="COURSE", help="the course folder: roster.csv and what the course "
                                                                  "commands write (INSTRUCTOR.md, section 8)")
-        parser.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/rubric.toml)")
+        parser.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/course/rubric.toml)")
         parser.set_defaults(run=run)
         return parser
 
@@ -336,7 +337,7 @@ def main(argv=None) -> int:
                                                         "(default: regrade them now into DIR/grades)")
     review.add_argument("--scores", metavar="DIR", help="the instructor's scores files (COURSE/scores), shown in "
                                                         "each page's rubric panel")
-    review.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/rubric.toml)")
+    review.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/course/rubric.toml)")
     add_regrade_options(review)
     review.set_defaults(run=command_review)
     mutants = commands.add_parser("mutants", help="run the graded tests against every mutant and correct "

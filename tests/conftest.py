@@ -1,12 +1,12 @@
 """Fixtures shared by the tests that train models or run main.py: a tiny dataset, one torch thread;
-and the autograder's plugin (tests/scoring.py: points, short failure reports, the score table)."""
+and the autograder's plugin (autograde/plugin.py: points, short failure reports, the score table)."""
 
 import pytest
 import torch
 
 from data.pig_latin import to_pig_latin
 
-pytest_plugins = ["scoring"]
+pytest_plugins = ["autograde.plugin"]
 
 # 8 onsets x 5 vowels x 3 codas = 120 distinct words that reach every branch of the rule:
 # vowel-initial ("an"), single consonants ("bin"), clusters ("strump") and "qu" ("quack").

@@ -1,4 +1,4 @@
-"""What a failed graded test tells the student (tests/graded/harness.py): expected, got, where, the
+"""What a failed graded test tells the student (autograde/harness.py): expected, got, where, the
 tolerance, and, where the comparison can tell, the likely mistake — a constant factor such as √d, a
 transposition, a lost sign, what a named mistake would have given, right only for short sequences or in
 float64 only. Hidden tests show no values."""
@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from graded.harness import Case, compare, summarise_cases
+from autograde.harness import Case, compare, summarise_cases
 
 TOLERANCE = {"atol": 1e-6, "rtol": 1e-5}
 

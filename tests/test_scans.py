@@ -8,7 +8,7 @@ values and gradients.
 import pytest
 import torch
 
-from graded.probe import CountTorchCalls
+from autograde.probe import CountTorchCalls
 from models import mamba
 from models.mamba import SCANS, MambaBlock, pair_scan, sscan
 from training.config import build_config

@@ -1,4 +1,4 @@
-"""The autograder's plugin (tests/scoring.py): points add up to the assignment's, the score table and
+"""The autograder's plugin (autograde/plugin.py): points add up to the assignment's, the score table and
 its JSON, short failure reports, and skips for tests that need the finished models."""
 
 import importlib.util
@@ -51,7 +51,7 @@ def test_graded_points_add_up_to_the_assignment():
 DEMO = '''
 import pytest
 import torch
-from scoring import expect_close
+from autograde.plugin import expect_close
 
 
 def unwritten(x):
@@ -97,7 +97,7 @@ def test_plain_stub_still_fails():
 def demo_run(tmp_path_factory):
     """pytest on a demo suite with the plugin: (exit status, output, score JSON)."""
     directory = tmp_path_factory.mktemp("demo")
-    (directory / "conftest.py").write_text('pytest_plugins = ["scoring"]\n')
+    (directory / "conftest.py").write_text('pytest_plugins = ["autograde.plugin"]\n')
     (directory / "test_q9_demo.py").write_text(textwrap.dedent(DEMO))
     score = directory / "score.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]), "OMP_NUM_THREADS": "1"}
@@ -180,7 +180,7 @@ def test_never_reached():
 
 
 def test_a_session_stopped_early_scores_the_tests_it_never_reached_as_zero(tmp_path):
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["scoring"]\n')
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["autograde.plugin"]\n')
     (tmp_path / "test_q9_stopped.py").write_text(STOPPED)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--score-json", str(tmp_path / "s.json"),
@@ -216,7 +216,7 @@ def test_never_reached():
 
 def test_a_session_killed_outright_leaves_the_points_earned_before(tmp_path):
     """No hook runs after SIGKILL: what is left is the score written after the last graded test."""
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["scoring"]\n')
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["autograde.plugin"]\n')
     (tmp_path / "test_q9_killed.py").write_text(KILLED)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--score-json",

@@ -128,7 +128,7 @@ def test_a_model_function_still_a_stub_is_named_with_its_readme_section(repo):
 def test_the_stub_the_release_writes_is_the_stub_the_check_looks_for():
     if not (ROOT / "grading" / "template.py").is_file():
         pytest.skip("grading/ makes the student template; the template itself leaves it out")
-    from grading.template import Region
+    from grading.publish.template import Region
 
     _, stub = Region("models/mamba.py", "MambaBlock.ssm", "Q2.3 Mamba block", 0, 1, "        ").stub()
     match = submit_check.STUB.search(stub)

@@ -1,7 +1,7 @@
 """Q1 Transformer, graded: 5 points.
 
 Each test runs one function you write (its *target*) on inputs and parameters of its own, and compares
-the result with a trusted oracle (tests/graded/oracles.py): PyTorch's `scaled_dot_product_attention`,
+the result with a trusted oracle (autograde/oracles.py): PyTorch's `scaled_dot_product_attention`,
 the positional-encoding formula, or the composition the README describes. While the target runs, every
 other function you write is replaced by its oracle, so a mistake in one function costs points only in
 the tests that run that function. Every parameter is moved off its initial value first (two LayerNorms
@@ -11,8 +11,8 @@ then differ), and every module has dropout 0.5 but runs in eval mode (so dropout
 import pytest
 import torch
 
-from graded import oracles
-from graded.oracles import sub
+from autograde import oracles
+from autograde.oracles import sub
 
 ATTENTION = "Q1.1 Multi-head attention"
 ENCODER = "Q1.2 Encoder"

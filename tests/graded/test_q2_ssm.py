@@ -1,6 +1,6 @@
 """Q2 State-space models, graded: 5 points (discretisation 1, parallel scan 1, Mamba block 3).
 
-The oracles (tests/graded/oracles.py): the closed forms of the discretisations, the scan and the
+The oracles (autograde/oracles.py): the closed forms of the discretisations, the scan and the
 selective SSM written as plain loops over time in float64, and the block from its own parameters. As in
 Q1, each test runs one function you write while every other one is replaced by its oracle, and every
 parameter (A_log, D, the norms' weights included) is moved off its initial value first. Everything runs in
@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graded import oracles
-from graded.probe import SPY_SCALE, SPY_SCAN
+from autograde import oracles
+from autograde.probe import SPY_SCALE, SPY_SCAN
 
 DISCRETISATION = "Q2.1 Discretisation"
 SCAN = "Q2.2 Parallel scan"

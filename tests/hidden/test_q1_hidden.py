@@ -10,7 +10,7 @@ shows shapes and sizes, never the hidden inputs' values.
 import pytest
 import torch
 
-from graded import oracles
+from autograde import oracles
 from graded.test_q1_transformer import ATTENTION, DECODER, DROPOUT, ENCODER, MHA, mask_problem
 
 FLOAT64 = {"atol": 1e-10, "rtol": 1e-9}  # float32 anywhere on the way misses by ~1e-7

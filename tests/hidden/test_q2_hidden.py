@@ -10,7 +10,7 @@ one. The oracles are the public tests' own; a failure shows shapes and sizes, ne
 import pytest
 import torch
 
-from graded import oracles
+from autograde import oracles
 from graded.test_q2_ssm import (
     BLOCK,
     DISCRETISATION,

@@ -15,8 +15,8 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-from grading.mutants import ALTERNATIVES
-from grading.template import find_regions
+from grading.publish.mutants import ALTERNATIVES
+from grading.publish.template import find_regions
 from synthetic_submissions import WRITEUP, commit, make_submission, reference
 
 DEADLINE = "2026-10-01 23:59 +0000"

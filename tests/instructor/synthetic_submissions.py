@@ -16,8 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grading.mutants import HIDDEN_ONLY_MUTANTS
-from grading.template import find_regions
+from grading.publish.mutants import HIDDEN_ONLY_MUTANTS
+from grading.publish.template import find_regions
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDENT = ["-c", "user.name=A Student", "-c", "user.email=student@example.invalid"]
@@ -193,8 +193,8 @@ if _probe is not None:
 
 # The test's own oracles, imported by the student's functions (they pass in the student's own pytest).
 ORACLE_CHEATS = {
-    "causal_mask": ["from graded import oracles", "return oracles.causal_mask(query_length, key_length, device)"],
-    "EncoderLayer.forward": ["from graded import oracles, probe",
+    "causal_mask": ["from autograde import oracles", "return oracles.causal_mask(query_length, key_length, device)"],
+    "EncoderLayer.forward": ["from autograde import oracles, probe",
                              "return oracles.encoder_layer(probe._params(self), probe.config_of(self), x)"],
 }
 

@@ -2,7 +2,7 @@
 (tests/instructor/semester.py: honest, partly right, late, and two who copied each other with renamed variables)
 whose repositories are local bare repositories standing in for GitHub; collect → regrade → scores by hand →
 similarity → gradebook → Canvas export → feedback branches → a regrade request. The totals are worked out by
-hand below, from the rubric (grading/rubric.toml), not recomputed with the code under test. (Instructor-only.
+hand below, from the rubric (grading/course/rubric.toml), not recomputed with the code under test. (Instructor-only.
 About a minute and a half on two cores: one regrade of five submissions.)"""
 
 import csv

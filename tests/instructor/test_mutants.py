@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from grading.mutants import ALTERNATIVES, HIDDEN_ONLY_MUTANTS, MUTANTS, corpus_jobs, run_variants
-from grading.template import find_regions
+from grading.publish.mutants import ALTERNATIVES, HIDDEN_ONLY_MUTANTS, MUTANTS, corpus_jobs, run_variants
+from grading.publish.template import find_regions
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDENT_FILES = {"models.transformer": ROOT / "models" / "transformer.py", "models.mamba": ROOT / "models" / "mamba.py"}

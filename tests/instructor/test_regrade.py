@@ -183,7 +183,7 @@ def test_gradebook_has_a_row_per_student_and_a_column_per_test_and_progress_was_
 
 
 def test_a_gradebook_cell_never_starts_a_spreadsheet_formula():
-    from grading.gradebook import cell
+    from grading.regrade.results import cell
 
     assert [cell(text) for text in ("=HYPERLINK(\"x\")", "+1", "-2", "@SUM(A1)", "alice", 3.5)] == \
         ["'=HYPERLINK(\"x\")", "'+1", "'-2", "'@SUM(A1)", "alice", "3.5"]
@@ -221,7 +221,7 @@ def test_bad_submissions_are_refused_in_one_line_each_before_anything_runs(tmp_p
 
 
 def test_too_many_files_or_a_writeup_file_past_its_cap_is_refused_or_skipped_before_it_is_read(tmp_path, monkeypatch):
-    from grading import submissions
+    from grading.regrade import submissions
 
     repo = tmp_path / "alice"
     subprocess.run(["git", "init", "-q", str(repo)], check=True)

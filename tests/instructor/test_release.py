@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grading.release import ReleaseError, release
+from grading.publish.release import ReleaseError, release
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +50,7 @@ def test_instructor_only_files_are_on_neither_branch_and_the_autograder_is_on_bo
         files = files_on(repo, branch)
         assert not [f for f in files if f.startswith(("grading/", "tests/instructor/", "tests/hidden/", ".ci/"))
                     or f == "INSTRUCTOR.md"]
-        assert {".github/workflows/autograde.yml", "requirements-grading.txt", "tests/scoring.py",
+        assert {".github/workflows/autograde.yml", "requirements-grading.txt", "autograde/plugin.py",
                 "tests/graded/test_q1_transformer.py", "tests/graded/test_q2_ssm.py"} <= files
 
 

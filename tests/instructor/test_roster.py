@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from grading import export, roster, rubric, scores, similarity
+from grading.course import export
+from grading.course import roster
+from grading.course import rubric
+from grading.course import scores
+from grading.course import similarity
 from synthetic_submissions import ROOT
 
 DEADLINE = datetime(2026, 10, 1, 23, 59, tzinfo=timezone.utc)
@@ -249,7 +253,7 @@ def test_a_student_with_nothing_to_grade_gets_zero_and_needs_no_scores(tmp_path,
 
 
 def test_a_test_that_passes_after_a_regrade_is_listed_with_its_outcomes_or_the_staffs_answer():
-    from grading import course
+    from grading.course import gradebook as course
 
     loaded = rubric.load()
 

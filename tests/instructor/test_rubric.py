@@ -1,4 +1,4 @@
-"""The rubric (grading/rubric.toml): it adds up, the README shows its points, and a rubric that is wrong in any
+"""The rubric (grading/course/rubric.toml): it adds up, the README shows its points, and a rubric that is wrong in any
 way is refused with one line per problem. (Instructor-only; seconds.)"""
 
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from grading import rubric
+from grading.course import rubric
 from synthetic_submissions import ROOT
 
 GOOD = rubric.RUBRIC.read_text()
@@ -85,6 +85,6 @@ def test_a_rubric_that_is_not_toml_is_refused_with_its_line(tmp_path):
 
 
 def test_the_rubric_stays_out_of_the_student_release():
-    from grading.template import is_instructor_only
+    from grading.publish.template import is_instructor_only
 
-    assert is_instructor_only("grading/rubric.toml"), "its grading guides are for the course staff only"
+    assert is_instructor_only("grading/course/rubric.toml"), "its grading guides are for the course staff only"

@@ -1,4 +1,4 @@
-"""The sandbox the regrade runs student code in, attacked from the inside (grading/sandbox.py).
+"""The sandbox the regrade runs student code in, attacked from the inside (grading/regrade/sandbox.py).
 
 Each test puts hostile statements at the start of one student function, runs a call of it through the
 real path (grading/checks.run_calls: bubblewrap, seccomp, limits, the judge's clock), and checks from
@@ -17,11 +17,12 @@ import time
 
 import pytest
 
-from grading import checks, sandbox
+from grading.regrade import judge as checks
+from grading.regrade import sandbox
 from synthetic_submissions import ROOT, with_first_lines
 
 sys.path.insert(0, str(ROOT / "tests"))
-from graded.probe import Call  # noqa: E402
+from autograde.probe import Call  # noqa: E402
 
 FAST = sandbox.Limits(call_seconds=5, startup_seconds=90, run_seconds=120, output_mb=8, log_kb=64)
 T = "models/transformer.py"
@@ -73,7 +74,7 @@ def test_no_instructor_file_no_oracle_and_no_hidden_test_is_visible_inside(tmp_p
     secret = tmp_path / "secret.txt"
     secret.write_text("the grades")
     paths = [str(ROOT / "models" / "transformer.py"), str(ROOT / "tests" / "hidden" / "test_q1_hidden.py"),
-             str(ROOT / "tests" / "graded" / "oracles.py"), str(secret), "/etc/shadow", os.path.expanduser("~/.bashrc")]
+             str(ROOT / "autograde" / "oracles.py"), str(secret), "/etc/shadow", os.path.expanduser("~/.bashrc")]
     outcomes, _, log = run_attack(tmp_path, report(f'''
 for path in {paths!r}:
     try:
@@ -81,22 +82,23 @@ for path in {paths!r}:
         found[path] = "read"
     except Exception as error:
         found[path] = type(error).__name__
-for name in ("graded.oracles", "oracles", "graded.harness", "grading", "hidden", "scoring"):
+for name in ("autograde.oracles", "oracles", "autograde.harness", "grading", "hidden", "autograde.plugin"):
     try:
         __import__(name)
         found[name] = "imported"
     except Exception as error:
         found[name] = type(error).__name__
 found["/sandbox"] = sorted(os.listdir("/sandbox"))
-found["/sandbox/tests/graded"] = sorted(os.listdir("/sandbox/tests/graded"))
+found["/sandbox/autograde"] = sorted(os.listdir("/sandbox/autograde"))
 '''))
     seen = findings(log)
     assert outcomes[0].meta["status"] == "ok"
     assert all(seen[path] in ("FileNotFoundError", "PermissionError") for path in paths), seen
-    assert all(seen[name] == "ModuleNotFoundError" for name in ("graded.oracles", "oracles", "graded.harness",
-                                                                 "grading", "hidden", "scoring")), seen
-    assert seen["/sandbox"] == ["models", "probe_main.py", "tests"]
-    assert seen["/sandbox/tests/graded"] == ["probe.py"]
+    assert all(seen[name] == "ModuleNotFoundError" for name in ("autograde.oracles", "oracles",
+                                                                 "autograde.harness", "grading", "hidden",
+                                                                 "autograde.plugin")), seen
+    assert seen["/sandbox"] == ["autograde", "models", "probe_main.py"]
+    assert seen["/sandbox/autograde"] == ["__init__.py", "probe.py"]
 
 
 def test_writes_reach_nothing_outside_and_nothing_of_the_sandboxes_own_files(tmp_path):
@@ -254,7 +256,7 @@ def test_the_regrade_refuses_in_one_line_where_the_sandbox_cannot_run(tmp_path):
 
 
 def stand_in_request(name: str, params: dict, config: dict, args: list) -> tuple[dict, bytes]:
-    from graded import probe
+    from autograde import probe
 
     packer = probe.Packer()
     request = {"event": "stand-in", "name": name, "config": packer.value(config), "args": packer.value(args),

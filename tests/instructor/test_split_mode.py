@@ -1,6 +1,6 @@
 """The graded tests give the same verdicts both ways they run: in the student's process under pytest, and
 split between the judge and the sandbox in the regrade (one definition, two runners). Checked on mutants
-and correct alternatives from the corpus (grading/mutants.py), spliced into the model files as a student
+and correct alternatives from the corpus (grading/publish/mutants.py), spliced into the model files as a student
 would write them, and on inputs drawn with the regrade's secret. (Instructor-only; about a minute.)"""
 
 import inspect
@@ -8,8 +8,9 @@ import textwrap
 
 import pytest
 
-from grading import regrade, sandbox
-from grading.mutants import ALTERNATIVES, HIDDEN_ONLY_MUTANTS, MUTANTS, _resolve, run_variants
+from grading.regrade import run as regrade
+from grading.regrade import sandbox
+from grading.publish.mutants import ALTERNATIVES, HIDDEN_ONLY_MUTANTS, MUTANTS, _resolve, run_variants
 from synthetic_submissions import ROOT
 
 CHOSEN = ["values-projected-from-the-key", "encoder-layer-norms-exchanged", "decoder-positions-not-added",

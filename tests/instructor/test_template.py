@@ -9,8 +9,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from grading.release import score_problems
-from grading.template import (
+from grading.publish.release import score_problems
+from grading.publish.template import (
     TemplateError,
     find_regions,
     is_instructor_only,
@@ -141,7 +141,7 @@ def test_leak_check_finds_a_solution_line_in_a_notebook_output_and_in_a_python_f
 
 
 @pytest.mark.parametrize("path, only_for_instructors", [
-    ("grading/release.py", True), ("tests/instructor/test_release.py", True), ("INSTRUCTOR.md", True),
+    ("grading/publish/release.py", True), ("tests/instructor/test_release.py", True), ("INSTRUCTOR.md", True),
     ("tests/hidden/test_more.py", True), (".ci/run", True), ("tests/graded/test_q1_transformer.py", False),
     ("models/mamba.py", False), (".github/workflows/autograde.yml", False), ("gradingnotes.md", False),
 ])

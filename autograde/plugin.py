@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from graded.harness import Case, GradedFailure, compare
+from autograde.harness import Case, GradedFailure, compare
 
 TOTAL_POINTS = 10
 
 
 # --- comparing tensors ----------------------------------------------------------------------------------
-# Graded tests compare through their `case` (tests/graded/harness.py); these helpers serve other checks.
+# Graded tests compare through their `case` (autograde/harness.py); these helpers serve other checks.
 
 
 def fail(message: str):
@@ -66,7 +66,7 @@ def pytest_configure(config):
 
 @pytest.fixture
 def case(request) -> Case:
-    """A graded test's access to the student's code (tests/graded/harness.py), run in this process."""
+    """A graded test's access to the student's code (autograde/harness.py), run in this process."""
     hidden = Path(str(request.node.fspath)).parent.name == "hidden"
     return Case(getattr(request.node, "originalname", None) or request.node.name, run_now=True, hidden=hidden)
 

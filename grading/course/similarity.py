@@ -29,8 +29,8 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from grading import submissions
-from grading.submissions import MODEL_FILES
+from grading.regrade import submissions
+from grading.regrade.submissions import MODEL_FILES
 
 NOISE = 25  # k: characters of filtered tokens in a fingerprint (copydetect's default noise threshold)
 THRESHOLD = 0.5

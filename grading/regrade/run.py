@@ -2,13 +2,13 @@
 
 Student code computes; a process that never imports it judges.
 
-- The judge (this process) collects the instructor's graded tests, public and hidden (grading/checks.py),
+- The judge (this process) collects the instructor's graded tests, public and hidden (grading/regrade/judge.py),
   and runs each once with a case that records its calls of the student's code and computes the expected
   values from the oracles.
-- For each submission, its commit is read straight from git and checked (grading/submissions.py: plain
+- For each submission, its commit is read straight from git and checked (grading/regrade/submissions.py: plain
   paths, no links, size caps) before anything is written. Only its two model files are used to compute:
   they go, with the template's other model files and the probe, into a folder the sandbox sees read-only
-  (grading/sandbox.py: bubblewrap, seccomp, limits, a wall clock measured here).
+  (grading/regrade/sandbox.py: bubblewrap, seccomp, limits, a wall clock measured here).
 - The public tests' calls run in one sandbox and the hidden tests' in another, so code that sees a hidden
   input can never put it into a public test's output. The sandbox sends back tensors; the judge compares
   them and writes every message itself.
@@ -21,7 +21,6 @@ whose commit, instructor tests, probe, template and limits are unchanged (the ke
 file, which student code never reaches).
 """
 
-import ast
 import hashlib
 import json
 import queue
@@ -35,16 +34,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
-from grading import checks, gradebook, sandbox, submissions
-from grading.release import shipped_files
-from grading.submissions import MODEL_FILES, Submission, SubmissionError, blob_id
-from grading.template import make_template
-
-# What a model file may import without a flag for the instructor's review (the grade never depends on it).
-USUAL_IMPORTS = {"torch", "einops", "math", "functools", "itertools", "typing", "dataclasses", "collections",
-                 "numbers", "__future__", "models"}
-UNUSUAL_CALLS = {"exec", "eval", "compile", "__import__", "open", "globals", "vars", "breakpoint", "input"}
-
+from grading.publish.release import shipped_files
+from grading.regrade import judge, results, sandbox, submissions
+from grading.regrade.flags import review_flags
+from grading.regrade.submissions import MODEL_FILES, Submission, SubmissionError, blob_id
+from grading.publish.template import make_template
 
 class RegradeError(Exception):
     """The regrade cannot start: said in one line per problem."""
@@ -89,37 +83,6 @@ def digest(*parts) -> str:
     return value.hexdigest()
 
 
-# --- what a model file does that deserves a look ------------------------------------------------------------
-
-
-def review_flags(files: dict[str, bytes]) -> list[str]:
-    """Imports and calls a model file has no need for (the sandbox stops what they could do; the flag says
-    that someone tried, for the instructor to read the code)."""
-    flags = []
-    for path in MODEL_FILES:
-        if path not in files:
-            continue
-        try:
-            tree = ast.parse(files[path].decode("utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            for name in names:
-                if name.split(".")[0] not in USUAL_IMPORTS:
-                    flags.append(f"{path}:{node.lineno} imports {name}")
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in UNUSUAL_CALLS:
-                flags.append(f"{path}:{node.lineno} calls {node.func.id}()")
-            if isinstance(node, ast.Attribute) and node.attr.startswith("__") and node.attr not in (
-                    "__init__", "__name__", "__class__", "__call__"):
-                flags.append(f"{path}:{node.lineno} reaches {node.attr}")
-    return sorted(set(flags))
-
-
 # --- the class -----------------------------------------------------------------------------------------------
 
 
@@ -139,10 +102,10 @@ class Regrade:
         self.base = instructor_base(self.repo)
         self.release = release_blobs(self.repo, self.base, release)
         try:
-            self.checks = checks.collect(self.repo)
+            self.checks = judge.collect(self.repo)
             self.plans = queue.SimpleQueue()  # a plan holds one submission's outcomes at a time: one per worker
-            self.plans.put([checks.plan(check, self.secret) for check in self.checks])
-        except checks.CheckError as error:
+            self.plans.put([judge.plan(check, self.secret) for check in self.checks])
+        except judge.CheckError as error:
             raise RegradeError(str(error)) from None
         if not self.checks:
             raise RegradeError(f"{self.repo}/tests holds no graded test")
@@ -152,7 +115,7 @@ class Regrade:
         self.key_parts = [digest(*(path.read_bytes() for path in tests)),
                           digest(*(content for _, content in sorted(self.models.items()))),
                           digest(*((self.repo / p).read_bytes() for p in sandbox.PROBE_FILES),
-                                 Path(sandbox.__file__).read_bytes(), Path(checks.__file__).read_bytes()),
+                                 Path(sandbox.__file__).read_bytes(), Path(judge.__file__).read_bytes()),
                           json.dumps(asdict(limits))]
         self.work = Path(tempfile.mkdtemp(prefix="regrade-"))
         self.work.chmod(0o755)
@@ -174,14 +137,14 @@ class Regrade:
         try:
             cases = self.plans.get_nowait()
         except queue.Empty:
-            cases = [checks.plan(check, self.secret) for check in self.checks]
+            cases = [judge.plan(check, self.secret) for check in self.checks]
         notes, logs = [], []
 
         def run(hidden: bool):
             calls = [result for case in cases if case.hidden == hidden for result in case.results
                      if result.call is not None]
             deadline = time.monotonic() + self.limits.run_seconds
-            outcomes, run_notes, log = checks.run_calls([result.call for result in calls], folder, self.limits,
+            outcomes, run_notes, log = judge.run_calls([result.call for result in calls], folder, self.limits,
                                                         self.program, deadline)
             for result, outcome in zip(calls, outcomes):
                 result.outcome = outcome
@@ -193,7 +156,7 @@ class Regrade:
                 for run_notes, log in pool.map(run, (False, True)):
                     notes += run_notes
                     logs.append(log)
-            verdicts = {check.name: checks.judge(check, case, sources) for check, case in zip(self.checks, cases)}
+            verdicts = {check.name: judge.judge(check, case, sources) for check, case in zip(self.checks, cases)}
         finally:
             for case in cases:
                 for result in case.results:
@@ -203,11 +166,11 @@ class Regrade:
         return verdicts, notes, b"\n".join(logs)
 
     def grade(self, submission: Submission) -> dict:
-        """The submission's results (see gradebook.summarise), from the cache when nothing changed."""
-        tests = checks.describe(self.checks)
+        """The submission's results (see results.summarise), from the cache when nothing changed."""
+        tests = judge.describe(self.checks)
         flags = submissions.tamper_flags(submission.tree, self.release) if submission.commit else []
         if submission.problem:
-            return gradebook.summarise(submission, tests, {}, flags, [], submission.notes, 0.0, key="",
+            return results.summarise(submission, tests, {}, flags, [], submission.notes, 0.0, key="",
                                        problem=submission.problem)
         key = self.key(submission)
         previous = self.out / "results" / f"{submission.name}.json"
@@ -222,7 +185,7 @@ class Regrade:
         verdicts, notes, log = self.compute(submission.name, submission.files)
         (self.out / "logs").mkdir(parents=True, exist_ok=True)
         (self.out / "logs" / f"{submission.name}.log").write_bytes(log)
-        return gradebook.summarise(submission, tests, verdicts, flags, review_flags(submission.files),
+        return results.summarise(submission, tests, verdicts, flags, review_flags(submission.files),
                                    submission.notes + notes, time.monotonic() - started, key=key)
 
     def check_reference(self):
@@ -241,26 +204,26 @@ class Regrade:
         self.log(f"regrading {len(paths)} submission{'s' if len(paths) != 1 else ''}, {jobs} at a time, "
                  f"{len(self.checks)} graded tests; {self.isolation}")
         self.check_reference()
-        results = {}
-        tests = checks.describe(self.checks)
+        graded = {}
+        tests = judge.describe(self.checks)
 
         def grade_one(path: Path) -> dict:
             submission = submissions.read(path, ref, deadline)
             try:
                 return self.grade(submission)
             except Exception as error:  # a bug of the grader's must not stop the class: the row says it
-                return gradebook.summarise(submission, tests, {}, [], [], [], 0.0, key="",
+                return results.summarise(submission, tests, {}, [], [], [], 0.0, key="",
                                            problem=f"the grader failed ({type(error).__name__}: {error})")
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(grade_one, path): path for path in paths}
             for done, future in enumerate(as_completed(futures), start=1):
                 result = future.result()
-                results[result["name"]] = result
-                gradebook.write_student(self.out, result)  # written at once: an interrupted class loses nothing
-                self.log(f"[{done}/{len(paths)}] {gradebook.progress_line(result)}")
-        ordered = [results[name] for name in sorted(results)]
-        gradebook.write_gradebook(self.out / "gradebook.csv", ordered, tests)
+                graded[result["name"]] = result
+                results.write_student(self.out, result)  # written at once: an interrupted class loses nothing
+                self.log(f"[{done}/{len(paths)}] {results.progress_line(result)}")
+        ordered = [graded[name] for name in sorted(graded)]
+        results.write_gradebook(self.out / "gradebook.csv", ordered, tests)
         self.log(f"wrote {self.out / 'gradebook.csv'} and {len(ordered)} feedback files in {self.out / 'feedback'}")
         return ordered
 

@@ -10,7 +10,7 @@ trusted answer, so a test of the encoder layer measures your encoder layer, not 
 in one function costs points only in the tests that run that function. Where a stand-in's answer comes
 from is `BACKEND`'s business:
 
-- under pytest in your process, from tests/graded/oracles.py, right here;
+- under pytest in your process, from autograde/oracles.py, right here;
 - in the course staff's regrade, from the grader, outside the sandbox your code runs in: the sandbox holds
   no oracle at all, and the grader answers only for the functions the running test's target calls
   (`CALLEES`). The calls arrive one at a time on standard input, and what they gave leaves as tensors
@@ -59,7 +59,7 @@ CALLEES = {
 GIVEN_SCANS = ("sscan", "pair_scan", "_PairScan", "_scan_forward", "_scan_backward")
 
 # name, params (a module's state dict, or None), config (a few attributes), args -> the trusted answer.
-# Set by tests/graded/harness.py (oracles, in this process) or by `serve` (the grader, over the pipe).
+# Set by autograde/harness.py (oracles, in this process) or by `serve` (the grader, over the pipe).
 BACKEND = None
 
 

@@ -7,7 +7,7 @@ compared, what was expected, what came out, where and by how much they differ, t
 the comparison can tell, the likely mistake.
 
 - Under pytest, in your process (`python -m pytest tests/graded`), every call runs at once
-  (tests/graded/probe.py) and the verdict comes when the test function returns.
+  (autograde/probe.py) and the verdict comes when the test function returns.
 - In the course staff's regrade, the same function runs in the grader's process without your code: the
   calls are only recorded, sent as data to a sandbox that runs them on your code and sends back tensors,
   and the verdict is reached outside the sandbox, from the values alone. Nothing your code does inside
@@ -28,11 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-try:
-    from graded import oracles, probe
-except ImportError:  # the sandbox puts tests/graded itself on the path
-    import oracles
-    import probe
+from autograde import oracles, probe
 
 README_SECTION = re.compile(r"README: (.+)")
 
@@ -398,7 +394,7 @@ class Case:
         if self.run_now:
             result.outcome = probe.execute(call)
             if isinstance(result.outcome.exception, NotImplementedError):
-                raise result.outcome.exception  # pytest names the stub (tests/scoring.py)
+                raise result.outcome.exception  # pytest names the stub (autograde/plugin.py)
         return result
 
     def source(self, target: str) -> "Value":

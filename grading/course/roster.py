@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from grading.rubric import Late
+from grading.course.rubric import Late
 
 STUDENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
 COLUMNS = ("student", "repository", "name", "canvas_id", "sis_user_id", "sis_login_id", "section", "extension_days")

@@ -33,10 +33,10 @@ from markdown_it import MarkdownIt
 from mdit_py_plugins.anchors import anchors_plugin
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 
-from grading import submissions
-from grading.template import TOTAL_POINTS
+from grading.regrade import submissions
+from grading.publish.template import TOTAL_POINTS
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KATEX = REPO / "node_modules" / "katex" / "dist"
 STATIC = Path(__file__).with_name("review_static")
 
@@ -256,8 +256,8 @@ def answer_html(source: str) -> str:
 def rubric_panel(rubric, files: dict, readme_html: str, marks=None, problems: tuple = ()) -> str:
     """Each rubric item beside the student's work for it: a link to the README section, or the notebook's
     answer cell (cleaned Markdown, math typeset); with the instructor's points and comments (`marks`,
-    grading.scores.Scores) and the rubric's grading guide. Everything shown is escaped or cleaned."""
-    from grading.rubric import cells_of
+    grading.course.scores.Scores) and the rubric's grading guide. Everything shown is escaped or cleaned."""
+    from grading.course.rubric import cells_of
 
     notebooks = {}
     rows = []
@@ -330,7 +330,7 @@ def write_student_files(folder: Path, files: dict):
 
 def build_site(paths: list[Path], grades: Path, site: Path, log=print, rubric=None, scores: Path = None) -> Path:
     """Writes the site for these submissions from the regrade output in `grades`; returns its index. With a
-    rubric (grading.rubric.Rubric), each page has the rubric panel, with the points and comments of the
+    rubric (grading.course.rubric.Rubric), each page has the rubric panel, with the points and comments of the
     scores files in `scores` when given."""
     results = []
     for path in paths:
@@ -356,7 +356,7 @@ def build_site(paths: list[Path], grades: Path, site: Path, log=print, rubric=No
         if rubric is not None:
             marks, problems = None, []
             if scores is not None and (scores / f"{result['name']}.toml").is_file():
-                from grading.scores import parse
+                from grading.course.scores import parse
 
                 marks, problems = parse(scores / f"{result['name']}.toml", rubric,
                                         {row["name"] for row in result.get("tests", [])})

@@ -5,7 +5,7 @@ few attributes the computation needs, see `config_of`), never the module itself,
 both ways the graded tests run:
 
 - in your process (`python -m pytest`), where they give the expected values and stand in for the other
-  functions you write while one of them is tested (tests/graded/probe.py: a mistake in one function then
+  functions you write while one of them is tested (autograde/probe.py: a mistake in one function then
   costs points in that function's tests only);
 - in the course staff's regrade, where they compute the expected values in a process that never imports
   your code, from the same parameters and inputs your code was given.
@@ -18,10 +18,7 @@ than any float32 answer it is compared with. The attention oracle is PyTorch's o
 import torch
 import torch.nn.functional as F
 
-try:
-    from graded.probe import SPY_SCALE, SPY_SCAN
-except ImportError:
-    from probe import SPY_SCALE, SPY_SCAN
+from autograde.probe import SPY_SCALE, SPY_SCAN
 
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, as the given __init__ creates them
 RMS_NORM_EPS = 1e-5  # nn.RMSNorm(hidden_size, eps=1e-5) in the given ResidualBlock and Mamba
@@ -224,7 +221,7 @@ def residual_block(params: dict, config: dict, x: torch.Tensor) -> torch.Tensor:
     return (f64(x) + mixer(sub(params, "mixer"), config, rms_norm(params, "norm", f64(x)))).to(x.dtype)
 
 
-# --- the stand-ins' answers (tests/graded/probe.py: CALLEES) ---------------------------------------------------
+# --- the stand-ins' answers (autograde/probe.py: CALLEES) ---------------------------------------------------
 
 
 def answer(name: str, params: dict, config: dict, args: list):

@@ -24,10 +24,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from grading import course as course_module
-from grading import roster
-from grading.gradebook import cell
-from grading.rubric import Rubric
+from grading.course import gradebook as course_module
+from grading.course import roster
+from grading.regrade.results import cell
+from grading.course.rubric import Rubric
 
 FEEDBACK_BRANCH = "feedback"
 MESSAGE = "Feedback from the course staff"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from grading.rubric import Rubric
+from grading.course.rubric import Rubric
 
 
 class ScoresError(Exception):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GRADED, HIDDEN = REPO / "tests" / "graded", REPO / "tests" / "hidden"
 # student module -> its question's test files: the public graded tests, then the hidden ones
 QUESTION_FILES = {
@@ -489,7 +489,7 @@ def _run_items(items) -> dict:
                                      "outcome": "passed", "message": ""})
         if failed and row["outcome"] == "passed":
             row["outcome"], row["message"] = "failed", str(failed[0].longrepr)
-    from graded.harness import TARGETS_RUN
+    from autograde.harness import TARGETS_RUN
 
     tests = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0,
               "targets": sorted(TARGETS_RUN.get(row["name"], ()))} for row in rows.values()]

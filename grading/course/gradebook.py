@@ -22,9 +22,10 @@ import json
 import math
 from pathlib import Path
 
-from grading import roster, scores
-from grading.gradebook import cell
-from grading.rubric import Rubric
+from grading.course import roster
+from grading.course import scores
+from grading.regrade.results import cell
+from grading.course.rubric import Rubric
 
 PUBLISHED = "published.json"
 

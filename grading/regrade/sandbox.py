@@ -1,6 +1,6 @@
 """The sandbox a submission's code computes in, from the kernel: bubblewrap, seccomp and resource limits.
 
-Student code runs only in `probe_main.py` (tests/graded/probe.py) inside `bwrap`, which gives it
+Student code runs only in `probe_main.py` (autograde/probe.py) inside `bwrap`, which gives it
 
 - new mount, PID, network, IPC and UTS namespaces: no network at all, no view of other processes; and
   never root, not even outside: uid 65534 with no capabilities (by a user namespace when an ordinary user
@@ -42,9 +42,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-PROBE_FILES = ("tests/graded/probe.py",)  # the only code of ours in the sandbox: no oracle, no test
+REPO = Path(__file__).resolve().parents[2]
+PROBE_FILES = ("autograde/__init__.py", "autograde/probe.py")  # the only code of ours in the sandbox: no oracle, no test
 SANDBOX_ROOT = "/sandbox"  # where the submission's folder appears inside
 INSTALL_HINT = ("Debian/Ubuntu: sudo apt-get install bubblewrap; then python -m pip install -r "
                 "requirements-dev.txt")
@@ -207,7 +206,7 @@ def write_probe_folder(folder: Path, models: dict[str, bytes]):
     """The sandbox's folder: the template's models/ with the student's files on top, and the probe (which
     holds no oracle and no expected value: stand-ins are answered from outside)."""
     (folder / "models").mkdir(parents=True, exist_ok=True)
-    (folder / "tests" / "graded").mkdir(parents=True, exist_ok=True)
+    (folder / "autograde").mkdir(parents=True, exist_ok=True)
     for path, content in models.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_bytes(content)
@@ -217,8 +216,8 @@ def write_probe_folder(folder: Path, models: dict[str, bytes]):
         shutil.copyfile(REPO / path, folder / path)
     (folder / "probe_main.py").write_text(
         "import sys\n"
-        f"sys.path[:0] = [{SANDBOX_ROOT!r}, {SANDBOX_ROOT + '/tests/graded'!r}]\n"
-        "import probe\n"
+        f"sys.path[:0] = [{SANDBOX_ROOT!r}]\n"
+        "from autograde import probe\n"
         "sys.exit(probe.sandbox_main())\n")
     for path in [folder, *folder.rglob("*")]:  # readable by the sandbox's uid, whoever grades
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grading.template import TOTAL_POINTS, is_instructor_only, leaks, make_template, secret_lines
+from grading.publish.template import TOTAL_POINTS, is_instructor_only, leaks, make_template, secret_lines
 
 AUTHOR = ["-c", "user.name=Assignment release", "-c", "user.email=release@example.invalid"]
 

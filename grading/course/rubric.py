@@ -1,4 +1,4 @@
-"""`python -m grading rubric`: the assignment's points, from one file the instructor edits (grading/rubric.toml).
+"""`python -m grading rubric`: the assignment's points, from one file the instructor edits (grading/course/rubric.toml).
 
 The rubric gives points to the graded tests as a whole (the regrade's test points, scaled) and to each item
 graded by hand: the README's writeup sections W1–W9, the notebooks' answer cells, the bonus; and it sets the
@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RUBRIC = Path(__file__).with_name("rubric.toml")
 WRITEUP = "\n## Your writeup\n"
 BEGIN, END = "<!-- rubric: begin (python -m grading rubric --update-readme writes this table) -->", "<!-- rubric: end -->"

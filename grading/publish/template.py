@@ -21,7 +21,7 @@ MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN T
 
 # Never shipped to students, on either branch: the grading tools and their tests, hidden tests,
 # instructor documents, and this development repository's own CI.
-TOTAL_POINTS = 10  # what the graded tests must be worth (tests/scoring.py checks the same)
+TOTAL_POINTS = 10  # what the graded tests must be worth (autograde/plugin.py checks the same)
 
 INSTRUCTOR_ONLY = ("grading/", "tests/instructor/", "tests/hidden/", "INSTRUCTOR.md", ".ci/")
 

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from grading.template import TOTAL_POINTS
+from grading.publish.template import TOTAL_POINTS
 
 WORST_FIRST = ("crashed", "timeout", "failed", "not run", "skipped", "passed")
 

@@ -1,8 +1,8 @@
 """The judge: the graded tests (public and hidden) run in the grader's process, without the student's code.
 
-Each graded test is a function of a `case` (tests/graded/harness.py). Here it runs once per regrade with a
+Each graded test is a function of a `case` (autograde/harness.py). Here it runs once per regrade with a
 case that only *records* the calls it makes of the student's code, and computes its expected values from
-the oracles at once. The calls go, as data, to the sandbox (grading/sandbox.py); what comes back (tensors,
+the oracles at once. The calls go, as data, to the sandbox (grading/regrade/sandbox.py); what comes back (tensors,
 and a few validated facts such as "it raised a TypeError at line 12") is put into the recorded calls, and
 the same test's expectations give the verdict and the message. This process imports the instructor's
 tests and the trusted copy of the models (for the given `__init__`s), never a submission's files.
@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from grading import sandbox
+from grading.regrade import sandbox
 
 TEST_FOLDERS = ("graded", "hidden")  # under tests/
 NAME = re.compile(r"(output(\.\d{1,2}){0,2}|read\.[A-Za-z_][A-Za-z0-9_]{0,40}|grad\.\d{1,2})(::re|::im)?")
@@ -64,7 +64,7 @@ def collect(repo: Path) -> list[Check]:
 def plan(check: Check, secret: int):
     """The check's case with its calls recorded (not run) and its expected values computed, its inputs
     drawn with `secret` (see harness.Case)."""
-    from graded.harness import Case
+    from autograde.harness import Case
 
     case = Case(check.name, run_now=False, hidden=check.hidden, secret=secret)
     try:
@@ -102,7 +102,7 @@ def load_tensors(blob, any_names: bool = False) -> dict:
     "read.x", "grad.i"; a stand-in request's are the sender's references, checked when used)."""
     from safetensors.torch import load
 
-    from graded.probe import from_real
+    from autograde.probe import from_real
 
     if not blob:
         return {}
@@ -176,7 +176,7 @@ def stand_in_server(calls: list):
 
     import torch
 
-    from graded import oracles, probe
+    from autograde import oracles, probe
 
     refusal = probe.frame(json.dumps({"type": "stand-in", "ok": False}).encode()) + probe.frame(b"")
 
@@ -214,7 +214,7 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
     import json
     import time
 
-    from graded.probe import STUDENT_FILES, Outcome, encode_call, frame
+    from autograde.probe import STUDENT_FILES, Outcome, encode_call, frame
 
     outcomes, notes, logs, skip = [None] * len(calls), [], [], set()
     pending, attempts, barren = list(range(len(calls))), 0, 0
@@ -259,8 +259,8 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
 
 def judge(check: Check, case, sources: dict) -> Verdict:
     """The verdict on a planned case whose calls have their outcomes."""
-    from graded.harness import SourceResult
-    from graded.probe import Outcome, function_source
+    from autograde.harness import SourceResult
+    from autograde.probe import Outcome, function_source
 
     statuses = set()
     for result in case.results:
