@@ -18,7 +18,8 @@ import torch
 
 from bench.measure import markdown_table, megabytes, peak_memory_bytes, synchronize, time_call
 from models import fused_scan as fused
-from models.mamba import SCANS, _PairScan, sscan
+from models.mamba import SCANS, sscan
+from models.pair_scan import _PairScan
 
 try:
     from mambapy.pscan import pscan as mambapy_pscan

@@ -1,6 +1,6 @@
 """The scan h_t = a_t h_{t−1} + b_t as one fused GPU kernel (given, optional; written in Triton).
 
-`pair_scan` (models/mamba.py) hands its work to `fused_scan` when the tensors are float32 on a CUDA GPU and
+`pair_scan` (models/pair_scan.py) hands its work to `fused_scan` when the tensors are float32 on a CUDA GPU and
 Triton imports (it ships with CUDA builds of PyTorch); everywhere else, a CPU above all, `pair_scan` runs as
 before and stays the reference this kernel is tested against (tests/test_fused_scan.py, on a GPU only).
 
@@ -9,7 +9,7 @@ Why a kernel: the scan is bound by memory traffic. The least it must move is a a
 pair_scan's rounds of whole-tensor operations move each element several times over; this kernel moves it once.
 Each program owns a block of channels of one sequence and walks along time in chunks: inside a chunk, a
 parallel (associative) scan over the (a, b) pairs, (a₁, b₁) then (a₂, b₂) = (a₁a₂, a₂b₁ + b₂); between chunks,
-the last h carried in registers. Backward is the same scan run from the end (see `_PairScan` in mamba.py):
+the last h carried in registers. Backward is the same scan run from the end (see `_PairScan` in pair_scan.py):
 dℓ/db_t = g_t + a_{t+1} dℓ/db_{t+1}, and dℓ/d(log a_t) = dℓ/db_t · h_{t−1} · a_t.
 
 Shapes: log_a and b (B, L, ...) with the same shape; C is the product of the trailing dimensions.

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from models import fused_scan as fused
-from models.mamba import _PairScan, pair_scan, sscan
+from models.mamba import sscan
+from models.pair_scan import _PairScan, pair_scan
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 runs_kernel = pytest.mark.skipif(

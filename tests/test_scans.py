@@ -1,7 +1,7 @@
 """The fast exact scan `pair_scan` (given) against the sequential loop `sscan`, both of its ways of running.
 
 pair_scan recurses over (a, b) pairs, and loops over time, fused, over short stretches and where each step
-has many values (models/mamba.py: LOOP_UP_TO_LENGTH, LOOP_FROM_STEP_SIZE); both ways must give the loop's
+has many values (models/pair_scan.py: LOOP_UP_TO_LENGTH, LOOP_FROM_STEP_SIZE); both ways must give the loop's
 values and gradients.
 """
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from autograde.probe import CountTorchCalls
-from models import mamba
 from models.mamba import SCANS, MambaBlock, pair_scan, sscan
+from models import pair_scan as pair_scan_module
 from training.config import build_config
 
 LENGTHS = [1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33, 100]
@@ -20,8 +20,8 @@ LENGTHS = [1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33, 100]
 def way(request, monkeypatch):
     """Runs the test once with the recursion and once with the fused loop, whatever the step size."""
     recursion = request.param == "recursion"
-    monkeypatch.setitem(mamba.LOOP_FROM_STEP_SIZE, "cpu", 2 ** 62 if recursion else 1)
-    monkeypatch.setattr(mamba, "LOOP_UP_TO_LENGTH", 1 if recursion else 2 ** 62)
+    monkeypatch.setitem(pair_scan_module.LOOP_FROM_STEP_SIZE, "cpu", 2 ** 62 if recursion else 1)
+    monkeypatch.setattr(pair_scan_module, "LOOP_UP_TO_LENGTH", 1 if recursion else 2 ** 62)
     return request.param
 
 
@@ -75,8 +75,8 @@ def test_pair_scan_in_float32_stays_within_1e_5_of_a_float64_loop_at_long_length
 
 
 def test_pair_scan_recursion_takes_log_depth_not_a_step_per_position(monkeypatch):
-    monkeypatch.setitem(mamba.LOOP_FROM_STEP_SIZE, "cpu", 2 ** 62)
-    monkeypatch.setattr(mamba, "LOOP_UP_TO_LENGTH", 1)
+    monkeypatch.setitem(pair_scan_module.LOOP_FROM_STEP_SIZE, "cpu", 2 ** 62)
+    monkeypatch.setattr(pair_scan_module, "LOOP_UP_TO_LENGTH", 1)
     calls = {}
     for length in (64, 4096):
         log_a, b = scan_inputs(length)
