@@ -3,8 +3,8 @@
 A graded test is a function of a `case`. It builds modules and inputs through the case, asks it to run
 your code (`case.call`, which gives back *values*), and states what those values must be
 (`case.expect_close`, `case.expect`). The case then gives the verdict with a message that says what was
-compared, what was expected, what came out, where and by how much they differ, the tolerance, and, where
-the comparison can tell, the likely mistake.
+compared, on which inputs, what was expected, what came out, where and by how much they differ, the
+tolerance, and — only where one of the rules in autograde/diagnoses.py is sure — the likely cause.
 
 - Under pytest, in your process (`python -m pytest tests/graded`), every call runs at once
   (autograde/probe.py) and the verdict comes when the test function returns.
@@ -13,35 +13,35 @@ the comparison can tell, the likely mistake.
   and the verdict is reached outside the sandbox, from the values alone. Nothing your code does inside
   the sandbox can change how the values are compared, or the message you read.
 
-    def test_split_heads(case):
-        attention = case.module("transformer:MultiHeadAttention", hidden_size=12, num_heads=3)
-        x = case.randn(2, 5, 12)
-        got = case.call(attention, x, method="split_heads")
-        case.expect_close(got.output, oracles.split_heads(x, 3), atol=0, rtol=0, what="split_heads")
+Most graded tests are one line, `check(case, FUNCTION)` (autograde/uniform.py), which runs the same
+battery on every function you write; a few add what that battery cannot see (no loop over time).
 """
 
 import builtins
-import math
+import hashlib
 import re
-import zlib
 from dataclasses import dataclass, field
 
 import torch
 
-from autograde import oracles, probe
+from autograde import diagnoses, probe, standins, wire
 
 README_SECTION = re.compile(r"README: (.+)")
 
 if probe.BACKEND is None:  # in this process the stand-ins' answers come from the oracles themselves
-    probe.BACKEND = oracles.answer
+    probe.BACKEND = standins.LocalBackend()
 
-
-KNOWN_TYPES = {"NoneType", "tuple", "list", "dict", "int", "float", "bool", "str", "complex", "Parameter",
-               "ndarray", "generator", "function", "method", "type", "module"}
+# test name -> the functions its calls ran (their targets): what a mistake there can cost
+TARGETS_RUN: dict = {}
 
 
 class GradedFailure(AssertionError):
-    """A graded check that missed: its message is all the student needs to see."""
+    """A graded check that missed: its message is all the student needs to see; `diagnoses` holds (rule, cause)
+    of the rules that gave a likely cause (autograde/diagnoses.py), for the project's own tests of them."""
+
+    def __init__(self, message: str, diagnoses: tuple = ()):
+        super().__init__(message)
+        self.diagnoses = tuple(diagnoses)
 
 
 class CallProblem(Exception):
@@ -53,16 +53,10 @@ class CallProblem(Exception):
         self.whole = whole
 
 
-class Whole(str):
-    """A verdict message that stands alone (see CallProblem.whole)."""
-
-
-# test name -> the functions its calls ran (their targets): what a mistake there can cost
-TARGETS_RUN: dict = {}
-
-
-def seed_of(name: str) -> int:
-    return zlib.crc32(name.encode())
+def seed_of(*parts) -> int:
+    """A 63-bit seed that depends on every bit of every part (names, and the regrade's secret)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 # --- values: what a call gave, now (in your process) or later (from the sandbox) ---------------------------
@@ -71,9 +65,9 @@ def seed_of(name: str) -> int:
 class Result:
     """The outcome of one call of your code; its parts are `Value`s."""
 
-    def __init__(self, call: probe.Call, label: str):
+    def __init__(self, call: wire.Call, label: str):
         self.call, self.label = call, label
-        self.outcome: probe.Outcome = None  # set when the call has run
+        self.outcome: wire.Outcome = None  # set when the call has run
 
     @property
     def output(self) -> "Value":
@@ -88,8 +82,12 @@ class Result:
         return Value(self, f"read.{attribute}")
 
     def grad(self, index: int) -> "Value":
-        """The gradient with respect to argument `index` (see Case.call's grad_of)."""
+        """The gradient with respect to argument `index` (see Case.call's grad_of); zeros where none came."""
         return Value(self, f"grad.{index}")
+
+    def grad_param(self, name: str) -> "Value":
+        """The gradient with respect to the module's parameter `name`; zeros where none came."""
+        return Value(self, f"grad.param.{name}")
 
     @property
     def torch_calls(self) -> "Value":
@@ -116,12 +114,22 @@ class Value:
     result: Result
     name: str
     steps: tuple = ()
+    like: torch.Tensor = None  # for a gradient: what a missing one is (zeros of this shape and dtype)
 
     def __getitem__(self, index) -> "Value":
-        return Value(self.result, self.name, self.steps + (("index", index),))
+        return Value(self.result, self.name, self.steps + (("index", index),), self.like)
 
     def map(self, function) -> "Value":
-        return Value(self.result, self.name, self.steps + (("map", function),))
+        return Value(self.result, self.name, self.steps + (("map", function),), self.like)
+
+    def fact(self, key: str):
+        """What the probe said of this part when it is not a tensor on the CPU: its type or its device."""
+        outcome = self.result.outcome
+        if outcome is None or outcome.meta.get("status") != "ok":
+            return None
+        if key == "kind":
+            return outcome.meta.get("kinds", {}).get(self.name)
+        return outcome.meta.get("devices", {}).get(self.name)
 
     def resolve(self):
         outcome = self.result.outcome
@@ -139,7 +147,13 @@ class Value:
                 raise CallProblem(f"{self.result.label}: the number of torch operations was not recorded")
         elif self.name in outcome.tensors:
             value = outcome.tensors[self.name]
+        elif self.name.startswith("grad.") and self.like is not None:
+            value = torch.zeros_like(self.like)  # no gradient reached it
         else:
+            device = outcome.meta.get("devices", {}).get(self.name)
+            if isinstance(device, dict):
+                raise CallProblem(f"{self.result.label}: {describe_part(self.name)} is on the "
+                                  f"{device.get('device')} device, not the CPU")
             kind = outcome.meta.get("kinds", {}).get(self.name)
             what = describe_part(self.name)
             if kind is not None:  # only a type everyone knows is named: a class of the student's own is not
@@ -151,6 +165,10 @@ class Value:
         return value
 
 
+KNOWN_TYPES = {"NoneType", "tuple", "list", "dict", "int", "float", "bool", "str", "complex", "Parameter",
+               "ndarray", "generator", "function", "method", "type", "module"}
+
+
 def describe_part(name: str) -> str:
     if name == "output":
         return "the returned value"
@@ -158,6 +176,8 @@ def describe_part(name: str) -> str:
         return f"element {name.split('.', 1)[1]} of the returned tuple"
     if name.startswith("read."):
         return f"self.{name.split('.', 1)[1]} after the call"
+    if name.startswith("grad.param."):
+        return f"the gradient with respect to {name.split('.', 2)[2]}"
     if name.startswith("grad."):
         return f"the gradient with respect to argument {name.split('.', 1)[1]}"
     return name
@@ -191,10 +211,13 @@ def describe_failed_call(result: Result) -> str:
     if meta.get("given_scan") is True:
         return ("pscan called one of the given scans (sscan, pair_scan): Q2.2 asks for a parallel scan of "
                 "your own, in log space")
+    if meta.get("stand_in_refused") is True:
+        return (f"while {qualname} ran, the grader would not answer for another function it called: the call asked "
+                f"for more than a graded test ever needs (a size, a count or a kind of argument)")
     error = meta.get("error")
     file, line = meta.get("file"), meta.get("line")
     at_line = isinstance(line, int) and not isinstance(line, bool)
-    if error in ("SyntaxError", "IndentationError", "TabError") and file in ("transformer", "mamba"):
+    if error in ("SyntaxError", "IndentationError", "TabError") and file in probe.STUDENT_FILES:
         return f"models/{file}.py does not import: {error}" + (f" at line {line}" if at_line else "")
     exception = getattr(builtins, error, None) if isinstance(error, str) and error.isidentifier() else None
     kind = error if isinstance(exception, type) and issubclass(exception, BaseException) else "an exception"
@@ -203,18 +226,12 @@ def describe_failed_call(result: Result) -> str:
     if local is not None:  # in your own process the message is yours to read
         message = str(local).strip().splitlines()[0] if str(local).strip() else ""
         text = f"your code raised {type(local).__name__}: {message}"
-    if file in ("transformer", "mamba") and at_line:
+    if file in probe.STUDENT_FILES and at_line:
         text += f"\n  at models/{file}.py, line {line}"
     return text
 
 
-# --- expectations ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Expectation:
-    check: object  # () -> failure message or None
-    where: dict = field(default_factory=dict)
+# --- comparing ----------------------------------------------------------------------------------------------
 
 
 def _show(tensor: torch.Tensor, limit: int = 6) -> str:
@@ -223,48 +240,24 @@ def _show(tensor: torch.Tensor, limit: int = 6) -> str:
     return f"[{shown}{', …' if flat.numel() > limit else ''}]"
 
 
-def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> bool:
-    if actual.shape != expected.shape:
+def close(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> bool:
+    """|actual − expected| <= atol + rtol·|expected| everywhere, for tensors of the same shape."""
+    if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
         return False
-    actual, expected = actual.to(torch.float64), expected.to(torch.float64)
+    kind = torch.complex128 if actual.is_complex() or expected.is_complex() else torch.float64
+    actual, expected = actual.detach().to(kind), expected.detach().to(kind)
     return bool(((actual - expected).abs() <= atol + rtol * expected.abs()).all())
 
 
-def likely_mistakes(actual, expected, atol, rtol, alternatives: dict, factors: dict) -> list[str]:
-    """What the difference looks like, where a comparison can tell."""
-    hints = []
-    if actual.is_floating_point() and expected.is_floating_point() and actual.numel() > 1:
-        loose = (max(atol, 1e-6) * 10, max(rtol, 1e-5) * 10)
-        if actual.dim() >= 2 and actual.shape == expected.shape and actual.shape[-1] == actual.shape[-2] \
-                and _close(actual.transpose(-1, -2), expected, *loose):
-            hints.append("it is the expected result transposed (the last two axes swapped)")
-        scale = float((actual * expected).sum() / (expected * expected).sum()) if expected.abs().sum() > 0 else 0.0
-        if math.isfinite(scale) and abs(scale - 1) > 1e-3 and abs(scale) > 1e-6 and \
-                _close(actual, scale * expected, *loose):
-            named = [name for name, value in factors.items() if abs(scale / value - 1) < 0.02]
-            hints.append(f"it is {scale:.4g} × the expected values" + (f", that is {named[0]}" if named else ""))
-        negative = expected < 0
-        if negative.any() and _close(actual, expected.abs(), *loose):
-            hints.append("it matches where the expected values are positive and has the wrong sign where they are "
-                         "negative: a sign is lost (an absolute value, or a logarithm of a negative number?)")
-    for label, alternative in alternatives.items():
-        if alternative.shape == actual.shape and _close(actual, alternative, max(atol, 1e-6) * 10, max(rtol, 1e-5) * 10):
-            hints.append(f"it matches what {label} would give")
-    return hints
-
-
-def compare(actual, expected, *, atol, rtol, what, hidden, alternatives=None, factors=None):
-    """None if |actual − expected| <= atol + rtol·|expected| everywhere, else the message."""
-    alternatives, factors = alternatives or {}, factors or {}
+def compare(actual, expected, *, atol, rtol, what, hidden):
+    """None if |actual − expected| <= atol + rtol·|expected| everywhere, else the message: what differs,
+    where and by how much (never why: that is autograde/diagnoses.py's)."""
     if not isinstance(actual, torch.Tensor):
         return f"{what}: expected a tensor of shape {tuple(expected.shape)}, got {type(actual).__name__}"
     if actual.is_complex() and not expected.is_complex():
         return f"{what}: expected a real tensor, got dtype {actual.dtype}"
     if actual.shape != expected.shape:
-        message = f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}"
-        if actual.dim() >= 2 and actual.transpose(-1, -2).shape == expected.shape:
-            message += "; transposed, the shapes would agree (are two axes swapped?)"
-        return message
+        return f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}"
     kind = torch.complex128 if expected.is_complex() else torch.float64
     actual, expected = actual.detach().to(kind), expected.detach().to(kind)
     if actual.numel() == 0:
@@ -272,57 +265,38 @@ def compare(actual, expected, *, atol, rtol, what, hidden, alternatives=None, fa
     if not torch.isfinite(actual).all() and torch.isfinite(expected).all():
         where = tuple(int(i) for i in torch.nonzero(~torch.isfinite(actual))[0])
         count = int((~torch.isfinite(actual)).sum())
-        message = f"{what}: {count} non-finite values (inf or nan), the first at index {where}"
+        message = f"{what}: {count} of {actual.numel()} values are not finite (inf or nan), the first at index {where}"
         if not hidden:
             message += f" where {expected[where].item():.6g} was expected"
-        return message + " — an overflow? (exp of a large number, or a division by zero)"
+        return message
     difference = (actual - expected).abs()
     allowed = atol + rtol * expected.abs()
     if (difference <= allowed).all():
         return None
     worst = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
     lines = [f"{what} differs from the expected values"]
+    off = f"{int((difference > allowed).sum())} of {difference.numel()} values are off"
     if not hidden:
-        lines += [f"  expected {_show(expected)}", f"  got      {_show(actual)}"]
-        lines.append(f"  largest difference {difference.max().item():.3g} at index {worst} (expected "
-                     f"{expected[worst].item():.6g}, got {actual[worst].item():.6g}); "
-                     f"{int((difference > allowed).sum())} of {difference.numel()} values are off")
+        lines += [f"  expected {_show(expected)}", f"  got      {_show(actual)}",
+                  f"  largest difference {difference.max().item():.3g} at index {worst} (expected "
+                  f"{expected[worst].item():.6g}, got {actual[worst].item():.6g}); {off}"]
     else:
-        lines.append(f"  largest difference {difference.max().item():.3g}; {int((difference > allowed).sum())} of "
-                     f"{difference.numel()} values are off (a hidden test: its inputs and values are not shown)")
+        lines.append(f"  largest difference {difference.max().item():.3g}; {off} (a hidden test: its inputs' "
+                     f"values are not shown)")
     lines.append(f"  tolerance: |got - expected| <= {atol:g} + {rtol:g} * |expected|")
-    if not expected.is_complex():
-        lines += [f"  likely mistake: {hint}" for hint in likely_mistakes(actual, expected, atol, rtol,
-                                                                          alternatives, factors)]
     return "\n".join(lines)
 
 
-def summarise_cases(results: list[tuple[dict, bool]]) -> list[str]:
-    """From (where, passed) of every expectation: 'right only for short sequences', 'right in float64 only'."""
-    lines = []
-    keys = sorted({key for where, _ in results for key in where})
-    for key in keys:
-        passed = {where[key] for where, ok in results if key in where and ok}
-        failed = {where[key] for where, ok in results if key in where and not ok}
-        failed_only = failed - passed
-        if not failed_only or not passed:
-            continue
-        if all(isinstance(value, (int, float)) for value in passed | failed_only) and \
-                max(passed) < min(failed_only):
-            noun = "sequences" if key == "length" else f"{key}s"
-            lines.append(f"  right only for short {noun}: right up to {key} {max(passed):g}, wrong from "
-                         f"{min(failed_only):g} on")
-        elif key == "dtype" and passed == {"float64"}:
-            lines.append("  right in float64 only: in float32 something overflows or loses precision")
-        elif key == "dtype" and passed == {"float32"}:
-            lines.append("  right in float32 only: is something computed in float32 whatever the input's dtype?")
-        else:
-            lines.append(f"  right for {key} {', '.join(map(str, sorted(map(str, passed))))}; wrong for "
-                         f"{', '.join(sorted(map(str, failed_only)))}")
-    return lines
+# --- expectations ------------------------------------------------------------------------------------------
 
 
-# --- the case --------------------------------------------------------------------------------------------
+@dataclass
+class Expectation:
+    """One thing a test states: `check()` gives a diagnoses.Checked."""
+
+    check: object
+    facet: str
+    where: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -335,6 +309,15 @@ class ModuleHandle:
     dtype: str
     params: dict
     config: dict
+    parameters: tuple = ()  # the names in `params` that are parameters (the rest are buffers)
+
+
+@dataclass
+class Verdict:
+    """None-like when `message` is None; else the message and the diagnosis rules that fired."""
+
+    message: str = None
+    diagnoses: tuple = ()
 
 
 class Case:
@@ -344,7 +327,7 @@ class Case:
         """`secret` changes every input and parameter: the regrade draws one per run, so that no input can be
         foreseen from the tests' code; under pytest it is 0, and the same seed gives the same numbers."""
         self.name, self.run_now, self.hidden, self.secret = name, run_now, hidden, secret
-        self.generator = torch.Generator().manual_seed(seed_of(name) ^ secret)
+        self.generator = torch.Generator().manual_seed(seed_of(name, secret))
         self.results: list[Result] = []
         self.expectations: list[Expectation] = []
 
@@ -358,14 +341,18 @@ class Case:
     def randint(self, low: int, high: int, shape: tuple) -> torch.Tensor:
         return torch.randint(low, high, shape, generator=self.generator)
 
+    def choice(self, options: list):
+        """One of `options`, drawn like every input (from the test's name and the regrade's secret)."""
+        return options[int(torch.randint(len(options), (1,), generator=self.generator))]
+
     def module(self, path: str, dtype: str = "float32", **kwargs) -> ModuleHandle:
         """A module of class `path` ("transformer:EncoderLayer") built by the given __init__, with every
         parameter moved off its initial value (so that two LayerNorms, or a norm and no norm, differ)."""
         module_name, class_name = path.split(":")
         cls = getattr(probe.student_module(module_name), class_name)
-        with probe.isolated(f"{module_name}:{class_name}.__init__"):
-            torch.manual_seed(seed_of(f"{self.name}/{len(self.results)}/{path}") ^ self.secret)
-            built = cls(**kwargs).to(probe.DTYPES[dtype])
+        with probe.isolated(f"{module_name}:{class_name}.__init__", building=True):
+            torch.manual_seed(seed_of(self.name, len(self.results), path, self.secret))
+            built = cls(**kwargs).to(wire.DTYPES[dtype])
         params = {}
         for name, tensor in built.state_dict().items():
             tensor = tensor.detach().clone()
@@ -374,20 +361,22 @@ class Case:
                 noise = torch.randn(tensor.shape, generator=self.generator, dtype=torch.float64).to(tensor.dtype)
                 tensor = tensor + noise * (0.5 * spread if spread > 1e-6 else 0.2)
             params[name] = tensor
-        return ModuleHandle(path, dict(kwargs), dtype, params, probe.config_of(built))
+        return ModuleHandle(path, dict(kwargs), dtype, params, probe.config_of(built.eval()),
+                            tuple(name for name, _ in built.named_parameters()))
 
     # calls
     def call(self, target, *args, method: str = "forward", attributes: dict = None, read=(), grad_of=(),
-             grad_weights=None, count_torch_calls: bool = False, **kwargs) -> Result:
+             grad_weights=None, grad_params: bool = False, training: bool = False, dropout_seed: int = 0,
+             count_torch_calls: bool = False, **kwargs) -> Result:
         """Runs your `target` ("mamba:pscan", or a ModuleHandle and its `method`) on these inputs."""
         if isinstance(target, ModuleHandle):
             module_name, class_name = target.path.split(":")
-            spec = probe.ModuleSpec(target.path, target.kwargs, target.params, target.dtype, dict(attributes or {}))
-            call = probe.Call(f"{module_name}:{class_name}.{method}", spec, list(args), kwargs, tuple(read),
-                              grad_weights, tuple(grad_of), count_torch_calls)
+            spec = wire.ModuleSpec(target.path, target.kwargs, target.params, target.dtype, dict(attributes or {}))
+            name = f"{module_name}:{class_name}.{method}"
         else:
-            call = probe.Call(target, None, list(args), kwargs, tuple(read), grad_weights, tuple(grad_of),
-                              count_torch_calls)
+            spec, name = None, target
+        call = wire.Call(name, spec, list(args), kwargs, tuple(read), grad_weights, tuple(grad_of), grad_params,
+                         count_torch_calls, training, dropout_seed)
         result = Result(call, call.target.split(":", 1)[1])
         self.results.append(result)
         TARGETS_RUN.setdefault(self.name, set()).add(call.target)
@@ -403,62 +392,90 @@ class Case:
         self.results.append(result)
         TARGETS_RUN.setdefault(self.name, set()).add(target)
         if self.run_now:
-            result.outcome = probe.Outcome({"status": "ok", "source": probe.function_source(
+            result.outcome = wire.Outcome({"status": "ok", "source": probe.function_source(
                 probe.module_file_text(target.split(":")[0]), target.split(":")[1])}, {})
         return result.text
 
     # expectations
-    def expect_close(self, actual, expected, *, atol: float, rtol: float, what: str, where: dict = None,
-                     alternatives: dict = None, factors: dict = None):
-        """`actual` (a Value, or a tensor) must be within atol + rtol·|expected| of `expected` everywhere.
-        `alternatives` (label -> tensor): what likely mistakes would give, named in the message when one
-        matches; `factors` (label -> number): constant factors worth naming (√d)."""
-        def check():
+    def expect_close(self, actual, expected, *, atol: float, rtol: float, what: str, facet: str = "value",
+                     where: dict = None, alternatives: dict = None, accept: tuple = ()):
+        """`actual` (a Value, or a tensor) must be within atol + rtol·|expected| of `expected` everywhere
+        (or of one of `accept`). `alternatives` (label -> (cause, tensor)): what likely mistakes give, for
+        the diagnoses."""
+        def check() -> diagnoses.Checked:
             try:
                 resolved = actual.resolve() if isinstance(actual, Value) else actual
                 wanted = expected.resolve() if isinstance(expected, Value) else expected
             except CallProblem as problem:
-                return Whole(str(problem)) if problem.whole else f"{what}: {problem}"
-            return compare(resolved, wanted, atol=atol, rtol=rtol, what=what, hidden=self.hidden,
-                           alternatives=alternatives, factors=factors)
-        self.expectations.append(Expectation(check, dict(where or {})))
+                message = str(problem) if problem.whole else f"{what}: {problem}"
+                return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole)
+            if any(close(resolved, other, atol, rtol) for other in accept):
+                return diagnoses.Checked(True, None, facet, dict(where or {}))
+            message = compare(resolved, wanted, atol=atol, rtol=rtol, what=what, hidden=self.hidden)
+            return diagnoses.Checked(message is None, message, facet, dict(where or {}), resolved, wanted,
+                                     dict(alternatives or {}), atol=atol, rtol=rtol,
+                                     result=actual.result if isinstance(actual, Value) else None)
+        self.expectations.append(Expectation(check, facet, dict(where or {})))
 
-    def expect(self, predicate, *values, what: str, where: dict = None):
+    def expect(self, predicate, *values, what: str, facet: str = "value", where: dict = None, cause: str = None):
         """`predicate(*resolved values)` returns None when all is well, else what is wrong (a message the
-        test writes from the values)."""
-        def check():
+        test writes from the values). `cause`: a diagnosis label the failure proves (diagnoses.Rule)."""
+        def check() -> diagnoses.Checked:
             try:
                 resolved = [value.resolve() if isinstance(value, Value) else value for value in values]
             except CallProblem as problem:
-                return Whole(str(problem)) if problem.whole else f"{what}: {problem}"
+                message = str(problem) if problem.whole else f"{what}: {problem}"
+                return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole)
             message = predicate(*resolved)
-            return None if message is None else f"{what}: {message}"
-        self.expectations.append(Expectation(check, dict(where or {})))
+            return diagnoses.Checked(message is None, None if message is None else f"{what}: {message}", facet,
+                                     dict(where or {}), proves=cause if message is not None else None)
+        self.expectations.append(Expectation(check, facet, dict(where or {})))
+
+    def expect_fact(self, predicate, value: Value, what: str, facet: str = "promise", where: dict = None):
+        """`predicate(kind, device)` of what the probe said of a part (its type name when not a plain tensor,
+        its device when not the CPU) returns None when all is well, else what is wrong."""
+        def check() -> diagnoses.Checked:
+            outcome = value.result.outcome
+            if outcome is None or outcome.meta.get("status") != "ok":
+                try:
+                    value.resolve()
+                except CallProblem as problem:
+                    message = str(problem) if problem.whole else f"{what}: {problem}"
+                    return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole)
+            message = predicate(value.fact("kind"), value.fact("device"))
+            return diagnoses.Checked(message is None, None if message is None else f"{what}: {message}", facet,
+                                     dict(where or {}))
+        self.expectations.append(Expectation(check, facet, dict(where or {})))
 
     # the verdict
-    def verdict(self) -> str:
-        """None when every expectation holds, else the message: the first failure, then what the cases
-        that passed and failed suggest."""
-        outcomes = []
+    def verdict(self) -> Verdict:
+        """The first failure with what was compared; what else failed and what passed; and the likely cause
+        where a rule of autograde/diagnoses.py is sure."""
+        checked = []
         for expectation in self.expectations:
             try:
-                message = expectation.check()
+                checked.append(expectation.check())
             except Exception as error:  # a value of the wrong kind reached a predicate
-                message = f"a value could not be checked ({type(error).__name__})"
-            outcomes.append((expectation, message))
-        failures = [message for _, message in outcomes if message is not None]
+                checked.append(diagnoses.Checked(False, f"a value could not be checked ({type(error).__name__})",
+                                                 expectation.facet, expectation.where))
+        failures = [item for item in checked if not item.passed]
         if not failures:
-            return None
-        if isinstance(failures[0], Whole):
-            return str(failures[0])
-        summary = summarise_cases([(expectation.where, message is None) for expectation, message in outcomes
-                                   if expectation.where])
-        more = f"\n  ({len(failures) - 1} more comparison{'s' if len(failures) > 2 else ''} failed)" \
-            if len(failures) > 1 else ""
-        return failures[0] + more + ("\n" + "\n".join(summary) if summary else "")
+            return Verdict()
+        if failures[0].whole:
+            return Verdict(failures[0].message)
+        found = []  # the rules read each function's checks apart (a test may check several functions)
+        for function in dict.fromkeys(item.where.get("function") for item in checked):
+            group = [item for item in checked if item.where.get("function") == function]
+            found += [finding for finding in diagnoses.diagnose(group) if finding not in found]
+        found = found[:2]
+        lines = [failures[0].message]
+        more = diagnoses.summary(checked)
+        lines += [f"  {line}" for line in more]
+        lines += [f"  likely cause: {finding.says}" for finding in found]
+        return Verdict("\n".join(lines), tuple((finding.name, finding.cause) for finding in found))
 
     def finish(self):
         """Raises GradedFailure unless every expectation holds (in your process, after the test)."""
-        message = self.verdict()
-        if message is not None:
-            raise GradedFailure(message)
+        verdict = self.verdict()
+        if verdict.message is not None:
+            raise GradedFailure(verdict.message, verdict.diagnoses)

@@ -18,7 +18,7 @@ than any float32 answer it is compared with. The attention oracle is PyTorch's o
 import torch
 import torch.nn.functional as F
 
-from autograde.probe import SPY_SCALE, SPY_SCAN
+from autograde.dropout import drop
 
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, as the given __init__ creates them
 RMS_NORM_EPS = 1e-5  # nn.RMSNorm(hidden_size, eps=1e-5) in the given ResidualBlock and Mamba
@@ -76,46 +76,68 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(x.unbind(dim=1), dim=-1)
 
 
-def attention(params: dict, config: dict, query, key, value, mask: torch.Tensor = None, scale: float = None):
+def attention(params: dict, config: dict, query, key, value, mask: torch.Tensor = None, scale: float = None,
+              dropout: tuple = None):
     """Multi-head attention by torch.nn.functional.scaled_dot_product_attention, with the module's
     projections: (output (B, T, H), softmax weights (B, h, T, S)), in the query's dtype.
 
     `mask` (T, S), True = may attend, replaces the causal one, and `scale` replaces 1/√d: the tests use
-    them to show what a likely mistake (a mask on the wrong side, a missing 1/√d) would have given."""
+    them to show what a likely mistake (a mask on the wrong side, a missing 1/√d) would have given.
+    `dropout` = (p, seed): training mode, the weights that mix the values dropped as autograde/dropout.py
+    drops them (the weights returned are the softmax's, before dropout)."""
     heads = config["num_heads"]
     q = split_heads(linear(params, "W_q", f64(query)), heads)
     k = split_heads(linear(params, "W_k", f64(key)), heads)
     v = split_heads(linear(params, "W_v", f64(value)), heads)
     if mask is None and config.get("causal"):
         mask = causal_mask(q.shape[2], k.shape[2])
-    mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     # Attention over identity values returns the weights themselves.
     identity = torch.eye(k.shape[2], dtype=torch.float64).expand(*k.shape[:2], -1, -1)
     weights = F.scaled_dot_product_attention(q, k, identity, attn_mask=mask, scale=scale)
+    if dropout is not None and dropout[0] > 0:
+        mixed = drop(weights, *dropout) @ v
+    else:
+        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     return linear(params, "W_o", merge_heads(mixed)).to(query.dtype), weights.to(query.dtype)
 
 
-def feed_forward(params: dict, x: torch.Tensor) -> torch.Tensor:
-    """The given MLP: Linear H -> 4H, GELU, Linear 4H -> H (its dropout is off in eval mode)."""
-    return linear(params, "net.2", F.gelu(linear(params, "net.0", x)))
+def feed_forward(params: dict, x: torch.Tensor, dropout: tuple = None) -> torch.Tensor:
+    """The given MLP: Linear H -> 4H, GELU, Linear 4H -> H, then its dropout (off in eval mode)."""
+    return dropped(linear(params, "net.2", F.gelu(linear(params, "net.0", x))), dropout)
 
 
-def encoder_layer(params: dict, config: dict, x: torch.Tensor) -> torch.Tensor:
-    """x + attention(norm(x)), then + feed_forward(norm(.)): (B, S, H) -> (B, S, H)."""
+def dropped(x: torch.Tensor, dropout: tuple = None) -> torch.Tensor:
+    """x in eval mode (`dropout` None); in training mode, (p, seed), dropped as autograde/dropout.py does."""
+    return x if dropout is None else drop(x, *dropout)
+
+
+def encoder_layer(params: dict, config: dict, x: torch.Tensor, dropout: tuple = None) -> torch.Tensor:
+    """x + attention(norm(x)), then + feed_forward(norm(.)): (B, S, H) -> (B, S, H). In training mode
+    (`dropout` = (p, seed)) dropout where the reference puts it: in the attention, on its output and at
+    the MLP's end."""
     h = f64(x)
     normed = layer_norm(params, "attention_norm", h)
-    h = h + attention(sub(params, "self_attention"), {**config, "causal": False}, normed, normed, normed)[0]
-    return (h + feed_forward(sub(params, "feed_forward"), layer_norm(params, "feed_forward_norm", h))).to(x.dtype)
+    attended = attention(sub(params, "self_attention"), {**config, "causal": False}, normed, normed, normed,
+                         dropout=dropout)[0]
+    h = h + dropped(attended, dropout)
+    return (h + feed_forward(sub(params, "feed_forward"), layer_norm(params, "feed_forward_norm", h), dropout)
+            ).to(x.dtype)
 
 
-def decoder_layer(params: dict, config: dict, x: torch.Tensor, annotations: torch.Tensor) -> torch.Tensor:
+def decoder_layer(params: dict, config: dict, x: torch.Tensor, annotations: torch.Tensor,
+                  dropout: tuple = None) -> torch.Tensor:
     """Causal self-attention, cross-attention over the annotations, the MLP; each x + sublayer(norm(x))."""
     h, annotations = f64(x), f64(annotations)
     normed = layer_norm(params, "self_attention_norm", h)
-    h = h + attention(sub(params, "self_attention"), {**config, "causal": True}, normed, normed, normed)[0]
+    attended = attention(sub(params, "self_attention"), {**config, "causal": True}, normed, normed, normed,
+                         dropout=dropout)[0]
+    h = h + dropped(attended, dropout)
     normed = layer_norm(params, "cross_attention_norm", h)
-    h = h + attention(sub(params, "cross_attention"), {**config, "causal": False}, normed, annotations, annotations)[0]
-    return (h + feed_forward(sub(params, "feed_forward"), layer_norm(params, "feed_forward_norm", h))).to(x.dtype)
+    attended = attention(sub(params, "cross_attention"), {**config, "causal": False}, normed, annotations,
+                         annotations, dropout=dropout)[0]
+    h = h + dropped(attended, dropout)
+    return (h + feed_forward(sub(params, "feed_forward"), layer_norm(params, "feed_forward_norm", h), dropout)
+            ).to(x.dtype)
 
 
 def embed_with_positions(params: dict, tokens: torch.Tensor) -> torch.Tensor:
@@ -219,33 +241,3 @@ def mixer(params: dict, config: dict, x: torch.Tensor) -> torch.Tensor:
 def residual_block(params: dict, config: dict, x: torch.Tensor) -> torch.Tensor:
     """x + mixer(RMSNorm(x))."""
     return (f64(x) + mixer(sub(params, "mixer"), config, rms_norm(params, "norm", f64(x)))).to(x.dtype)
-
-
-# --- the stand-ins' answers (autograde/probe.py: CALLEES) ---------------------------------------------------
-
-
-def answer(name: str, params: dict, config: dict, args: list):
-    """The trusted answer for a stand-in: what `name` ("transformer:EncoderLayer.forward") gives on these
-    arguments, for a module with these parameters and attributes."""
-    module_functions = {
-        "transformer:causal_mask": lambda: causal_mask(int(args[0]), int(args[1])),
-        "transformer:sinusoidal_positional_encoding": lambda: sinusoidal_positional_encoding(int(args[0]), int(args[1])),
-        "mamba:discretize_bilinear": lambda: discretize_bilinear(*args[:3], float(args[3]) if len(args) > 3 else 0.5),
-        "mamba:pscan": lambda: scan(args[0], args[1]),
-        SPY_SCAN: lambda: SPY_SCALE * scan(args[0], args[1]),
-    }
-    methods = {
-        "transformer:MultiHeadAttention.split_heads": lambda: split_heads(args[0], config["num_heads"]),
-        "transformer:MultiHeadAttention.merge_heads": lambda: merge_heads(args[0]),
-        "transformer:MultiHeadAttention.forward": lambda: attention(params, config, args[0], args[1], args[2]),
-        "transformer:EncoderLayer.forward": lambda: encoder_layer(params, config, args[0]),
-        "transformer:DecoderLayer.forward": lambda: decoder_layer(params, config, args[0], args[1]),
-        "transformer:TransformerEncoder.forward": lambda: encoder(params, config, args[0]),
-        "transformer:TransformerDecoder.forward": lambda: decoder(params, config, args[0], args[1]),
-        "mamba:MambaBlock.forward": lambda: mixer(params, config, args[0]),
-        "mamba:MambaBlock.ssm": lambda: ssm(params, config, args[0], config["scale"]),
-        "mamba:MambaBlock.selective_scan": lambda: selective_scan(*args[:6], config["discretization"],
-                                                                  config["alpha"], config["scale"]),
-        "mamba:ResidualBlock.forward": lambda: residual_block(params, config, args[0]),
-    }
-    return {**module_functions, **methods}[name]()

@@ -1,35 +1,39 @@
 """Runs your code the way a graded test asks, and nothing else: the probe.
 
-A graded test describes each call of your code as a `Call`: which function (the *target*), on which
-module (built from the given `__init__`, then loaded with the test's own parameters), with which inputs,
-and what to bring back (the output, an attribute such as `attention_weights`, gradients, how many torch
-operations ran). `execute` makes that call and returns an `Outcome`.
+A graded test describes each call of your code as a `Call` (autograde/wire.py): which function (the
+*target*), on which module (built from the given `__init__`, then loaded with the test's own parameters),
+with which inputs, in training or eval mode, and what to bring back (the output, an attribute such as
+`attention_weights`, gradients, how many torch operations ran). `execute` makes that call and returns an
+`Outcome`.
 
 While the target runs, every *other* function you write is replaced by a stand-in that computes the
 trusted answer, so a test of the encoder layer measures your encoder layer, not your attention: a mistake
-in one function costs points only in the tests that run that function. Where a stand-in's answer comes
-from is `BACKEND`'s business:
+in one function costs points only in the tests that run that function. Stand-ins pass gradients too: a
+test of the encoder layer's gradient runs your encoder layer's backward and the stand-in's exact one.
+Where a stand-in's answer comes from is `BACKEND`'s business (`request` and `backward`):
 
-- under pytest in your process, from autograde/oracles.py, right here;
+- under pytest in your process, from autograde/standins.py, right here;
 - in the course staff's regrade, from the grader, outside the sandbox your code runs in: the sandbox holds
   no oracle at all, and the grader answers only for the functions the running test's target calls
   (`CALLEES`). The calls arrive one at a time on standard input, and what they gave leaves as tensors
   (`serve`); the comparison with the expected values happens outside.
 """
 
+import ast
 import contextlib
 import importlib
 import importlib.util
 import json
 import os
-import struct
 import sys
 import traceback
 import types
-from dataclasses import dataclass, field
 
 import torch
 from torch.overrides import TorchFunctionMode
+
+from autograde import wire
+from autograde.dropout import FixedDropout
 
 SPY_SCAN = "graded_scan"  # a scan the tests register in SCANS: the loop, with its states scaled by SPY_SCALE
 SPY_SCALE = 1.5
@@ -55,55 +59,103 @@ CALLEES = {
     "mamba:MambaBlock.selective_scan": ("mamba:discretize_bilinear", "mamba:pscan", SPY_SCAN),
     "mamba:ResidualBlock.forward": ("mamba:MambaBlock.forward",),
 }
-# The given scans and their machinery: while your pscan runs, they refuse (Q2.2 asks for a scan of your own).
-GIVEN_SCANS = ("sscan", "pair_scan", "_PairScan", "_scan_forward", "_scan_backward")
+# The given scans and their machinery, by module: while your pscan runs, they refuse (Q2.2 asks for a
+# scan of your own).
+GIVEN_SCANS = {"mamba": ("sscan", "pair_scan"),
+               "pair_scan": ("pair_scan", "_PairScan", "_scan_forward", "_scan_backward")}
+GIVEN_SCAN_NAMES = {name for names in GIVEN_SCANS.values() for name in names} | {"SCANS"}
 
-# name, params (a module's state dict, or None), config (a few attributes), args -> the trusted answer.
-# Set by autograde/harness.py (oracles, in this process) or by `serve` (the grader, over the pipe).
-BACKEND = None
+BACKEND = None  # the stand-ins' answers: autograde/standins.py's LocalBackend, or `RemoteBackend` in the sandbox
 
 
 class StandInRefused(Exception):
-    """The grader would not answer a stand-in (not a function the running target calls)."""
+    """The grader would not answer a stand-in (not a function the running target calls, or too large)."""
 
 
 def config_of(module) -> dict:
-    """The attributes (given code sets them in __init__) that an oracle needs besides the parameters."""
+    """The attributes (given code sets them in __init__) that an oracle needs besides the parameters, and
+    whether the module is in training mode with how much dropout."""
     kind = type(module).__name__
+    config = {}
     if kind == "MultiHeadAttention":
-        return {"num_heads": module.num_heads, "causal": bool(module.causal)}
-    if kind in ("EncoderLayer", "DecoderLayer"):
-        return {"num_heads": module.self_attention.num_heads}
-    if kind in ("TransformerEncoder", "TransformerDecoder"):
-        return {"num_heads": module.layers[0].self_attention.num_heads if len(module.layers) else 1,
-                "num_layers": len(module.layers)}
-    if kind == "MambaBlock":
-        return {"dt_rank": module.dt_rank, "state_size": module.state_size, "expanded_size": module.expanded_size,
-                "conv_kernel": module.conv_kernel, "discretization": module.discretization, "alpha": module.alpha,
-                "scale": SPY_SCALE if module.scan == SPY_SCAN else 1.0}
-    if kind == "ResidualBlock":
-        return config_of(module.mixer)
-    return {}
+        config = {"num_heads": module.num_heads, "causal": bool(module.causal)}
+    elif kind in ("EncoderLayer", "DecoderLayer"):
+        config = {"num_heads": module.self_attention.num_heads}
+    elif kind in ("TransformerEncoder", "TransformerDecoder"):
+        config = {"num_heads": module.layers[0].self_attention.num_heads if len(module.layers) else 1,
+                  "num_layers": len(module.layers)}
+    elif kind == "MambaBlock":
+        config = {"dt_rank": module.dt_rank, "state_size": module.state_size, "expanded_size": module.expanded_size,
+                  "conv_kernel": module.conv_kernel, "discretization": module.discretization, "alpha": module.alpha,
+                  "scale": SPY_SCALE if module.scan == SPY_SCAN else 1.0}
+    elif kind == "ResidualBlock":
+        config = config_of(module.mixer)
+    dropout = getattr(module, "dropout", None)
+    if isinstance(dropout, torch.nn.Dropout):
+        config["dropout"] = float(dropout.p)
+    config["training"] = bool(module.training)
+    return config
 
 
-def _params(module) -> dict:
-    return {name: tensor.detach() for name, tensor in module.state_dict().items()}
+# --- stand-ins ---------------------------------------------------------------------------------------------------
+
+
+def _floating(value) -> bool:
+    return isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex())
+
+
+class _StandIn(torch.autograd.Function):
+    """A stand-in's answer as one operation of autograd: its backward asks the backend for the exact
+    vector-Jacobian product of the trusted function."""
+
+    @staticmethod
+    def forward(ctx, request, *inputs):
+        request_id, value = BACKEND.request(*request, keep=True)
+        ctx.request_id = request_id
+        outputs = value if isinstance(value, tuple) else (value,)
+        if request[0] == "transformer:MultiHeadAttention.forward":
+            ctx.mark_non_differentiable(outputs[1])  # the attention weights are a reading, not an output
+        return value
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        return (None, *BACKEND.backward(ctx.request_id, list(grad_outputs)))
+
+
+def _ask(name: str, params: dict, config: dict, args: list):
+    """The backend's answer for `name` on these arguments (and a module's parameters), differentiable when
+    any floating input needs a gradient."""
+    grad_args = [i for i, arg in enumerate(args) if _floating(arg)]
+    grad_params = [key for key, value in params.items() if _floating(value)]
+    inputs = [args[i] for i in grad_args] + [params[key] for key in grad_params]
+    if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in inputs):
+        request = (name, {key: value.detach() for key, value in params.items()}, config,
+                   [arg.detach() if isinstance(arg, torch.Tensor) else arg for arg in args], grad_args, grad_params)
+        return _StandIn.apply(request, *inputs)
+    with torch.no_grad():
+        return BACKEND.request(name, {key: value.detach() for key, value in params.items()}, config,
+                               [arg.detach() if isinstance(arg, torch.Tensor) else arg for arg in args], grad_args,
+                               grad_params, keep=False)[1]
 
 
 def _function(name: str):
     """A stand-in for a module-level function: its positional arguments go to the backend."""
     def stand_in(*args, **kwargs):
-        return BACKEND(name, None, {}, list(args))
+        if name == "transformer:causal_mask":  # its optional `device` may come by name
+            args = list(args[:2])
+        return _ask(name, {}, {}, list(args))
     return stand_in
 
 
 def _method(name: str, keeps_weights: bool = False):
-    """A stand-in for a method: the module's parameters and attributes go along with the arguments."""
+    """A stand-in for a method: the module's parameters (as they are, so that gradients reach them) and
+    attributes go along with the arguments."""
     def stand_in(self, *args):
-        answer = BACKEND(name, _params(self), config_of(self), list(args))
+        params = dict(self.state_dict(keep_vars=True))
+        answer = _ask(name, params, config_of(self), list(args))
         if keeps_weights:  # MultiHeadAttention.forward also leaves its weights for the notebooks
-            output, softmax = answer
-            self.attention_weights = softmax.detach()
+            output, weights = answer
+            self.attention_weights = weights.detach()
             return output
         return answer
     return stand_in
@@ -136,13 +188,13 @@ class _Refusing:
         return self._refuse
 
 
-# --- your files ---------------------------------------------------------------------------------------------
+# --- your files ----------------------------------------------------------------------------------------------
 
 
 def student_module(short_name: str):
-    """models.transformer or models.mamba, imported on first use. models/__init__.py imports every model
-    file, so when it fails (one file does not import) the package is set up without it: a syntax error in
-    one file must not cost the other file's tests."""
+    """models.transformer or models.mamba (or another file of models/), imported on first use.
+    models/__init__.py imports every model file, so when it fails (one file does not import) the package
+    is set up without it: a syntax error in one file must not cost the other file's tests."""
     name = f"models.{short_name}"
     try:
         return importlib.import_module(name)
@@ -174,8 +226,6 @@ def module_file_text(short_name: str):
 
 def function_source(text, qualname: str):
     """The source of the function `qualname` ("MambaBlock.ssm") in a module's text, or None."""
-    import ast
-
     if not isinstance(text, str):
         return None
     try:
@@ -240,6 +290,18 @@ def _placeholder_table(max_length: int, hidden_size: int) -> torch.Tensor:
     return torch.zeros(max_length, hidden_size)
 
 
+def _given_scan_refusals() -> list:
+    """(module, owner, name, refusing stand-in) for every given scan a student's pscan could reach."""
+    replacements = []
+    for short, names in GIVEN_SCANS.items():
+        try:
+            module = student_module(short)
+        except Exception:
+            continue
+        replacements += [(module, module, name, _Refusing(name)) for name in names if hasattr(module, name)]
+    return replacements
+
+
 @contextlib.contextmanager
 def isolated(target: str, building: bool = False):
     """Every student function but `target` replaced by its stand-in; the spy scan registered; the given
@@ -270,7 +332,7 @@ def isolated(target: str, building: bool = False):
                 raise
         else:
             if target == "mamba:pscan":
-                replacements += [(mamba, mamba, name, _Refusing(name)) for name in GIVEN_SCANS if hasattr(mamba, name)]
+                replacements += _given_scan_refusals()
             scans = getattr(mamba, "SCANS", None)
     added = isinstance(scans, dict) and SPY_SCAN not in scans
     if added:
@@ -286,40 +348,6 @@ def isolated(target: str, building: bool = False):
 # --- a call, and what came back ----------------------------------------------------------------------------
 
 
-@dataclass
-class ModuleSpec:
-    """A module of the student's files, built with `kwargs` and loaded with `state` (name -> tensor)."""
-
-    path: str  # "transformer:MultiHeadAttention"
-    kwargs: dict
-    state: dict
-    dtype: str = "float32"
-    attributes: dict = field(default_factory=dict)  # set after loading, e.g. {"scan": "sscan"}
-
-
-@dataclass
-class Call:
-    target: str  # the function under test, "module:qualified name"
-    module: ModuleSpec = None  # None: the target is a plain function
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
-    read: tuple = ()  # module attributes to bring back after the call (e.g. "attention_weights")
-    grad_weights: torch.Tensor = None  # bring back d(sum(output * weights)) / d(args[i]) for i in grad_of
-    grad_of: tuple = ()
-    count_torch_calls: bool = False
-
-
-@dataclass
-class Outcome:
-    """What a call gave: `tensors` by name ("output", "output.0", "read.attention_weights", "grad.1"), and
-    `meta`: status ("ok" or "error"), and for errors the exception's type, whether it was a stub
-    (NotImplementedError), and where in models/*.py it was raised."""
-
-    meta: dict
-    tensors: dict
-    exception: BaseException = None  # in-process only: the sandbox never sends a message of its own
-
-
 class CountTorchCalls(TorchFunctionMode):
     """Counts the torch functions and tensor methods called inside it."""
 
@@ -332,30 +360,33 @@ class CountTorchCalls(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def build_module(spec: ModuleSpec):
+def build_module(spec: wire.ModuleSpec, training: bool = False):
     module_name, class_name = spec.path.split(":")
     cls = getattr(student_module(module_name), class_name)
     with isolated(f"{module_name}:{class_name}.__init__", building=True):
         torch.manual_seed(0)
-        module = cls(**spec.kwargs).to(DTYPES[spec.dtype])
+        module = cls(**spec.kwargs).to(wire.DTYPES[spec.dtype])
     module.load_state_dict(spec.state, strict=True)
-    module.eval()
+    module.train(training)
     for name, value in spec.attributes.items():
         setattr(module, name, value)
     return module
 
 
-def flatten(prefix: str, value, tensors: dict, kinds: dict, depth: int = 0):
-    """Tensors of a returned value by name: "output" for a tensor, "output.0", "output.1" for a tuple."""
+def flatten(prefix: str, value, tensors: dict, kinds: dict, devices: dict, depth: int = 0):
+    """The parts of a returned value by name: "output" for a tensor, "output.0", "output.1" for a tuple.
+    Tensors on the CPU travel as they are; a tensor elsewhere (the meta device) only by its device, dtype
+    and shape; `kinds` names the type of every part that is not a tensor."""
     if isinstance(value, torch.Tensor):
-        tensors[prefix] = value.detach()
+        if value.device.type == "cpu":
+            tensors[prefix] = value.detach()
+        else:
+            devices[prefix] = {"device": value.device.type, "dtype": str(value.dtype).removeprefix("torch."),
+                               "shape": list(value.shape)}
     elif isinstance(value, (tuple, list)) and depth < 2 and len(value) <= 16:
         kinds[prefix] = type(value).__name__
         for index, item in enumerate(value):
-            flatten(f"{prefix}.{index}", item, tensors, kinds, depth + 1)
+            flatten(f"{prefix}.{index}", item, tensors, kinds, devices, depth + 1)
     else:
         kinds[prefix] = type(value).__name__
 
@@ -375,12 +406,41 @@ def where_raised(error: BaseException):
     return None, None
 
 
-def execute(call: Call) -> Outcome:
+def _output_tensors(output) -> list:
+    """The floating tensors of an output, in `flatten`'s order (the ones grad_weights pair with)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (tuple, list)):
+        return [item for item in output if isinstance(item, torch.Tensor)]
+    return []
+
+
+def _gradients(call: wire.Call, module, args: list, output, tensors: dict):
+    """grad.<i> and grad.param.<name>: the gradient of Σ output_i · grad_weights[i]. An input no gradient
+    reaches is left out (the judge reads it as zeros)."""
+    weights = call.grad_weights if isinstance(call.grad_weights, list) else [call.grad_weights]
+    parts = [(part, weight) for part, weight in zip(_output_tensors(output), weights)
+             if part.requires_grad and part.shape == weight.shape]
+    inputs = [(f"grad.{index}", args[index]) for index in call.grad_of]
+    if call.grad_params and module is not None:
+        inputs += [(f"grad.param.{name}", parameter) for name, parameter in module.named_parameters()]
+    if not parts or not inputs:
+        return
+    loss = sum((part * weight.to(part.dtype)).sum() for part, weight in parts)
+    grads = torch.autograd.grad(loss, [tensor for _, tensor in inputs], allow_unused=True)
+    for (name, _), grad in zip(inputs, grads):
+        if grad is not None:
+            tensors[name] = grad.detach()
+
+
+def execute(call: wire.Call) -> wire.Outcome:
     """Runs one call of the student's code (in this process) and returns what it gave."""
-    tensors, kinds = {}, {}
+    tensors, kinds, devices = {}, {}, {}
     counter = CountTorchCalls() if call.count_torch_calls else contextlib.nullcontext()
+    if hasattr(BACKEND, "start"):
+        BACKEND.start(call)
     try:
-        module = build_module(call.module) if call.module is not None else None
+        module = build_module(call.module, call.training) if call.module is not None else None
         with isolated(call.target):
             if module is None:
                 _, owner, name = resolve(call.target)
@@ -390,195 +450,90 @@ def execute(call: Call) -> Outcome:
             args = list(call.args)
             for index in call.grad_of:
                 args[index] = args[index].detach().clone().requires_grad_(True)
-            gradients = torch.enable_grad() if call.grad_of else torch.no_grad()
-            with gradients, counter:
+            gradients = torch.enable_grad() if call.grad_of or call.grad_params else torch.no_grad()
+            with gradients, FixedDropout(call.dropout_seed), counter:
                 output = function(*args, **call.kwargs)
-            if call.grad_of:
-                (output * call.grad_weights).sum().backward()
-                for index in call.grad_of:
-                    if args[index].grad is not None:
-                        tensors[f"grad.{index}"] = args[index].grad.detach()
-        flatten("output", output, tensors, kinds)
+            if call.grad_of or call.grad_params:
+                _gradients(call, module, args, output, tensors)
+        flatten("output", output, tensors, kinds, devices)
         for name in call.read:
-            flatten(f"read.{name}", getattr(module, name, None), tensors, kinds)
-        meta = {"status": "ok", "kinds": kinds}
+            flatten(f"read.{name}", getattr(module, name, None), tensors, kinds, devices)
+        meta = {"status": "ok", "kinds": kinds, "devices": devices}
         if call.count_torch_calls:
             meta["torch_calls"] = counter.calls
-        return Outcome(meta, tensors)
+        return wire.Outcome(meta, tensors)
     except Exception as error:  # the student's code may raise anything: it is reported, not re-raised
         file, line = where_raised(error)
-        return Outcome({"status": "error", "error": type(error).__name__,
-                        "not_implemented": isinstance(error, NotImplementedError),
-                        "given_scan": isinstance(error, GivenScanUsed),
-                        "stand_in_refused": isinstance(error, StandInRefused), "file": file, "line": line},
-                       {}, error)
+        return wire.Outcome({"status": "error", "error": type(error).__name__,
+                             "not_implemented": isinstance(error, NotImplementedError),
+                             "given_scan": isinstance(error, GivenScanUsed),
+                             "stand_in_refused": isinstance(error, StandInRefused), "file": file, "line": line},
+                            {}, error)
 
 
-# --- the sandbox's side of the regrade ------------------------------------------------------------------------
-#
-# Frames both ways: an 8-byte little-endian length, then that many bytes; a frame of JSON is followed, where
-# it says so, by a frame of tensors (safetensors; complex tensors travel as two real ones).
-#   grader -> sandbox (standard input): {"skip": [...]}; then, one at a time, {"type": "call", ...} + tensors,
-#       answered before the next is sent, and {"type": "stand-in", "ok": ...} + tensors for each request;
-#       finally {"type": "end"}.
-#   sandbox -> grader (a pipe): {"event": "import", "module"} and {"event": "imported", "module", "meta"} per
-#       student file; {"event": "stand-in", "name", "config", "args"} + tensors while a call runs;
-#       {"event": "result", "meta"} + tensors when it ends; {"event": "finished"}.
-# The grader believes none of it beyond what the values themselves show.
+# --- the sandbox's side of the regrade (autograde/wire.py describes the messages) ----------------------------
 
 
-def frame(payload: bytes) -> bytes:
-    return struct.pack("<Q", len(payload)) + payload
+class RemoteBackend:
+    """The stand-ins' answers, asked of the grader: a request goes out on the events pipe, the answer comes
+    on standard input."""
 
+    def __init__(self, stream, output_fd: int):
+        self.stream, self.output_fd = stream, output_fd
 
-def write_frame(fd: int, payload: bytes):
-    data = frame(payload)
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def read_frame(stream) -> bytes:
-    header = stream.read(8)
-    if len(header) < 8:
-        raise EOFError("the grader closed the pipe")
-    return stream.read(struct.unpack("<Q", header)[0])
-
-
-def to_real(tensors: dict) -> dict:
-    real = {}
-    for name, tensor in tensors.items():
-        tensor = tensor.detach().cpu()
-        if tensor.is_complex():
-            real[f"{name}::re"], real[f"{name}::im"] = tensor.real.contiguous().clone(), tensor.imag.contiguous().clone()
-        else:
-            real[name] = tensor.contiguous().clone()
-    return real
-
-
-def from_real(tensors: dict) -> dict:
-    joined = {}
-    for name, tensor in tensors.items():
-        if name.endswith("::re") and name[:-4] + "::im" in tensors:
-            joined[name[:-4]] = torch.complex(tensor, tensors[name[:-4] + "::im"])
-        elif not name.endswith(("::re", "::im")):
-            joined[name] = tensor
-    return joined
-
-
-def pack_tensors(tensors: dict) -> bytes:
-    from safetensors.torch import save
-
-    return save(to_real(tensors)) if tensors else b""
-
-
-def unpack_tensors(blob: bytes) -> dict:
-    from safetensors.torch import load
-
-    return from_real(load(blob)) if blob else {}
-
-
-class Packer:
-    """Names every tensor of a message once ("t0", "t1", ...) so values can refer to them in JSON."""
-
-    def __init__(self):
-        self.tensors, self.names = {}, {}
-
-    def ref(self, tensor: torch.Tensor) -> str:
-        if id(tensor) not in self.names:
-            self.names[id(tensor)] = f"t{len(self.names)}"
-            self.tensors[self.names[id(tensor)]] = tensor
-        return self.names[id(tensor)]
-
-    def value(self, value):
-        if isinstance(value, torch.Tensor):
-            return {"tensor": self.ref(value)}
-        if isinstance(value, (list, tuple)):
-            return [self.value(item) for item in value]
-        if isinstance(value, dict):
-            return {"dict": {str(key): self.value(item) for key, item in value.items()}}
-        if value is None or isinstance(value, (bool, int, float, str)):
-            return value
-        raise TypeError(f"a probe message cannot carry a {type(value).__name__}")
-
-
-def unpack_value(value, tensors: dict):
-    if isinstance(value, dict) and "tensor" in value:
-        return tensors[value["tensor"]]
-    if isinstance(value, dict) and "dict" in value:
-        return {key: unpack_value(item, tensors) for key, item in value["dict"].items()}
-    if isinstance(value, list):
-        return [unpack_value(item, tensors) for item in value]
-    return value
-
-
-def encode_call(call: Call) -> bytes:
-    """One call as the sandbox receives it: a JSON frame and a frame of its tensors."""
-    packer = Packer()
-    module = None
-    if call.module is not None:
-        module = {"path": call.module.path, "kwargs": packer.value(call.module.kwargs),
-                  "state": {name: packer.ref(tensor) for name, tensor in call.module.state.items()},
-                  "dtype": call.module.dtype, "attributes": packer.value(call.module.attributes)}
-    spec = {"type": "call", "target": call.target, "module": module, "args": packer.value(call.args),
-            "kwargs": packer.value(call.kwargs), "read": list(call.read),
-            "grad_weights": packer.ref(call.grad_weights) if call.grad_weights is not None else None,
-            "grad_of": list(call.grad_of), "count_torch_calls": call.count_torch_calls}
-    return frame(json.dumps(spec).encode()) + frame(pack_tensors(packer.tensors))
-
-
-def decode_call(spec: dict, tensors: dict) -> Call:
-    module = None
-    if spec["module"] is not None:
-        m = spec["module"]
-        module = ModuleSpec(m["path"], unpack_value(m["kwargs"], tensors),
-                            {name: tensors[ref] for name, ref in m["state"].items()}, m["dtype"],
-                            unpack_value(m["attributes"], tensors))
-    return Call(spec["target"], module, unpack_value(spec["args"], tensors), unpack_value(spec["kwargs"], tensors),
-                tuple(spec["read"]), tensors[spec["grad_weights"]] if spec["grad_weights"] else None,
-                tuple(spec["grad_of"]), spec["count_torch_calls"])
-
-
-def remote_backend(stream, output_fd: int):
-    """A BACKEND that asks the grader: the request goes out on the pipe, the answer comes on stdin."""
-    def ask(name, params, config, args):
-        packer = Packer()
-        request = {"event": "stand-in", "name": name, "config": packer.value(config), "args": packer.value(args),
-                   "params": {key: packer.ref(value) for key, value in (params or {}).items()}}
-        write_frame(output_fd, json.dumps(request).encode())
-        write_frame(output_fd, pack_tensors(packer.tensors))
-        reply, tensors = json.loads(read_frame(stream)), unpack_tensors(read_frame(stream))
+    def _exchange(self, request: dict, tensors: dict):
+        wire.write_frame(self.output_fd, json.dumps(request).encode())
+        wire.write_frame(self.output_fd, wire.pack_tensors(tensors))
+        reply, values = json.loads(wire.read_frame(self.stream)), wire.unpack_tensors(wire.read_frame(self.stream))
         if not reply.get("ok"):
-            raise StandInRefused(f"the grader did not answer for {name}")
-        return unpack_value(reply["value"], tensors)
-    return ask
+            raise StandInRefused(f"the grader would not answer for {request.get('name', 'a stand-in')}: the call "
+                                 f"asked it for more than a graded test ever needs")
+        return wire.unpack_value(reply["value"], values)
+
+    def request(self, name, params, config, args, grad_args, grad_params, keep):
+        """(the grader's number for this request, the answer)."""
+        packer = wire.Packer()
+        request = {"event": "stand-in", "name": name, "config": packer.value(config), "args": packer.value(args),
+                   "params": {key: packer.ref(value) for key, value in params.items()},
+                   "grad_args": list(grad_args), "grad_params": list(grad_params), "keep": keep}
+        answer = self._exchange(request, packer.tensors)
+        if not (isinstance(answer, list) and len(answer) == 2 and isinstance(answer[0], int)):
+            raise StandInRefused(f"the grader's answer for {name} could not be read")
+        request_id, value = answer
+        return request_id, tuple(value) if isinstance(value, list) else value
+
+    def backward(self, request_id: int, grad_outputs: list):
+        packer = wire.Packer()
+        request = {"event": "stand-in-backward", "request": request_id, "grads": packer.value(grad_outputs)}
+        return self._exchange(request, packer.tensors)
 
 
 def serve(stream, output_fd: int) -> int:
     """The sandbox's main loop: import the student's files, then run each call as it arrives and send
     what it gave. Returns the exit status."""
     global BACKEND
-    header = json.loads(read_frame(stream))
+    header = json.loads(wire.read_frame(stream))
     SKIPPED_MODULES.update(header.get("skip", ()))
-    BACKEND = remote_backend(stream, output_fd)
+    BACKEND = RemoteBackend(stream, output_fd)
     for short_name in STUDENT_FILES:
         if short_name in SKIPPED_MODULES:
             continue
-        write_frame(output_fd, json.dumps({"event": "import", "module": short_name}).encode())
+        wire.write_frame(output_fd, json.dumps({"event": "import", "module": short_name}).encode())
         meta = {"status": "ok"}
         try:
             student_module(short_name)
         except Exception as error:  # reported; the calls of this file will raise it again
             file, line = where_raised(error)
             meta = {"status": "error", "error": type(error).__name__, "file": file, "line": line}
-        write_frame(output_fd, json.dumps({"event": "imported", "module": short_name, "meta": meta}).encode())
+        wire.write_frame(output_fd, json.dumps({"event": "imported", "module": short_name, "meta": meta}).encode())
     while True:
-        spec = json.loads(read_frame(stream))
+        spec = json.loads(wire.read_frame(stream))
         if spec.get("type") != "call":
             break
-        outcome = execute(decode_call(spec, unpack_tensors(read_frame(stream))))
-        write_frame(output_fd, json.dumps({"event": "result", "meta": outcome.meta}).encode())
-        write_frame(output_fd, pack_tensors(outcome.tensors))
-    write_frame(output_fd, json.dumps({"event": "finished"}).encode())
+        outcome = execute(wire.decode_call(spec, wire.unpack_tensors(wire.read_frame(stream))))
+        wire.write_frame(output_fd, json.dumps({"event": "result", "meta": outcome.meta}).encode())
+        wire.write_frame(output_fd, wire.pack_tensors(outcome.tensors))
+    wire.write_frame(output_fd, json.dumps({"event": "finished"}).encode())
     return 0
 
 

@@ -62,7 +62,7 @@ def command_review(args) -> int:
 
 
 def command_mutants(args) -> int:
-    from grading.publish.mutants import run_corpus
+    from grading.publish.corpus import run_corpus
 
     return run_corpus(verbose=True)
 

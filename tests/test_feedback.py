@@ -1,13 +1,15 @@
-"""What a failed graded test tells the student (autograde/harness.py): expected, got, where, the
-tolerance, and, where the comparison can tell, the likely mistake — a constant factor such as √d, a
-transposition, a lost sign, what a named mistake would have given, right only for short sequences or in
-float64 only. Hidden tests show no values."""
+"""What a failed graded test tells the student (autograde/harness.py, autograde/diagnoses.py): what was
+compared, expected, got, where, by how much, the tolerance; what else failed and what was right; and a
+likely cause only where a rule is sure. Each rule is shown firing on the evidence it needs and staying
+silent on evidence that only looks like it (tests/instructor/test_diagnoses.py checks every rule against
+the labelled mutants)."""
 
 import math
 
 import torch
 
-from autograde.harness import Case, compare, summarise_cases
+from autograde.diagnoses import Checked, diagnose, summary
+from autograde.harness import Case, compare
 
 TOLERANCE = {"atol": 1e-6, "rtol": 1e-5}
 
@@ -16,26 +18,15 @@ def expected() -> torch.Tensor:
     return torch.randn(3, 5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
-def test_a_result_off_by_root_d_names_the_factor():
-    message = compare(expected() * math.sqrt(8), expected(), what="attention", hidden=False,
-                      factors={"√d": math.sqrt(8), "1/√d": 1 / math.sqrt(8)}, **TOLERANCE)
-    assert "likely mistake: it is 2.828 × the expected values, that is √d" in message
+def checked(actual, wanted, facet="value", passed=None, **more) -> Checked:
+    if passed is None:
+        passed = compare(actual, wanted, what="x", hidden=False, **TOLERANCE) is None
+    return Checked(passed, None if passed else "x differs", facet, more.pop("where", {}), actual, wanted,
+                   atol=TOLERANCE["atol"], rtol=TOLERANCE["rtol"], **more)
 
 
-def test_a_transposed_result_is_named():
-    message = compare(expected().transpose(-1, -2), expected(), what="weights", hidden=False, **TOLERANCE)
-    assert "transposed (the last two axes swapped)" in message
-
-
-def test_a_lost_sign_is_named():
-    message = compare(expected().abs(), expected(), what="scan", hidden=False, **TOLERANCE)
-    assert "a sign is lost" in message
-
-
-def test_a_result_that_matches_a_named_mistake_says_which():
-    wrong = expected() + 1
-    message = compare(wrong, expected(), what="block", hidden=False, alternatives={"no D u_t term": wrong}, **TOLERANCE)
-    assert "likely mistake: it matches what no D u_t term would give" in message
+def causes(items) -> set:
+    return {finding.cause for finding in diagnose(items)}
 
 
 def test_a_message_gives_expected_got_where_and_the_tolerance_and_a_hidden_one_no_values():
@@ -49,27 +40,106 @@ def test_a_message_gives_expected_got_where_and_the_tolerance_and_a_hidden_one_n
     assert "largest difference 0.5" in hidden and "a hidden test" in hidden
 
 
-def test_an_overflow_is_called_one():
+def test_a_message_says_what_differs_and_never_why():
     got = expected().clone()
     got[0, 0, 0] = math.inf
-    assert "an overflow?" in compare(got, expected(), what="pscan", hidden=False, **TOLERANCE)
+    message = compare(got, expected(), what="pscan", hidden=False, **TOLERANCE)
+    assert "1 of 75 values are not finite" in message and "overflow" not in message
+    assert compare(got[0], expected(), what="pscan", hidden=False, **TOLERANCE) == \
+        "pscan: expected shape (3, 5, 5), got (5, 5)"
 
 
-def test_cases_that_pass_short_and_fail_long_say_right_only_for_short_sequences():
-    lines = summarise_cases([({"length": 7}, True), ({"length": 257}, True), ({"length": 1024}, False)])
-    assert lines == ["  right only for short sequences: right up to length 257, wrong from 1024 on"]
+def test_a_transposed_result_is_named_and_a_merely_wrong_one_is_not():
+    assert causes([checked(expected().transpose(-1, -2), expected())]) == {"transposed"}
+    assert causes([checked(expected() + 1, expected())]) == set()
 
 
-def test_cases_that_pass_in_float64_only_say_so():
-    assert summarise_cases([({"dtype": "float64"}, True), ({"dtype": "float32"}, False)]) == [
-        "  right in float64 only: in float32 something overflows or loses precision"]
+def test_a_lost_sign_is_named():
+    assert causes([checked(expected().abs(), expected())]) == {"sign"}
 
 
-def test_a_verdict_leads_with_the_first_failure_and_counts_the_others():
+def test_a_result_matching_a_named_mistake_says_which_unless_that_mistake_gives_the_right_answer():
+    wrong = expected() + 1
+    item = checked(wrong, expected(), alternatives={"no D u_t term": ("missing-step", wrong)})
+    assert [finding.says for finding in diagnose([item])] == ["it matches what no D u_t term would give"]
+    harmless = checked(wrong, expected(), alternatives={"a harmless variant": ("other", expected())})
+    assert diagnose([harmless]) == []
+
+
+def test_right_values_and_wrong_gradients_say_that_gradients_are_cut_and_wrong_values_do_not():
+    right, wrong = checked(expected(), expected()), checked(expected() + 1, expected(), facet="gradient")
+    assert causes([right, wrong]) == {"gradient"}
+    assert "gradient" not in causes([checked(expected() + 1, expected()), wrong])
+
+
+def test_right_in_eval_mode_and_wrong_in_training_mode_names_training_mode():
+    assert causes([checked(expected(), expected()), checked(expected() + 1, expected(), facet="train")]) == {"training"}
+    assert causes([checked(expected(), expected()), checked(expected(), expected(), facet="train"),
+                   checked(expected() + 1, expected(), facet="dropout")]) == {"dropout"}
+
+
+def test_a_call_that_returns_what_an_earlier_call_with_other_arguments_returned_names_a_kept_result():
+    first, second = object(), object()
+    earlier = checked(expected(), expected(), result=first)
+    stale = checked(expected(), expected() * 2, result=second)
+    assert causes([earlier, stale]) == {"state"}
+    wrong_shape = checked(expected(), torch.zeros(3, 5, 6, dtype=torch.float64), result=second)
+    assert "state" not in causes([earlier, wrong_shape]), "a result of the wrong shape is a shape's story"
+    same_arguments = checked(expected(), expected(), result=second, passed=False)
+    assert "state" not in causes([earlier, same_arguments])
+
+
+def test_rows_right_alone_and_wrong_together_name_the_batch():
+    whole = checked(expected() + 1, expected(), where={"setting": 0})
+    alone = checked(expected()[-1:], expected()[-1:], facet="row", where={"setting": 0})
+    assert causes([whole, alone]) == {"batch"}
+    assert "batch" not in causes([whole, checked(expected()[-1:] + 1, expected()[-1:], facet="row",
+                                                 where={"setting": 0})])
+
+
+def test_only_a_failed_causality_check_names_the_future():
+    item = Checked(False, "outputs changed", "causal", {}, proves="causal")
+    assert causes([item]) == {"causal"}
+    assert causes([Checked(False, "outputs changed", "causal", {})]) == set()
+
+
+def test_an_overflow_is_named_only_when_shorter_sequences_were_right():
+    short = checked(expected(), expected(), where={"length": 7})
+    overflowing = expected().clone()
+    overflowing[0, 0, 0] = math.inf
+    long = checked(overflowing, expected(), where={"length": 1024})
+    assert causes([short, long]) == {"overflow"}
+    wrong_short = checked(expected() + 1, expected(), where={"length": 7})
+    assert "overflow" not in causes([wrong_short, long])
+
+
+def test_the_summary_lists_what_else_failed_and_what_was_right_by_facet():
+    items = [checked(expected() + 1, expected()), checked(expected() + 1, expected(), facet="gradient"),
+             checked(expected(), expected(), facet="train"), checked(expected(), expected(), facet="row")]
+    assert summary(items) == ["also wrong: the gradients (1)",
+                              "right: training mode without dropout, each row of a batch alone"]
+
+
+def test_a_verdict_leads_with_the_first_failure_then_the_facts_then_a_sure_cause():
     case = Case("demo", run_now=True)
-    for length in (1, 2, 3):
-        case.expect_close(torch.ones(length) * (2 if length > 1 else 1), torch.ones(length), what=f"length {length}",
-                          where={"length": length}, **TOLERANCE)
+    case.expect_close(expected(), expected(), what="the values", **TOLERANCE)
+    case.expect_close(expected() * 2, expected(), what="the gradient", facet="gradient", **TOLERANCE)
     verdict = case.verdict()
-    assert verdict.startswith("length 2 differs") and "(1 more comparison failed)" in verdict
-    assert "right only for short sequences: right up to length 1, wrong from 2 on" in verdict
+    lines = verdict.message.splitlines()
+    assert lines[0] == "the gradient differs from the expected values"
+    assert "  right: the values" in lines
+    assert lines[-1].startswith("  likely cause: the values are right and the gradients are not")
+    assert verdict.diagnoses == (("gradient", "gradient"),)
+
+
+def test_a_stub_is_the_whole_story():
+    from autograde.wire import Call, Outcome
+    from autograde.harness import Result
+
+    result = Result(Call("transformer:causal_mask"), "causal_mask")
+    result.outcome = Outcome({"status": "error", "not_implemented": True}, {})
+    case = Case("demo", run_now=False)
+    case.expect_close(result.output, torch.ones(2), what="the mask", **TOLERANCE)
+    case.expect_close(torch.ones(2) * 3, torch.ones(2), what="another", **TOLERANCE)
+    message = case.verdict().message
+    assert message.startswith("causal_mask is not written yet") and "another" not in message

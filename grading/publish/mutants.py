@@ -3,28 +3,22 @@
 A *mutant* is the reference solution of one student function with one plausible mistake (a text
 replacement on its source, or a whole new body); every mutant must lose points. An *alternative* is a
 different but correct way to write one graded function (other einsum spellings, view/transpose for
-rearrange, a -1e9 mask, a doubling scan, ...); every alternative must keep all 10 points, and all the
+rearrange, a -1e9 mask, a doubling scan, ...); every alternative must keep all 10 public points and all the
 points of the hidden tests (tests/hidden, run by the regrade). A *hidden-only mutant* is a mistake the
-public tests cannot see because it fits their inputs (a square mask, a kernel of 4 hard-coded): it must
+public tests cannot see because it fits their sizes (a kernel of 4 or a dt_rank of 1 hard-coded): it must
 keep all 10 public points and lose hidden ones, which proves the hidden tests add something.
 
-Each variant is compiled in its module's namespace and put in place of the reference everywhere the
-reference function is bound (the class or module, tables such as SCANS, modules that imported it by
-name), exactly as if a student had written it; then the graded tests run in this process.
+Every mutant is labelled with its causes, in the words of autograde/diagnoses.py: a diagnosis rule may name
+only a cause its mutant has (tests/instructor/test_diagnoses.py). grading/publish/corpus.py runs them all:
 
-    python -m grading mutants        prints which graded tests catch each mutant
+    python -m grading mutants        prints which graded tests catch each mutant, and the diagnoses' precision
 """
 
-import contextlib
 import importlib
 import inspect
-import io
-import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 GRADED, HIDDEN = REPO / "tests" / "graded", REPO / "tests" / "hidden"
@@ -44,6 +38,7 @@ class Variant:
     why: str
     replace: tuple = ()  # (old, new) pairs applied to the reference source, each old occurring once
     source: str = ""  # or the whole function
+    causes: tuple = ()  # a mutant's causes, as autograde/diagnoses.py names them: the only ones a rule may name
 
     def function_source(self) -> str:
         if self.source:
@@ -66,8 +61,9 @@ def _resolve(target: str):
     return module, owner, getattr(owner, qualname.split(".")[-1])
 
 
-def M(name, target, why, *replace, source=""):
-    return Variant(name, target, why, tuple(replace), source)
+def M(name, target, why, causes=(), *replace, source=""):
+    """A mutant (labelled with its causes) or, with no causes, a correct alternative."""
+    return Variant(name, target, why, tuple(replace), source, tuple(causes))
 
 
 T, S = "models.transformer", "models.mamba"
@@ -75,82 +71,82 @@ MHA = f"{T}:MultiHeadAttention.forward"
 
 MUTANTS = [
     # --- Q1.1 attention
-    M("no-scaling", MHA, "scores not divided by √d", (" / math.sqrt(self.head_size)", "")),
-    M("scaled-by-hidden-size", MHA, "divided by √H instead of √d (the head size)",
+    M("no-scaling", MHA, "scores not divided by √d", ("scale",), (" / math.sqrt(self.head_size)", "")),
+    M("scaled-by-hidden-size", MHA, "divided by √H instead of √d (the head size)", ("scale",),
       ("math.sqrt(self.head_size)", "math.sqrt(self.hidden_size)")),
-    M("mask-on-the-wrong-side", f"{T}:causal_mask", "upper triangle: attends to the future, not the past",
+    M("mask-on-the-wrong-side", f"{T}:causal_mask", "upper triangle: attends to the future, not the past", ("mask-side", "transposed"),
       ("torch.tril(", "torch.triu(")),
-    M("mask-hides-the-present", f"{T}:causal_mask", "off by one: a position may not see itself",
+    M("mask-hides-the-present", f"{T}:causal_mask", "off by one: a position may not see itself", ("mask-off-by-one",),
       ("device=device))", "device=device), diagonal=-1)")),
-    M("mask-shows-the-next-token", f"{T}:causal_mask", "off by one: a position sees one future token",
+    M("mask-shows-the-next-token", f"{T}:causal_mask", "off by one: a position sees one future token", ("mask-off-by-one",),
       ("device=device))", "device=device), diagonal=1)")),
-    M("mask-applied-inverted", MHA, "masked_fill on the allowed positions instead of the future ones",
+    M("mask-applied-inverted", MHA, "masked_fill on the allowed positions instead of the future ones", ("mask-side",),
       ("masked_fill(~mask,", "masked_fill(mask,")),
-    M("softmax-over-queries", MHA, "softmax over the wrong axis", ("softmax(dim=-1)", "softmax(dim=-2)")),
-    M("weights-kept-before-softmax", MHA, "stores the scores, not the softmax weights",
+    M("softmax-over-queries", MHA, "softmax over the wrong axis", ("softmax-axis",), ("softmax(dim=-1)", "softmax(dim=-2)")),
+    M("weights-kept-before-softmax", MHA, "stores the scores, not the softmax weights", ("wrong-reading",),
       ("self.attention_weights = weights.detach()", "self.attention_weights = scores.detach()")),
-    M("no-output-projection", MHA, "forgets W_o",
+    M("no-output-projection", MHA, "forgets W_o", ("missing-step",),
       ("return self.W_o(self.merge_heads(context))", "return self.merge_heads(context)")),
-    M("heads-merged-in-the-wrong-order", f"{T}:MultiHeadAttention.merge_heads", "(d h) instead of (h d)",
+    M("heads-merged-in-the-wrong-order", f"{T}:MultiHeadAttention.merge_heads", "(d h) instead of (h d)", ("heads-order",),
       ('"b h l d -> b l (h d)"', '"b h l d -> b l (d h)"')),
-    M("heads-split-in-the-wrong-order", f"{T}:MultiHeadAttention.split_heads", "(d h) instead of (h d)",
+    M("heads-split-in-the-wrong-order", f"{T}:MultiHeadAttention.split_heads", "(d h) instead of (h d)", ("heads-order",),
       ('"b l (h d) -> b h l d"', '"b l (d h) -> b h l d"')),
     # --- Q1.2 encoder
-    M("sin-and-cos-swapped", f"{T}:sinusoidal_positional_encoding", "cos on even columns, sin on odd",
+    M("sin-and-cos-swapped", f"{T}:sinusoidal_positional_encoding", "cos on even columns, sin on odd", ("sin-cos",),
       ("table[:, 0::2] = torch.sin(angle)", "table[:, 0::2] = torch.cos(angle)"),
       ("table[:, 1::2] = torch.cos(angle[", "table[:, 1::2] = torch.sin(angle[")),
-    M("exponent-i-instead-of-2i", f"{T}:sinusoidal_positional_encoding", "10000^(i/H) instead of 10000^(2i/H)",
+    M("exponent-i-instead-of-2i", f"{T}:sinusoidal_positional_encoding", "10000^(i/H) instead of 10000^(2i/H)", ("exponent",),
       ("torch.arange(0, hidden_size, 2, dtype=torch.float32)", "torch.arange(0, hidden_size // 2, dtype=torch.float32)")),
-    M("encoder-positions-not-added", f"{T}:TransformerEncoder.forward", "embeddings only",
+    M("encoder-positions-not-added", f"{T}:TransformerEncoder.forward", "embeddings only", ("missing-step",),
       ("self.positions(self.embedding(source))", "self.embedding(source)")),
-    M("encoder-without-final-norm", f"{T}:TransformerEncoder.forward", "no final LayerNorm",
+    M("encoder-without-final-norm", f"{T}:TransformerEncoder.forward", "no final LayerNorm", ("missing-step",),
       ("return self.norm(x)", "return x")),
-    M("encoder-post-norm", f"{T}:EncoderLayer.forward", "norm(x + sublayer(x)) instead of x + sublayer(norm(x))",
+    M("encoder-post-norm", f"{T}:EncoderLayer.forward", "norm(x + sublayer(x)) instead of x + sublayer(norm(x))", ("norms",),
       source='''
       def forward(self, x):
           x = self.attention_norm(x + self.dropout(self.self_attention(x, x, x)))
           return self.feed_forward_norm(x + self.feed_forward(x))
       '''),
-    M("encoder-mlp-without-residual", f"{T}:EncoderLayer.forward", "the MLP replaces x instead of adding to it",
+    M("encoder-mlp-without-residual", f"{T}:EncoderLayer.forward", "the MLP replaces x instead of adding to it", ("missing-step",),
       ("return x + self.feed_forward(", "return self.feed_forward(")),
     # --- Q1.3 decoder
-    M("decoder-positions-not-added", f"{T}:TransformerDecoder.forward", "the original starter's bug",
+    M("decoder-positions-not-added", f"{T}:TransformerDecoder.forward", "the original starter's bug", ("missing-step",),
       ("self.positions(self.embedding(target_in))", "self.embedding(target_in)")),
-    M("decoder-self-attention-not-causal", f"{T}:DecoderLayer.forward", "uses the non-causal module for self-attention",
+    M("decoder-self-attention-not-causal", f"{T}:DecoderLayer.forward", "uses the non-causal module for self-attention", ("wrong-module", "causal"),
       ("self.self_attention(normed, normed, normed)", "self.cross_attention(normed, normed, normed)")),
-    M("cross-attention-over-the-decoder", f"{T}:DecoderLayer.forward", "keys and values from the decoder, not the encoder",
+    M("cross-attention-over-the-decoder", f"{T}:DecoderLayer.forward", "keys and values from the decoder, not the encoder", ("wrong-input", "causal"),
       ("self.cross_attention(normed, annotations, annotations)", "self.cross_attention(normed, normed, normed)")),
-    M("decoder-without-final-norm", f"{T}:TransformerDecoder.forward", "projects without the final LayerNorm",
+    M("decoder-without-final-norm", f"{T}:TransformerDecoder.forward", "projects without the final LayerNorm", ("missing-step",),
       ("return self.output(self.norm(x))", "return self.output(x)")),
     # --- Q2.1 discretisation
-    M("alpha-swapped", f"{S}:discretize_bilinear", "α and 1−α exchanged (invisible at α = ½)",
+    M("alpha-swapped", f"{S}:discretize_bilinear", "α and 1−α exchanged (invisible at α = ½)", ("alpha",),
       ("A_bar = (1 + alpha * delta_A)", "A_bar = (1 + (1 - alpha) * delta_A)"),
       ("denominator = 1 - (1 - alpha) * delta_A", "denominator = 1 - alpha * delta_A")),
-    M("zero-order-hold-instead", f"{S}:discretize_bilinear", "Ā = exp(ΔA), B̄ = ΔB",
+    M("zero-order-hold-instead", f"{S}:discretize_bilinear", "Ā = exp(ΔA), B̄ = ΔB", ("zoh",),
       source='''
       def discretize_bilinear(delta, A, B, alpha=0.5):
           A_bar = torch.exp(einsum(delta, A, "b l e, e n -> b l e n"))
           return A_bar, einsum(delta, B, "b l e, b l n -> b l e n")
       '''),
-    M("B-bar-without-denominator", f"{S}:discretize_bilinear", "B̄ = ΔB",
+    M("B-bar-without-denominator", f"{S}:discretize_bilinear", "B̄ = ΔB", ("missing-step", "zoh"),
       ('"b l e, b l n -> b l e n") / denominator', '"b l e, b l n -> b l e n")')),
     # --- Q2.2 parallel scan
-    M("sign-lost-in-log", f"{S}:pscan", "log|b| without iπ for negative b",
+    M("sign-lost-in-log", f"{S}:pscan", "log|b| without iπ for negative b", ("sign",),
       ("log_b = torch.log(b.to(complex_dtype))", "log_b = torch.log(b.abs()).to(complex_dtype)")),
-    M("cumsum-off-by-one", f"{S}:pscan", "an exclusive cumulative sum of log a",
+    M("cumsum-off-by-one", f"{S}:pscan", "an exclusive cumulative sum of log a", ("off-by-one",),
       ("a_star = torch.cumsum(log_a, dim=1)", "a_star = torch.cumsum(log_a, dim=1) - log_a")),
-    M("magnitude-instead-of-real-part", f"{S}:pscan", "|h| instead of Re h", (".real.to(b.dtype)", ".abs().to(b.dtype)")),
-    M("pscan-calls-the-given-pair-scan", f"{S}:pscan", "hands the work to the given exact scan",
+    M("magnitude-instead-of-real-part", f"{S}:pscan", "|h| instead of Re h", ("sign",), (".real.to(b.dtype)", ".abs().to(b.dtype)")),
+    M("pscan-calls-the-given-pair-scan", f"{S}:pscan", "hands the work to the given exact scan", ("given-scan",),
       source='''
       def pscan(log_a, b):
           return pair_scan(log_a, b)
       '''),
-    M("pscan-calls-the-given-loop", f"{S}:pscan", "hands the work to the given sscan",
+    M("pscan-calls-the-given-loop", f"{S}:pscan", "hands the work to the given sscan", ("given-scan",),
       source='''
       def pscan(log_a, b):
           return sscan(log_a, b)
       '''),
-    M("pscan-is-a-loop", f"{S}:pscan", "a Python loop over time, not a parallel scan",
+    M("pscan-is-a-loop", f"{S}:pscan", "a Python loop over time, not a parallel scan", ("loop",),
       source='''
       def pscan(log_a, b):
           a = torch.exp(log_a).real if log_a.is_complex() else torch.exp(log_a)
@@ -161,39 +157,39 @@ MUTANTS = [
           return torch.stack(out, dim=1)
       '''),
     # --- Q2.3 Mamba block
-    M("non-causal-convolution", f"{S}:MambaBlock.forward", "keeps the last L conv outputs: sees 3 future steps",
+    M("non-causal-convolution", f"{S}:MambaBlock.forward", "keeps the last L conv outputs: sees 3 future steps", ("causal",),
       ("self.conv1d(x)[..., :length]", "self.conv1d(x)[..., -length:]")),
-    M("no-silu-after-convolution", f"{S}:MambaBlock.forward", "the convolution output goes to the SSM raw",
+    M("no-silu-after-convolution", f"{S}:MambaBlock.forward", "the convolution output goes to the SSM raw", ("missing-step",),
       ('x = F.silu(rearrange(x, "b e l -> b l e"))', 'x = rearrange(x, "b e l -> b l e")')),
-    M("silu-gate-missing", f"{S}:MambaBlock.forward", "y instead of y · SiLU(z)",
+    M("silu-gate-missing", f"{S}:MambaBlock.forward", "y instead of y · SiLU(z)", ("missing-step",),
       ("return self.out_proj(y * F.silu(z))", "return self.out_proj(y)")),
-    M("gate-without-silu", f"{S}:MambaBlock.forward", "y · z instead of y · SiLU(z)",
+    M("gate-without-silu", f"{S}:MambaBlock.forward", "y · z instead of y · SiLU(z)", ("missing-step",),
       ("y * F.silu(z)", "y * z")),
-    M("A-positive", f"{S}:MambaBlock.ssm", "A = exp(A_log): the state grows instead of decaying",
+    M("A-positive", f"{S}:MambaBlock.ssm", "A = exp(A_log): the state grows instead of decaying", ("A",),
       ("A = -torch.exp(self.A_log)", "A = torch.exp(self.A_log)")),
-    M("delta-without-softplus", f"{S}:MambaBlock.ssm", "Δ = dt_proj(δ), possibly negative",
+    M("delta-without-softplus", f"{S}:MambaBlock.ssm", "Δ = dt_proj(δ), possibly negative", ("missing-step",),
       ("delta = F.softplus(self.dt_proj(delta))", "delta = self.dt_proj(delta)")),
-    M("B-and-C-swapped", f"{S}:MambaBlock.ssm", "x_proj's output split as δ, C, B",
+    M("B-and-C-swapped", f"{S}:MambaBlock.ssm", "x_proj's output split as δ, C, B", ("B-C",),
       ("delta, B, C = self.x_proj(x)", "delta, C, B = self.x_proj(x)")),
-    M("D-skip-missing", f"{S}:MambaBlock.selective_scan", "y_t = C_t h_t without D u_t", ("return y + u * D", "return y")),
-    M("input-not-in-b", f"{S}:MambaBlock.selective_scan", "b_t = B̄_t instead of B̄_t u_t",
+    M("D-skip-missing", f"{S}:MambaBlock.selective_scan", "y_t = C_t h_t without D u_t", ("missing-step",), ("return y + u * D", "return y")),
+    M("input-not-in-b", f"{S}:MambaBlock.selective_scan", "b_t = B̄_t instead of B̄_t u_t", ("missing-step",),
       ('b = B_bar * rearrange(u, "b l e -> b l e 1")', "b = B_bar")),
-    M("discretisation-ignored", f"{S}:MambaBlock.selective_scan", "always zero-order hold, whatever the config",
+    M("discretisation-ignored", f"{S}:MambaBlock.selective_scan", "always zero-order hold, whatever the config", ("configured-discretisation",),
       ("self.discretize(delta, A, B)", "discretize_zoh(delta, A, B)")),
     # --- the kinds of mistake an independent corpus found the graders missing (issue 11)
-    M("dropout-on-in-eval-mode", MHA, "F.dropout with training=True: dropout stays on after model.eval()",
+    M("dropout-on-in-eval-mode", MHA, "F.dropout with training=True: dropout stays on after model.eval()", ("dropout",),
       ("self.dropout(weights)", "F.dropout(weights, self.dropout.p, training=True)")),
-    M("values-projected-from-the-key", MHA, "W_v applied to key, not value",
+    M("values-projected-from-the-key", MHA, "W_v applied to key, not value", ("wrong-input", "gradient"),
       ("self.split_heads(self.W_v(value))", "self.split_heads(self.W_v(key))")),
-    M("encoder-layer-norms-exchanged", f"{T}:EncoderLayer.forward", "attention_norm before the MLP and vice versa",
+    M("encoder-layer-norms-exchanged", f"{T}:EncoderLayer.forward", "attention_norm before the MLP and vice versa", ("norms",),
       ("normed = self.attention_norm(x)", "normed = self.feed_forward_norm(x)"),
       ("self.feed_forward(self.feed_forward_norm(x))", "self.feed_forward(self.attention_norm(x))")),
-    M("encoder-layer-one-norm-for-both", f"{T}:EncoderLayer.forward", "attention_norm used before the MLP too",
+    M("encoder-layer-one-norm-for-both", f"{T}:EncoderLayer.forward", "attention_norm used before the MLP too", ("norms",),
       ("self.feed_forward(self.feed_forward_norm(x))", "self.feed_forward(self.attention_norm(x))")),
-    M("encoder-layer-dropout-in-eval-mode", f"{T}:EncoderLayer.forward", "F.dropout(training=True) on the residual",
+    M("encoder-layer-dropout-in-eval-mode", f"{T}:EncoderLayer.forward", "F.dropout(training=True) on the residual", ("dropout",),
       ("x = x + self.dropout(self.self_attention(normed, normed, normed))",
        "x = x + F.dropout(self.self_attention(normed, normed, normed), self.dropout.p, training=True)")),
-    M("decoder-layer-norms-exchanged", f"{T}:DecoderLayer.forward", "the self- and cross-attention norms swapped",
+    M("decoder-layer-norms-exchanged", f"{T}:DecoderLayer.forward", "the self- and cross-attention norms swapped", ("norms",),
       source='''
       def forward(self, x, annotations):
           normed = self.cross_attention_norm(x)
@@ -202,30 +198,152 @@ MUTANTS = [
           x = x + self.dropout(self.cross_attention(normed, annotations, annotations))
           return x + self.feed_forward(self.feed_forward_norm(x))
       '''),
-    M("encoder-input-dropout-in-eval-mode", f"{T}:TransformerEncoder.forward", "F.dropout(training=True) on the input",
+    M("encoder-input-dropout-in-eval-mode", f"{T}:TransformerEncoder.forward", "F.dropout(training=True) on the input", ("dropout",),
       ("x = self.dropout(self.positions(self.embedding(source)))",
        "x = F.dropout(self.positions(self.embedding(source)), self.dropout.p, training=True)")),
-    M("A-rebuilt-from-its-initialisation", f"{S}:MambaBlock.ssm", "A = −(1 … N), ignoring the trained A_log",
+    M("A-rebuilt-from-its-initialisation", f"{S}:MambaBlock.ssm", "A = −(1 … N), ignoring the trained A_log", ("A",),
       ("A = -torch.exp(self.A_log)",
        "A = -torch.arange(1, self.state_size + 1, dtype=x.dtype).repeat(self.expanded_size, 1)")),
-    M("D-taken-as-one", f"{S}:MambaBlock.selective_scan", "y + u instead of y + D u (D starts at 1)",
+    M("D-taken-as-one", f"{S}:MambaBlock.selective_scan", "y + u instead of y + D u (D starts at 1)", ("missing-step",),
       ("return y + u * D", "return y + u")),
-    M("scan-called-directly", f"{S}:MambaBlock.selective_scan", "sscan whatever self.scan says",
+    M("scan-called-directly", f"{S}:MambaBlock.selective_scan", "sscan whatever self.scan says", ("configured-scan",),
       ("SCANS[self.scan](", "sscan(")),
-    M("pscan-overflows-past-700-steps", f"{S}:pscan", "h = exp(a*) cumsum(b exp(−a*)): exp(−a*) overflows", source='''
+    M("pscan-overflows-past-700-steps", f"{S}:pscan", "h = exp(a*) cumsum(b exp(−a*)): exp(−a*) overflows", ("overflow",), source='''
       def pscan(log_a, b):
           complex_dtype = torch.complex128 if b.dtype == torch.float64 else torch.complex64
           a_star = torch.cumsum(log_a.to(complex_dtype), dim=1)
           h = torch.exp(a_star) * torch.cumsum(b.to(complex_dtype) * torch.exp(-a_star), dim=1)
           return h.real.to(b.dtype)
       '''),
-    M("rms-norm-by-hand-without-weight", f"{S}:ResidualBlock.forward", "x / rms(x), without the norm's weight",
+    M("rms-norm-by-hand-without-weight", f"{S}:ResidualBlock.forward", "x / rms(x), without the norm's weight", ("norms",),
       ("return x + self.mixer(self.norm(x))",
        "return x + self.mixer(x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-5))")),
-    M("residual-missing", f"{S}:ResidualBlock.forward", "mixer(norm(x)) without + x",
+    M("residual-missing", f"{S}:ResidualBlock.forward", "mixer(norm(x)) without + x", ("missing-step",),
       ("return x + self.mixer(self.norm(x))", "return self.mixer(self.norm(x))")),
-    M("norm-after-the-residual", f"{S}:ResidualBlock.forward", "norm(x + mixer(x)) instead of x + mixer(norm(x))",
+    M("norm-after-the-residual", f"{S}:ResidualBlock.forward", "norm(x + mixer(x)) instead of x + mixer(norm(x))", ("norms",),
       ("return x + self.mixer(self.norm(x))", "return self.norm(x + self.mixer(x))")),
+    # --- the kinds of mistake a second independent corpus found the graders missing (issue 19)
+    M("mask-built-square-from-one-length", f"{T}:causal_mask", "torch.ones(T, T): right only when T = S", ("shape",),
+      ("torch.ones(query_length, key_length", "torch.ones(query_length, query_length")),
+    M("softmax-in-float32", MHA, "scores cast to float32 before the softmax: float64 inputs break", ("dtype",),
+      ("weights = scores.softmax(dim=-1)", "weights = scores.float().softmax(dim=-1)")),
+    M("readout-squeezes-every-single-dimension", f"{S}:MambaBlock.selective_scan",
+      "squeeze() also drops a batch or a length of one", ("squeeze",),
+      ('y = einsum(h, C, "b l e n, b l n -> b l e")', 'y = (h @ rearrange(C, "b l n -> b l n 1")).squeeze()')),
+    M("attention-weights-detached", MHA, "the softmax detached before it mixes the values: no gradient to q and k",
+      ("gradient",), ("weights = scores.softmax(dim=-1)", "weights = scores.softmax(dim=-1).detach()")),
+    M("attention-scores-under-no-grad", MHA, "the scores computed under torch.no_grad()", ("gradient",), source='''
+      def forward(self, query, key, value):
+          q, k, v = self.split_heads(self.W_q(query)), self.split_heads(self.W_k(key)), self.split_heads(self.W_v(value))
+          with torch.no_grad():
+              scores = einsum(q, k, "b h t d, b h s d -> b h t s") / math.sqrt(self.head_size)
+              if self.causal:
+                  scores = scores.masked_fill(~causal_mask(q.shape[2], k.shape[2], device=q.device), float("-inf"))
+          weights = scores.softmax(dim=-1)
+          self.attention_weights = weights.detach()
+          return self.W_o(self.merge_heads(einsum(self.dropout(weights), v, "b h t s, b h s d -> b h t d")))
+      '''),
+    M("dropout-before-the-softmax", MHA, "dropout on the masked scores: -inf × 0 is nan in training mode",
+      ("dropout",), ("weights = scores.softmax(dim=-1)", "weights = self.dropout(scores).softmax(dim=-1)"),
+      ("einsum(self.dropout(weights), v,", "einsum(weights, v,")),
+    M("values-mixed-by-the-weights-before-dropout", MHA, "dropout never reaches the weights that mix the values",
+      ("dropout",), ("einsum(self.dropout(weights), v,", "einsum(weights, v,")),
+    M("mask-cached-by-query-length", f"{T}:causal_mask", "a cache keyed on the query length only", ("state",),
+      source='''
+      def causal_mask(query_length, key_length, device=None, _cache={}):
+          if query_length not in _cache:
+              _cache[query_length] = torch.tril(torch.ones(query_length, key_length, dtype=torch.bool, device=device))
+          return _cache[query_length]
+      '''),
+    M("mask-of-floats", f"{T}:causal_mask", "a float 0/1 mask where a boolean one is promised", ("dtype",),
+      ("torch.ones(query_length, key_length, dtype=torch.bool, device=device)",
+       "torch.ones(query_length, key_length, device=device)")),
+    M("mask-ignores-its-device", f"{T}:causal_mask", "made on the CPU whatever `device` says", ("device",),
+      ("dtype=torch.bool, device=device)", "dtype=torch.bool)")),
+    M("positions-cached-by-max-length", f"{T}:sinusoidal_positional_encoding", "a cache keyed on max_length only",
+      ("state",), source='''
+      def sinusoidal_positional_encoding(max_length, hidden_size, _cache={}):
+          if max_length not in _cache:
+              position = torch.arange(max_length, dtype=torch.float32)[:, None]
+              angle = position / 10000 ** (torch.arange(0, hidden_size, 2, dtype=torch.float32) / hidden_size)
+              table = torch.zeros(max_length, hidden_size)
+              table[:, 0::2] = torch.sin(angle)
+              table[:, 1::2] = torch.cos(angle[:, : hidden_size // 2])
+              _cache[max_length] = table
+          return _cache[max_length]
+      '''),
+    M("positions-in-float64", f"{T}:sinusoidal_positional_encoding", "a float64 table where float32 is promised",
+      ("dtype",), ("table = torch.zeros(max_length, hidden_size)",
+                   "table = torch.zeros(max_length, hidden_size, dtype=torch.float64)")),
+    M("split-heads-detached", f"{T}:MultiHeadAttention.split_heads", "the heads cut from autograd", ("gradient",),
+      ('rearrange(x, "b l (h d) -> b h l d"', 'rearrange(x.detach(), "b l (h d) -> b h l d"')),
+    M("split-heads-reshaped-length-first", f"{T}:MultiHeadAttention.split_heads",
+      "a reshape to (L, B, h, d): right for a batch of one, rows mixed otherwise", ("batch",), source='''
+      def split_heads(self, x):
+          batch, length, _ = x.shape
+          return x.reshape(length, batch, self.num_heads, self.head_size).permute(1, 2, 0, 3)
+      '''),
+    M("encoder-layer-skips-its-norm-in-training", f"{T}:EncoderLayer.forward", "no attention_norm in training mode",
+      ("training",), ("normed = self.attention_norm(x)",
+                      "normed = x if self.training else self.attention_norm(x)")),
+    M("encoder-embeddings-detached", f"{T}:TransformerEncoder.forward", "the embeddings cut from autograd",
+      ("gradient",), ("self.positions(self.embedding(source))", "self.positions(self.embedding(source).detach())")),
+    M("decoder-layer-annotations-detached", f"{T}:DecoderLayer.forward", "no gradient reaches the encoder",
+      ("gradient",), ("self.cross_attention(normed, annotations, annotations)",
+                      "self.cross_attention(normed, annotations.detach(), annotations.detach())")),
+    M("decoder-layers-cached-by-length", f"{T}:TransformerDecoder.forward",
+      "the position table read once, for the first length it saw", ("state",), source='''
+      def forward(self, target_in, annotations, _table={}):
+          if "rows" not in _table:
+              _table["rows"] = self.positions.table[: target_in.shape[1]]
+          x = self.dropout(self.embedding(target_in) + _table["rows"][: target_in.shape[1]])
+          for layer in self.layers:
+              x = layer(x, annotations)
+          return self.output(self.norm(x))
+      '''),
+    M("bilinear-decay-detached", f"{S}:discretize_bilinear", "ΔA cut from autograd", ("gradient",),
+      ('delta_A = einsum(delta, A, "b l e, e n -> b l e n")',
+       'delta_A = einsum(delta, A, "b l e, e n -> b l e n").detach()')),
+    M("bilinear-in-float32", f"{S}:discretize_bilinear", "Ā and B̄ cast to float32 whatever the input", ("dtype",),
+      ("return A_bar, B_bar", "return A_bar.float(), B_bar.float()")),
+    M("pscan-returns-float32", f"{S}:pscan", "float32 out for float64 in", ("dtype",),
+      (".real.to(b.dtype)", ".real.float()")),
+    M("pscan-decay-detached", f"{S}:pscan", "the cumulative decay cut from autograd", ("gradient",),
+      ("a_star = torch.cumsum(log_a, dim=1)", "a_star = torch.cumsum(log_a.detach(), dim=1)")),
+    M("pscan-loop-free-nan", f"{S}:pscan", "no loop, and nothing right: nan everywhere", ("wrong",), source='''
+      def pscan(log_a, b):
+          return torch.full_like(b, float("nan"))
+      '''),
+    M("pscan-loop-free-wrong-shape", f"{S}:pscan", "no loop, and the sum over time instead of the scan",
+      ("shape",), source='''
+      def pscan(log_a, b):
+          return b.sum(dim=1)
+      '''),
+    M("identity-block", f"{S}:MambaBlock.forward", "returns its input: causal, and nothing else", ("missing-step",),
+      source='''
+      def forward(self, x):
+          return x
+      '''),
+    M("block-gate-detached", f"{S}:MambaBlock.forward", "the gate cut from autograd", ("gradient",),
+      ("y * F.silu(z)", "y * F.silu(z.detach())")),
+    M("block-dropout-in-training", f"{S}:MambaBlock.forward", "a dropout of its own, on in training mode",
+      ("training",), ("y = self.ssm(x)", "y = F.dropout(self.ssm(x), 0.1, self.training)")),
+    M("A-detached", f"{S}:MambaBlock.ssm", "A cut from autograd: A_log never learns", ("gradient",),
+      ("A = -torch.exp(self.A_log)", "A = -torch.exp(self.A_log).detach()")),
+    M("selective-scan-delta-detached", f"{S}:MambaBlock.selective_scan", "Δ cut from autograd before discretising",
+      ("gradient",), ("self.discretize(delta, A, B)", "self.discretize(delta.detach(), A, B)")),
+    M("discretisation-cached-by-shape", f"{S}:MambaBlock.selective_scan", "Ā and B̄ kept for the first input of a shape",
+      ("state",), source='''
+      def selective_scan(self, u, delta, A, B, C, D, _cache={}):
+          key = tuple(delta.shape)
+          if key not in _cache:
+              _cache[key] = self.discretize(delta, A, B)
+          A_bar, B_bar = _cache[key]
+          h = SCANS[self.scan](log_of_decay(delta, A, A_bar, self.discretization), B_bar * u.unsqueeze(-1))
+          return einsum(h, C, "b l e n, b l n -> b l e") + u * D
+      '''),
+    M("residual-mixer-detached", f"{S}:ResidualBlock.forward", "the mixer's output cut from autograd", ("gradient",),
+      ("return x + self.mixer(self.norm(x))", "return x + self.mixer(self.norm(x)).detach()")),
 ]
 
 ALTERNATIVES = [
@@ -398,157 +516,44 @@ ALTERNATIVES = [
           h = torch.exp(local) + torch.exp(start.unsqueeze(2) + within)
           return h.reshape(b.shape)[:, :length].real.to(b.dtype)
       '''),
+    M("attention-by-scaled-dot-product-attention", MHA, "PyTorch's own attention with an explicit mask", source='''
+      def forward(self, query, key, value):
+          q, k, v = self.split_heads(self.W_q(query)), self.split_heads(self.W_k(key)), self.split_heads(self.W_v(value))
+          mask = causal_mask(q.shape[2], k.shape[2], device=q.device) if self.causal else None
+          scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)
+          if mask is not None:
+              scores = scores.masked_fill(~mask, float("-inf"))
+          self.attention_weights = scores.softmax(dim=-1).detach()
+          mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                 dropout_p=self.dropout.p if self.training else 0.0)
+          return self.W_o(self.merge_heads(mixed))
+      '''),
+    M("attention-weights-kept-after-dropout", MHA, "self.attention_weights holds the dropped weights in training",
+      source='''
+      def forward(self, query, key, value):
+          q, k, v = self.split_heads(self.W_q(query)), self.split_heads(self.W_k(key)), self.split_heads(self.W_v(value))
+          scores = einsum(q, k, "b h t d, b h s d -> b h t s") / math.sqrt(self.head_size)
+          if self.causal:
+              scores = scores.masked_fill(~causal_mask(q.shape[2], k.shape[2], device=q.device), -1e9)
+          weights = self.dropout(scores.softmax(dim=-1))
+          self.attention_weights = weights.detach()
+          return self.W_o(self.merge_heads(einsum(weights, v, "b h t s, b h s d -> b h t d")))
+      '''),
+    M("mask-from-numpy", f"{T}:causal_mask", "numpy's tril, moved to the device", source='''
+      def causal_mask(query_length, key_length, device=None):
+          import numpy
+          return torch.from_numpy(numpy.tril(numpy.ones((query_length, key_length), dtype=bool))).to(device)
+      '''),
 ]
 
 
 HIDDEN_ONLY_MUTANTS = [
-    M("mask-built-square-from-one-length", f"{T}:causal_mask", "torch.ones(T, T): right only when T = S",
-      ("torch.ones(query_length, key_length", "torch.ones(query_length, query_length")),
-    M("softmax-in-float32", MHA, "scores cast to float32 before the softmax: float64 inputs break",
-      ("weights = scores.softmax(dim=-1)", "weights = scores.float().softmax(dim=-1)")),
-    M("truncation-hard-codes-kernel-4", f"{S}:MambaBlock.forward", "[..., :-3] is causal only for kernel 4",
+    M("truncation-hard-codes-kernel-4", f"{S}:MambaBlock.forward", "[..., :-3] is causal only for kernel 4", ("kernel",),
       ("self.conv1d(x)[..., :length]", "self.conv1d(x)[..., :-3]")),
-    M("dt-rank-hard-coded-to-one", f"{S}:MambaBlock.ssm", "ceil(H / 16) is 1 only up to H = 16",
+    M("dt-rank-hard-coded-to-one", f"{S}:MambaBlock.ssm", "ceil(H / 16) is 1 only up to H = 16", ("dt-rank",),
       ("split([self.dt_rank,", "split([1,")),
-    M("readout-squeezes-every-single-dimension", f"{S}:MambaBlock.selective_scan",
-      "squeeze() also drops a batch or a length of one",
-      ('y = einsum(h, C, "b l e n, b l n -> b l e")', 'y = (h @ rearrange(C, "b l n -> b l n 1")).squeeze()')),
+    M("expansion-hard-coded-to-two", f"{S}:MambaBlock.forward", "x and z split at 2H: right only for expand = 2",
+      ("expand",), ("self.in_proj(x).chunk(2, dim=-1)", "self.in_proj(x).split(2 * self.hidden_size, dim=-1)")),
+    M("state-size-hard-coded-to-four", f"{S}:MambaBlock.ssm", "B and C split at 4: right only for state size 4",
+      ("state-size",), ("split([self.dt_rank, self.state_size, self.state_size]", "split([self.dt_rank, 4, 4]")),
 ]
-
-
-def is_project_module(module) -> bool:
-    """A module of this repository's own code: not a package installed into a virtual environment that
-    happens to live inside it (CI's .venv), whose lazy mappings may not even survive being read."""
-    file = getattr(module, "__file__", None)
-    if not file:
-        return False
-    path = Path(file).resolve()
-    return path.is_relative_to(REPO) and "site-packages" not in path.parts
-
-
-@contextlib.contextmanager
-def substituted(variant: Variant):
-    """The variant in place of the reference wherever the reference function is bound, then restored."""
-    module, owner, original = _resolve(variant.target)
-    namespace = {}
-    exec(compile(variant.function_source(), f"<{variant.name}>", "exec"), module.__dict__, namespace)
-    (replacement,) = [value for value in namespace.values() if callable(value)]
-    replacement.__qualname__ = original.__qualname__
-    replacement.__doc__ = original.__doc__
-    bindings = [(owner, original.__name__)] if owner is not module else []
-    for name, loaded in list(sys.modules.items()):  # `from models.mamba import pscan` and tables like SCANS
-        if is_project_module(loaded):
-            for key, value in list(vars(loaded).items()):
-                if value is original:
-                    bindings.append((loaded, key))
-                elif type(value) is dict and any(item is original for item in value.values()):
-                    bindings += [(value, k) for k, item in value.items() if item is original]
-    try:
-        for where, key in bindings:
-            if isinstance(where, dict):
-                where[key] = replacement
-            else:
-                setattr(where, key, replacement)
-        yield
-    finally:
-        for where, key in bindings:
-            if isinstance(where, dict):
-                where[key] = original
-            else:
-                setattr(where, key, original)
-
-
-class _VariantLoop:
-    """A pytest plugin that collects the graded tests once, then runs them once per job (a variant in
-    place, or the reference for None), instead of pytest's single pass: one session for the corpus."""
-
-    def __init__(self, jobs):
-        self.jobs, self.results = jobs, []
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session):
-        for variant, all_tests in self.jobs:
-            wanted = {str(path) for paths in QUESTION_FILES.values() for path in paths} \
-                if all_tests or variant is None else set(map(str, QUESTION_FILES[variant.target.split(":")[0]]))
-            items = [item for item in session.items if str(item.fspath) in wanted]
-            with substituted(variant) if variant else contextlib.nullcontext():
-                self.results.append(_run_items(items))
-        return True
-
-
-def _run_items(items) -> dict:
-    from _pytest.runner import runtestprotocol
-
-    rows = {}
-    for index, item in enumerate(items):
-        reports = runtestprotocol(item, nextitem=items[index + 1] if index + 1 < len(items) else None, log=False)
-        failed = [report for report in reports if report.failed]
-        name = getattr(item, "originalname", None) or item.name
-        row = rows.setdefault(name, {"name": name, "points": float(item.get_closest_marker("points").args[0]),
-                                     "hidden": Path(str(item.fspath)).parent == HIDDEN,
-                                     "outcome": "passed", "message": ""})
-        if failed and row["outcome"] == "passed":
-            row["outcome"], row["message"] = "failed", str(failed[0].longrepr)
-    from autograde.harness import TARGETS_RUN
-
-    tests = [{**row, "earned": row["points"] if row["outcome"] == "passed" else 0.0,
-              "targets": sorted(TARGETS_RUN.get(row["name"], ()))} for row in rows.values()]
-    public = [row for row in tests if not row["hidden"]]
-    hidden = [row for row in tests if row["hidden"]]
-    return {"tests": tests, "total": sum(row["earned"] for row in public), "max": sum(row["points"] for row in public),
-            "hidden_total": sum(row["earned"] for row in hidden), "hidden_max": sum(row["points"] for row in hidden)}
-
-
-def run_variants(jobs: list) -> list[dict]:
-    """Graded results (public and hidden) for each job (variant or None, all_tests), all in one pytest
-    session in this process. The reference runs first: it imports the test modules, which must bind the
-    reference functions (a module first imported while a variant is in place would keep the variant after
-    it is restored)."""
-    import torch
-
-    loop = _VariantLoop([(None, True), *jobs])
-    files = [str(path) for paths in QUESTION_FILES.values() for path in paths]
-    args = [*files, "-p", "no:cacheprovider", "-o", "addopts=", "-W", "ignore", "-q"]
-    threads = torch.get_num_threads()
-    # The tests' tensors are tiny: a second thread only waits for the first (the corpus runs 20x faster).
-    torch.set_num_threads(1)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            pytest.main(args, plugins=[loop])
-    finally:
-        torch.set_num_threads(threads)
-    reference, *results = loop.results
-    if len(loop.results) != len(jobs) + 1 or reference["total"] != reference["max"] or (
-            reference["hidden_total"] != reference["hidden_max"]):
-        raise RuntimeError(f"the reference itself scores {reference['total']:g}/{reference['max']:g} "
-                           f"(hidden {reference['hidden_total']:g}/{reference['hidden_max']:g})")
-    return results
-
-
-def corpus_jobs() -> list:
-    """(variant, all_tests) for every mutant (its question's tests), hidden-only mutant and alternative
-    (every test)."""
-    return ([(variant, False) for variant in MUTANTS + HIDDEN_ONLY_MUTANTS]
-            + [(variant, True) for variant in ALTERNATIVES])
-
-
-def run_corpus(verbose: bool = True) -> int:
-    """Every mutant must lose public points, every hidden-only mutant keep them and lose hidden ones, every
-    alternative keep all of them; prints a table. Exit status."""
-    failures = 0
-    jobs = corpus_jobs()
-    for (variant, _), result in zip(jobs, run_variants(jobs)):
-        caught = [("hidden:" if row["hidden"] else "") + row["name"] for row in result["tests"]
-                  if row["outcome"] != "passed"]
-        lost = result["max"] - result["total"]
-        hidden_lost = result["hidden_max"] - result["hidden_total"]
-        if variant in ALTERNATIVES:
-            verdict = "WRONGLY FAILED" if caught else "kept all"
-        elif variant in HIDDEN_ONLY_MUTANTS:
-            verdict = "caught" if hidden_lost and not lost else "MISSED" if not hidden_lost else "PUBLIC SEES IT"
-        else:
-            verdict = "caught" if lost else "MISSED"
-        failures += verdict not in ("caught", "kept all")
-        if verbose:
-            print(f"{verdict:14}  {variant.name:40} -{lost:g} public -{hidden_lost:g} hidden  {', '.join(caught)}")
-    return 1 if failures else 0

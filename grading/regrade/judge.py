@@ -2,10 +2,12 @@
 
 Each graded test is a function of a `case` (autograde/harness.py). Here it runs once per regrade with a
 case that only *records* the calls it makes of the student's code, and computes its expected values from
-the oracles at once. The calls go, as data, to the sandbox (grading/regrade/sandbox.py); what comes back (tensors,
-and a few validated facts such as "it raised a TypeError at line 12") is put into the recorded calls, and
-the same test's expectations give the verdict and the message. This process imports the instructor's
-tests and the trusted copy of the models (for the given `__init__`s), never a submission's files.
+the oracles at once. The calls go, as data, to the sandbox (grading/regrade/sandbox.py); what comes back
+(tensors, and a few validated facts such as "it raised a TypeError at line 12") is put into the recorded
+calls, and the same test's expectations give the verdict and the message. This process imports the
+instructor's tests and the trusted copy of the models (for the given `__init__`s), never a submission's
+files. It also answers the stand-in requests of the calls (autograde/standins.py), with limits on what one
+request may make it compute, so that no submission can make it run out of memory or time.
 """
 
 import importlib
@@ -14,13 +16,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograde import standins, wire
 from grading.regrade import sandbox
 
 TEST_FOLDERS = ("graded", "hidden")  # under tests/
-NAME = re.compile(r"(output(\.\d{1,2}){0,2}|read\.[A-Za-z_][A-Za-z0-9_]{0,40}|grad\.\d{1,2})(::re|::im)?")
+NAME = re.compile(r"(output(\.\d{1,2}){0,2}|read\.[A-Za-z_][A-Za-z0-9_]{0,40}|grad\.\d{1,2}|"
+                  r"grad\.param\.[A-Za-z_][A-Za-z0-9_.]{0,80})(::re|::im)?")
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
-META_KINDS = {"status": str, "error": str, "not_implemented": bool, "given_scan": bool, "file": str, "line": int,
-              "torch_calls": int, "kinds": dict}
+META_KINDS = {"status": str, "error": str, "not_implemented": bool, "given_scan": bool, "stand_in_refused": bool,
+              "file": str, "line": int,
+              "torch_calls": int, "kinds": dict, "devices": dict}
+RESULT_LIMIT = 1 << 22  # values in one call's tensors: the tests' own outputs have a few thousand
 
 
 class CheckError(Exception):
@@ -94,15 +100,28 @@ def clean_meta(meta) -> dict:
     if "kinds" in clean:
         clean["kinds"] = {k: v for k, v in list(clean["kinds"].items())[:64]
                           if isinstance(k, str) and NAME.fullmatch(k) and isinstance(v, str) and WORD.fullmatch(v)}
+    if "devices" in clean:
+        clean["devices"] = {k: clean_device(v) for k, v in list(clean["devices"].items())[:16]
+                            if isinstance(k, str) and NAME.fullmatch(k) and clean_device(v)}
     return clean
 
 
-def load_tensors(blob, any_names: bool = False) -> dict:
-    """The tensors of one message, by their names; anything misnamed is dropped (a result's are "output",
-    "read.x", "grad.i"; a stand-in request's are the sender's references, checked when used)."""
-    from safetensors.torch import load
+def clean_device(fact) -> dict:
+    """{"device", "dtype", "shape"} of a tensor the probe could not send, if every part is plain."""
+    if not isinstance(fact, dict):
+        return {}
+    device, dtype, shape = fact.get("device"), fact.get("dtype"), fact.get("shape")
+    if device not in ("meta", "cuda", "mps") or not (isinstance(dtype, str) and WORD.fullmatch(dtype)) or not (
+            isinstance(shape, list) and len(shape) <= 8 and all(type(n) is int and 0 <= n < 1 << 31 for n in shape)):
+        return {}
+    return {"device": device, "dtype": dtype, "shape": shape}
 
-    from autograde.probe import from_real
+
+def load_tensors(blob, any_names: bool = False, limit: int = RESULT_LIMIT) -> dict:
+    """The tensors of one message, by their names; anything misnamed is dropped, and a message of more than
+    `limit` values in all is dropped whole (a result's names are "output", "read.x", "grad.i"; a stand-in
+    request's are the sender's references, checked when used)."""
+    from safetensors.torch import load
 
     if not blob:
         return {}
@@ -110,9 +129,11 @@ def load_tensors(blob, any_names: bool = False) -> dict:
         tensors = load(blob)
     except Exception:  # safetensors' own parser refused it
         return {}
-    return from_real({name: tensor for name, tensor in tensors.items()
-                      if (any_names and WORD.fullmatch(name.replace("::re", "").replace("::im", "")))
-                      or NAME.fullmatch(name)})
+    if sum(tensor.numel() for tensor in tensors.values()) > limit or any(t.dim() > 8 for t in tensors.values()):
+        return {}
+    return wire.from_real({name: tensor for name, tensor in tensors.items()
+                           if (any_names and WORD.fullmatch(name.replace("::re", "").replace("::im", "")))
+                           or NAME.fullmatch(name)})
 
 
 # --- one submission --------------------------------------------------------------------------------------
@@ -124,84 +145,38 @@ class Verdict:
     message: str
 
 
-CONFIG = {"num_heads": int, "causal": bool, "num_layers": int, "dt_rank": int, "state_size": int,
-          "expanded_size": int, "conv_kernel": int, "discretization": str, "alpha": float, "scale": float}
-# What one stand-in request may ask of the grader: the tests' own calls stay far below these, and the
-# oracles' work stays a few milliseconds (an attention's scores are B·h·T·S, a scan's loop L steps).
-ELEMENT_LIMIT = 1 << 20  # per tensor
-TOTAL_LIMIT = 1 << 22  # in one request
-LENGTH_LIMIT = 4096  # any tensor's second axis (a sequence's length)
-SCORES_LIMIT = 1 << 22  # B·h·T·S of an attention
-
-
-def clean_config(config) -> dict:
-    """A stand-in request's module attributes, of the expected types and ranges (anything else refused)."""
-    if not isinstance(config, dict):
-        raise ValueError("config")
-    clean = {}
-    for key, value in config.items():
-        kind = CONFIG.get(key)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is None or not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ValueError(key)
-        if kind is int and not 1 <= value <= 4096 or key in ("num_layers", "num_heads") and value > 64:
-            raise ValueError(key)
-        if key == "discretization" and value not in ("zoh", "zoh_exact", "bilinear"):
-            raise ValueError(key)
-        if kind is float and not -1e6 < value < 1e6:
-            raise ValueError(key)
-        clean[key] = value
-    return clean
-
-
-def attention_work(name: str, config: dict, args: list) -> int:
-    """B·h·T·S of the attention a stand-in request would compute (0 for the rest)."""
-    if not name.startswith("transformer:") or name.endswith(("causal_mask", "split_heads", "merge_heads",
-                                                              "sinusoidal_positional_encoding")):
-        return 0
-    import torch
-
-    shapes = [arg.shape for arg in args if isinstance(arg, torch.Tensor) and arg.dim() >= 2]
-    longest = max((shape[1] for shape in shapes), default=0)
-    batch = max((shape[0] for shape in shapes), default=0)
-    return batch * config.get("num_heads", 1) * longest * longest * max(config.get("num_layers", 1), 1)
-
-
 def stand_in_server(calls: list):
-    """answer(call index, request, tensors blob) -> reply bytes: the trusted answer for a function the
-    running call's target calls (probe.CALLEES), or a refusal. Requests come from student code: they are
-    checked for names, types and sizes before any oracle sees them."""
-    import json
+    """answer(call index, event, tensors blob) -> reply bytes: the trusted answer (or gradients) for a function
+    the running call's target calls (probe.CALLEES), or a refusal. Events come from student code: the
+    call's `standins.Server` checks names, types and sizes before any oracle sees them, and only the running
+    call's server is kept."""
+    refusal = wire.message({"type": "stand-in", "ok": False}, {})
+    current = {}
 
-    import torch
+    def server_for(index: int) -> standins.Server:
+        if index not in current:
+            call = calls[index]
+            current.clear()
+            current[index] = standins.Server(call.target, call.dropout_seed,
+                                             call.module.state if call.module is not None else None)
+        return current[index]
 
-    from autograde import oracles, probe
-
-    refusal = probe.frame(json.dumps({"type": "stand-in", "ok": False}).encode()) + probe.frame(b"")
-
-    def answer(index: int, request: dict, blob: bytes) -> bytes:
-        name = request.get("name")
-        if not isinstance(name, str) or name not in probe.CALLEES.get(calls[index].target, ()):
-            return refusal
+    def answer(index: int, event: dict, blob: bytes) -> bytes:
+        server = server_for(index)
         try:
-            tensors = load_tensors(blob, any_names=True)
-            if any(t.numel() > ELEMENT_LIMIT or (t.dim() > 1 and t.shape[1] > LENGTH_LIMIT) for t in tensors.values()) \
-                    or sum(t.numel() for t in tensors.values()) > TOTAL_LIMIT:
-                return refusal
-            params = request.get("params") or {}
-            if not isinstance(params, dict):
-                return refusal
-            params = {str(key): tensors[ref] for key, ref in params.items()}
-            args = probe.unpack_value(request.get("args"), tensors)
-            config = clean_config(probe.unpack_value(request.get("config"), tensors))
-            if not isinstance(args, list) or len(args) > 8 or attention_work(name, config, args) > SCORES_LIMIT:
-                return refusal
-            with torch.no_grad():
-                value = oracles.answer(name, params, config, args)
-            packer = probe.Packer()
-            reply = {"type": "stand-in", "ok": True, "value": packer.value(value)}
-            return probe.frame(json.dumps(reply).encode()) + probe.frame(probe.pack_tensors(packer.tensors))
+            tensors = load_tensors(blob, any_names=True, limit=standins.REQUEST_LIMIT)
+            if event.get("event") == "stand-in":
+                params = event.get("params")
+                if not isinstance(params, dict):
+                    return refusal
+                params = {str(key): tensors[ref] for key, ref in params.items()}
+                value = list(server.request(event.get("name"), params, wire.unpack_value(event.get("config"), tensors),
+                                            wire.unpack_value(event.get("args"), tensors), event.get("grad_args", ()),
+                                            event.get("grad_params", ()), event.get("keep") is True))
+            else:
+                value = server.backward(event.get("request"), wire.unpack_value(event.get("grads"), tensors))
+            packer = wire.Packer()
+            return wire.message({"type": "stand-in", "ok": True, "value": packer.value(value)}, packer.tensors)
         except Exception:  # whatever the request did wrong: refused, the call goes on (and fails)
             return refusal
 
@@ -209,12 +184,12 @@ def stand_in_server(calls: list):
 
 
 def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes, deadline: float):
-    """Outcomes for every call (probe.Outcome), run in the sandbox one at a time and restarted after a call
+    """Outcomes for every call (wire.Outcome), run in the sandbox one at a time and restarted after a call
     that hangs or kills it; (outcomes, notes for the instructor, the probe's log)."""
     import json
     import time
 
-    from autograde.probe import STUDENT_FILES, Outcome, encode_call, frame
+    from autograde.probe import STUDENT_FILES
 
     outcomes, notes, logs, skip = [None] * len(calls), [], [], set()
     pending, attempts, barren = list(range(len(calls))), 0, 0
@@ -224,13 +199,13 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
         runnable = [i for i in pending if calls[i].target.split(":")[0] not in skip]
         if not runnable:
             break
-        run = sandbox.run_probe(folder, frame(json.dumps({"skip": sorted(skip)}).encode()),
-                                [encode_call(calls[i]) for i in runnable],
-                                lambda local, request, blob: answer_for(runnable[local], request, blob),
+        run = sandbox.run_probe(folder, wire.frame(json.dumps({"skip": sorted(skip)}).encode()),
+                                [wire.encode_call(calls[i]) for i in runnable],
+                                lambda local, event, blob: answer_for(runnable[local], event, blob),
                                 [name for name in STUDENT_FILES if name not in skip], limits, deadline, program)
         logs.append(run.log)
         for local, (meta, blob) in run.results.items():
-            outcomes[runnable[local]] = Outcome(clean_meta(meta), load_tensors(blob))
+            outcomes[runnable[local]] = wire.Outcome(clean_meta(meta), load_tensors(blob))
         if not run.finished:
             why = {"timeout": f"it ran for more than {limits.call_seconds:g} s",
                    "deadline": f"the submission's {limits.run_seconds:g} s were used up"}.get(run.ended, run.ended)
@@ -242,9 +217,9 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
                     why = f"importing models/{run.importing}.py took more than {limits.startup_seconds:g} s"
                 for i in runnable:
                     if calls[i].target.startswith(run.importing + ":"):
-                        outcomes[i] = Outcome({"status": status, "why": why}, {})
+                        outcomes[i] = wire.Outcome({"status": status, "why": why}, {})
             elif run.running is not None:
-                outcomes[runnable[run.running]] = Outcome({"status": status, "why": why}, {})
+                outcomes[runnable[run.running]] = wire.Outcome({"status": status, "why": why}, {})
                 notes.append(f"{calls[runnable[run.running]].target.split(':')[1]} stopped the sandbox: {why}")
             else:
                 notes.append(f"the sandbox stopped before any call: {why}")
@@ -253,22 +228,22 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
     why = (f"the submission's {limits.run_seconds:g} s were used up" if time.monotonic() >= deadline
            else "the sandbox kept stopping before any call gave a result")
     for i in pending:
-        outcomes[i] = Outcome({"status": "not run", "why": why}, {})
+        outcomes[i] = wire.Outcome({"status": "not run", "why": why}, {})
     return outcomes, notes, b"".join(logs)
 
 
 def judge(check: Check, case, sources: dict) -> Verdict:
     """The verdict on a planned case whose calls have their outcomes."""
     from autograde.harness import SourceResult
-    from autograde.probe import Outcome, function_source
+    from autograde.probe import function_source
 
     statuses = set()
     for result in case.results:
         if isinstance(result, SourceResult):
             short, qualname = result.target.split(":")
-            result.outcome = Outcome({"status": "ok", "source": function_source(sources.get(short), qualname)}, {})
+            result.outcome = wire.Outcome({"status": "ok", "source": function_source(sources.get(short), qualname)}, {})
         statuses.add(result.outcome.meta.get("status"))
-    message = case.verdict()
+    message = case.verdict().message
     if message is None:
         return Verdict("passed", "")
     outcome = next((kind for kind in ("crashed", "timeout", "not run") if kind in statuses), "failed")
@@ -279,4 +254,3 @@ def describe(checks: list[Check]) -> list[dict]:
     """The checks as the gradebook lists them."""
     return [{"name": check.name, "file": check.file, "question": check.question, "points": check.points,
              "readme": check.readme, "hidden": check.hidden} for check in checks]
-

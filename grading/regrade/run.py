@@ -114,7 +114,7 @@ class Regrade:
         tests = sorted((self.repo / "tests").glob("graded/*.py")) + sorted((self.repo / "tests").glob("hidden/*.py"))
         self.key_parts = [digest(*(path.read_bytes() for path in tests)),
                           digest(*(content for _, content in sorted(self.models.items()))),
-                          digest(*((self.repo / p).read_bytes() for p in sandbox.PROBE_FILES),
+                          digest(*(path.read_bytes() for path in sorted((self.repo / "autograde").glob("*.py"))),
                                  Path(sandbox.__file__).read_bytes(), Path(judge.__file__).read_bytes()),
                           json.dumps(asdict(limits))]
         self.work = Path(tempfile.mkdtemp(prefix="regrade-"))

@@ -34,7 +34,6 @@ import queue
 import shutil
 import signal
 import site
-import struct
 import subprocess
 import sys
 import threading
@@ -42,8 +41,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograde import wire
+
 REPO = Path(__file__).resolve().parents[2]
-PROBE_FILES = ("autograde/__init__.py", "autograde/probe.py")  # the only code of ours in the sandbox: no oracle, no test
 SANDBOX_ROOT = "/sandbox"  # where the submission's folder appears inside
 INSTALL_HINT = ("Debian/Ubuntu: sudo apt-get install bubblewrap; then python -m pip install -r "
                 "requirements-dev.txt")
@@ -202,6 +202,10 @@ def check_available() -> str:
 # --- one run of the probe ---------------------------------------------------------------------------------
 
 
+# The only code of ours in the sandbox: the probe and what it imports. No oracle, no test, no expected value.
+PROBE_FILES = ("autograde/__init__.py", "autograde/probe.py", "autograde/wire.py", "autograde/dropout.py")
+
+
 def write_probe_folder(folder: Path, models: dict[str, bytes]):
     """The sandbox's folder: the template's models/ with the student's files on top, and the probe (which
     holds no oracle and no expected value: stand-ins are answered from outside)."""
@@ -240,46 +244,35 @@ class ProtocolError(Exception):
     """The probe's output is not what the probe writes: the run is stopped."""
 
 
-STAND_IN_LIMIT = 256  # stand-in requests one call may make
+STAND_IN_LIMIT = 256  # stand-in requests (and their backward passes) one call may make
 FRAME_LIMIT = 1 << 20  # a JSON frame from the sandbox
-
-
-def frame(payload: bytes) -> bytes:
-    """An 8-byte little-endian length, then the payload: how the grader and the probe talk."""
-    return struct.pack("<Q", len(payload)) + payload
+KNOWN_EVENTS = ("import", "imported", "stand-in", "stand-in-backward", "result", "finished")
 
 
 def read_frames(stream, events: queue.Queue, limit: int):
-    """Reads the probe's frames into `events` as (event dict, tensors blob or None), until the pipe closes
-    or what comes breaks the protocol or passes `limit` bytes in all."""
+    """Reads the probe's messages into `events` as (event dict, tensors blob or None), until the pipe closes
+    or what comes breaks the protocol or passes `limit` bytes in all (JSON and tensors alike)."""
     total = 0
 
-    def exactly(size: int) -> bytes:
-        data = stream.read(size)
-        if len(data) < size:
-            raise EOFError
-        return data
+    def counted(payload: bytes) -> bytes:
+        nonlocal total
+        total += len(payload) + 8
+        if total > limit:
+            raise ProtocolError(f"more than {limit >> 20} MB of output")
+        return payload
 
     try:
         while True:
-            size = struct.unpack("<Q", exactly(8))[0]
-            if size > FRAME_LIMIT:
-                raise ProtocolError("an event larger than 1 MB")
-            event = json.loads(exactly(size))
-            if not isinstance(event, dict):
-                raise ProtocolError("an event that is not an object")
-            blob = None
-            if event.get("event") in ("result", "stand-in"):
-                size = struct.unpack("<Q", exactly(8))[0]
-                total += size
-                if total > limit:
-                    raise ProtocolError(f"more than {limit >> 20} MB of tensors")
-                blob = exactly(size)
+            event = json.loads(counted(wire.read_frame(stream, FRAME_LIMIT)))
+            if not isinstance(event, dict) or event.get("event") not in KNOWN_EVENTS:
+                raise ProtocolError("a message of no kind the probe sends")
+            blob = counted(wire.read_frame(stream, limit)) if event["event"] in wire.EVENTS_WITH_TENSORS else None
             events.put((event, blob))
     except EOFError:
         pass
     except Exception as error:  # anything it sent that cannot be read ends the run
-        events.put(({"event": "protocol-error", "why": f"{type(error).__name__}: {str(error)[:160]}"}, None))
+        kind = type(error).__name__ if not isinstance(error, (ProtocolError, wire.FrameTooLarge)) else str(error)
+        events.put(({"event": "protocol-error", "why": kind}, None))
     finally:
         events.put(({"event": "eof"}, None))
 
@@ -309,11 +302,90 @@ def write_messages(stream, outbox: queue.Queue):
         pass
 
 
+class _Stop(Exception):
+    """The run ends here (run.ended says why, where it is not a plain end of output)."""
+
+
+class _Session:
+    """One run's conversation with the probe: the events it sends, the answers the grader writes."""
+
+    def __init__(self, process, limits: Limits, deadline: float, run: Run, events_read: int):
+        self.limits, self.deadline, self.run = limits, deadline, run
+        self.events, self.log = queue.Queue(), []
+        # The probe reads each answer before it asks again: one waiting answer more means it stopped reading.
+        self.outbox = queue.Queue(maxsize=2)
+        self.threads = [threading.Thread(target=read_frames, args=(os.fdopen(events_read, "rb"), self.events,
+                                                                   limits.output_mb << 20), daemon=True),
+                        threading.Thread(target=keep_log, args=(process.stdout, limits.log_kb << 10, self.log),
+                                         daemon=True),
+                        threading.Thread(target=write_messages, args=(process.stdin, self.outbox), daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def send(self, message: bytes):
+        try:
+            self.outbox.put(message, timeout=max(0.1, min(self.limits.call_seconds, self.deadline - time.monotonic())))
+        except queue.Full:
+            self.run.ended = "it stopped reading the grader's answers"
+            raise _Stop from None
+
+    def next_event(self, since: float, budget: float):
+        """The next event, or _Stop when the step that began at `since`, or the run, is out of time, or the
+        output ended or broke the protocol."""
+        while True:
+            now = time.monotonic()
+            left = min(budget - (now - since), self.deadline - now)
+            if left <= 0:
+                self.run.ended = "timeout" if now < self.deadline else "deadline"
+                raise _Stop
+            try:
+                event, blob = self.events.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if event.get("event") == "protocol-error":
+                self.run.ended = f"its output broke the probe's protocol ({event.get('why')})"
+            if event.get("event") in ("eof", "protocol-error"):
+                raise _Stop
+            return event, blob
+
+    def imports(self, modules: list):
+        started = time.monotonic()  # Python, torch and the student's files share the start-up's time
+        for module in modules:
+            event, _ = self.next_event(started, self.limits.startup_seconds)
+            if event != {"event": "import", "module": module}:
+                raise _Stop
+            self.run.importing = module
+            event, _ = self.next_event(started, self.limits.startup_seconds)
+            if event.get("event") != "imported" or event.get("module") != module:
+                raise _Stop
+            self.run.imported[module] = event.get("meta") if isinstance(event.get("meta"), dict) else {}
+            self.run.importing = None
+
+    def call(self, index: int, message: bytes, answer):
+        """Sends one call and answers its stand-in requests until its result comes."""
+        self.run.running, since, requests = index, time.monotonic(), 0
+        self.send(message)
+        while True:
+            event, blob = self.next_event(since, self.limits.call_seconds)
+            kind = event.get("event")
+            if kind in ("stand-in", "stand-in-backward") and requests < STAND_IN_LIMIT:
+                requests += 1
+                self.send(answer(index, event, blob))
+            elif kind == "result":
+                self.run.results[index] = (event.get("meta"), blob)
+                self.run.running = None
+                return
+            else:  # the grader's words only: nothing the probe sent is quoted
+                self.run.ended = ("it asked for more stand-in answers than a call may" if kind.startswith("stand-in")
+                                  else "it sent a message out of turn")
+                raise _Stop
+
+
 def run_probe(folder: Path, header: bytes, messages: list, answer, imports: list, limits: Limits,
               deadline: float, program: bytes) -> Run:
     """Runs the probe in the sandbox: sends `header`, waits for the student files in `imports` to be
-    imported, then sends each call of `messages` (probe.encode_call) only when the one before has answered,
-    and answers its stand-in requests with `answer(call index, request, tensors blob) -> reply bytes`.
+    imported, then sends each call of `messages` (wire.encode_call) only when the one before has answered,
+    and answers its stand-in requests with `answer(call index, event, tensors blob) -> reply bytes`.
     It stops when a step (an import, a call) overruns `call_seconds`, the output breaks the protocol or its
     caps, or `deadline` (time.monotonic()) passes; the whole sandbox is killed then, and always at the end."""
     run = Run()
@@ -328,75 +400,26 @@ def run_probe(folder: Path, header: bytes, messages: list, answer, imports: list
                                pass_fds=(events_write, seccomp_read), start_new_session=True)
     os.close(events_write)
     os.close(seccomp_read)
-    events, outbox, log = queue.Queue(), queue.Queue(), []
-    threads = [threading.Thread(target=read_frames, args=(os.fdopen(events_read, "rb"), events,
-                                                          limits.output_mb << 20), daemon=True),
-               threading.Thread(target=keep_log, args=(process.stdout, limits.log_kb << 10, log), daemon=True),
-               threading.Thread(target=write_messages, args=(process.stdin, outbox), daemon=True)]
-    for thread in threads:
-        thread.start()
-
-    def next_event(since: float, budget: float = limits.call_seconds):
-        """The next event, or None when the step that began at `since`, or the run, is out of time."""
-        while True:
-            now = time.monotonic()
-            left = min(budget - (now - since), deadline - now)
-            if left <= 0:
-                run.ended = "timeout" if now < deadline else "deadline"
-                return None
-            try:
-                return events.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                continue
-
-    def stopped(event) -> bool:
-        kind = event.get("event")
-        if kind == "protocol-error":
-            run.ended = f"its output broke the probe's protocol ({event.get('why')})"
-        return kind in ("eof", "protocol-error")
-
+    session = _Session(process, limits, deadline, run, events_read)
     try:
-        outbox.put(header)
-        started = time.monotonic()  # Python, torch and the student's files share the start-up's time
-        for module in imports:
-            got = next_event(started, limits.startup_seconds)
-            if got is None or stopped(got[0]) or got[0] != {"event": "import", "module": module}:
-                raise StopIteration
-            run.importing = module
-            got = next_event(started, limits.startup_seconds)
-            if got is None or stopped(got[0]) or got[0].get("event") != "imported" or got[0].get("module") != module:
-                raise StopIteration
-            run.imported[module] = got[0].get("meta") if isinstance(got[0].get("meta"), dict) else {}
-            run.importing = None
+        session.send(header)
+        session.imports(imports)
         for index, message in enumerate(messages):
-            run.running, since, requests = index, time.monotonic(), 0
-            outbox.put(message)
-            while True:
-                got = next_event(since)
-                if got is None or stopped(got[0]):
-                    raise StopIteration
-                event, blob = got
-                if event.get("event") == "stand-in" and requests < STAND_IN_LIMIT:
-                    requests += 1
-                    outbox.put(answer(index, event, blob))
-                elif event.get("event") == "result":
-                    run.results[index] = (event.get("meta"), blob)
-                    break
-                else:
-                    run.ended = f"it sent an unexpected {str(event.get('event'))[:40]!r} event"
-                    raise StopIteration
-            run.running = None
-        outbox.put(frame(json.dumps({"type": "end"}).encode()))
-        got = next_event(time.monotonic())
-        run.finished = got is not None and got[0].get("event") == "finished"
-    except StopIteration:
+            session.call(index, message, answer)
+        session.send(wire.message({"type": "end"}))
+        event, _ = session.next_event(time.monotonic(), limits.call_seconds)
+        run.finished = event.get("event") == "finished"
+    except _Stop:
         pass
     finally:
-        outbox.put(None)
+        try:
+            session.outbox.put_nowait(None)
+        except queue.Full:
+            pass
         kill(process)
-        for thread in threads:
+        for thread in session.threads:
             thread.join(timeout=5)
-    run.log = log[0] if log else b""
+    run.log = session.log[0] if session.log else b""
     if not run.finished and not run.ended:
         code = process.returncode
         if code is not None and code < 0:

@@ -174,8 +174,10 @@ FORGER = """
 
 import sys as _sys
 
-_probe = _sys.modules.get("probe")
+_probe = _sys.modules.get("autograde.probe")
 if _probe is not None:
+    from autograde import wire as _wire
+
     _run = _probe.execute
 
     def _forged(call):
@@ -183,7 +185,7 @@ if _probe is not None:
             answer = _probe.STAND_INS[call.target]
             module = _probe.build_module(call.module) if call.module is not None else None
             output = answer(module, *call.args) if module is not None else answer(*call.args)
-            return _probe.Outcome({"status": "ok", "kinds": {}}, {"output": output})
+            return _wire.Outcome({"status": "ok", "kinds": {}}, {"output": output})
         except Exception:
             return _run(call)
 
@@ -195,7 +197,8 @@ if _probe is not None:
 ORACLE_CHEATS = {
     "causal_mask": ["from autograde import oracles", "return oracles.causal_mask(query_length, key_length, device)"],
     "EncoderLayer.forward": ["from autograde import oracles, probe",
-                             "return oracles.encoder_layer(probe._params(self), probe.config_of(self), x)"],
+                             "params = {name: value.detach() for name, value in self.state_dict().items()}",
+                             "return oracles.encoder_layer(params, probe.config_of(self), x)"],
 }
 
 
@@ -213,15 +216,17 @@ HIDDEN_MARK = 12345.0
 
 def leaker(source: str) -> str:
     """pscan notes every input it sees (in /tmp, the environment, a module global) and, once it has seen a
-    hidden test's shape, answers the public ones with a mark: separate sandboxes never let the mark out."""
+    hidden test's length (3000 steps), answers a public test's (64) with a mark: separate sandboxes never let
+    the mark out."""
     return with_first_lines(source, "models/mamba.py", "pscan", [
         "import os",
         "global _SEEN_HIDDEN",
-        "if b.shape[0] == 1 and b.shape[1] in (1, 3000):",
+        "if b.shape[1] == 3000:",
         "    _SEEN_HIDDEN = True",
         "    os.environ['SEEN_HIDDEN'] = '1'",
         "    open('/tmp/seen_hidden', 'w').close()",
-        "elif globals().get('_SEEN_HIDDEN') or os.environ.get('SEEN_HIDDEN') or os.path.exists('/tmp/seen_hidden'):",
+        "elif b.shape[1] == 64 and (globals().get('_SEEN_HIDDEN') or os.environ.get('SEEN_HIDDEN') or",
+        "                           os.path.exists('/tmp/seen_hidden')):",
         f"    return torch.full_like(b, {HIDDEN_MARK})"])
 
 
@@ -303,9 +308,9 @@ def class_of_submissions(release: Path, folder: Path, outside: Path) -> dict[str
             **correct, "README.md": WRITEUP, "assets/loss.png": loss_curve_png(),
             "notebooks/attention.ipynb": NOTEBOOK}, bare=True),
         "stubs": make_submission(release, folder, "stubs", {"README.md": "# Not started\n"}),
-        # Q1 right but for a mask built square (only the hidden tests see it); Q2 not started.
+        # Q1 not started; Q2 right but for a convolution kernel of 4 hard-coded (only the hidden tests see it).
         "partly": make_submission(release, folder, "partly", {
-            T: mutated(transformer, "mask-built-square-from-one-length"), "README.md": WRITEUP,
+            M: mutated(mamba, "truncation-hard-codes-kernel-4"), "README.md": WRITEUP,
             "assets/loss.png": loss_curve_png(), "notebooks/attention.ipynb": NOTEBOOK}),
         "hangs": make_submission(release, folder, "hangs", {**correct, T: with_first_lines(
             transformer, T, "sinusoidal_positional_encoding", ["while True:", "    pass"])}),

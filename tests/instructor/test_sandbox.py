@@ -1,7 +1,7 @@
 """The sandbox the regrade runs student code in, attacked from the inside (grading/regrade/sandbox.py).
 
 Each test puts hostile statements at the start of one student function, runs a call of it through the
-real path (grading/checks.run_calls: bubblewrap, seccomp, limits, the judge's clock), and checks from
+real path (grading/regrade/judge.run_calls: bubblewrap, seccomp, limits, the judge's clock), and checks from
 outside what the code could see, change, reach or leave behind. What the code found, it prints: the
 sandbox's log is the instructor's, so the tests read it there. (Instructor-only; a few seconds each.)
 """
@@ -17,12 +17,11 @@ import time
 
 import pytest
 
+from autograde import standins, wire
+from autograde.wire import Call
 from grading.regrade import judge as checks
 from grading.regrade import sandbox
 from synthetic_submissions import ROOT, with_first_lines
-
-sys.path.insert(0, str(ROOT / "tests"))
-from autograde.probe import Call  # noqa: E402
 
 FAST = sandbox.Limits(call_seconds=5, startup_seconds=90, run_seconds=120, output_mb=8, log_kb=64)
 T = "models/transformer.py"
@@ -98,7 +97,7 @@ found["/sandbox/autograde"] = sorted(os.listdir("/sandbox/autograde"))
                                                                  "autograde.harness", "grading", "hidden",
                                                                  "autograde.plugin")), seen
     assert seen["/sandbox"] == ["autograde", "models", "probe_main.py"]
-    assert seen["/sandbox/autograde"] == ["__init__.py", "probe.py"]
+    assert seen["/sandbox/autograde"] == ["__init__.py", "dropout.py", "probe.py", "wire.py"]
 
 
 def test_writes_reach_nothing_outside_and_nothing_of_the_sandboxes_own_files(tmp_path):
@@ -255,30 +254,55 @@ def test_the_regrade_refuses_in_one_line_where_the_sandbox_cannot_run(tmp_path):
     assert len(lines) == 1 and "needs bwrap" in lines[0] and "apt-get install bubblewrap" in lines[0], lines
 
 
-def stand_in_request(name: str, params: dict, config: dict, args: list) -> tuple[dict, bytes]:
-    from autograde import probe
-
-    packer = probe.Packer()
+def stand_in_request(name: str, params: dict, config: dict, args: list, keep: bool = False) -> tuple[dict, bytes]:
+    packer = wire.Packer()
+    floating = [i for i, arg in enumerate(args) if hasattr(arg, "is_floating_point") and arg.is_floating_point()]
     request = {"event": "stand-in", "name": name, "config": packer.value(config), "args": packer.value(args),
-               "params": {key: packer.ref(value) for key, value in params.items()}}
-    return request, probe.pack_tensors(packer.tensors)
+               "params": {key: packer.ref(value) for key, value in params.items()}, "grad_args": floating,
+               "grad_params": list(params), "keep": keep}
+    return request, wire.pack_tensors(packer.tensors)
 
 
-def replied(reply: bytes) -> bool:
+def replied(reply: bytes):
+    """The answer's value, or None for a refusal."""
     size = int.from_bytes(reply[:8], "little")
-    return json.loads(reply[8:8 + size])["ok"]
+    header = json.loads(reply[8:8 + size])
+    if not header["ok"]:
+        return None
+    blob = reply[16 + size:]
+    return wire.unpack_value(header["value"], wire.unpack_tensors(blob))
+
+
+def attention_parameters(hidden: int = 8) -> dict:
+    import torch
+
+    return {f"{name}.{part}": torch.randn(hidden, hidden) if part == "weight" else torch.randn(hidden)
+            for name in ("W_q", "W_k", "W_v", "W_o") for part in ("weight", "bias")}
+
+
+def encoder_layer_call() -> Call:
+    """A planned call of EncoderLayer.forward: its module's parameters are what a stand-in may be sent."""
+    import torch
+
+    from autograde.harness import Case
+
+    handle = Case("plan", run_now=False).module("transformer:EncoderLayer", hidden_size=8, num_heads=2)
+    return Call("transformer:EncoderLayer.forward", wire.ModuleSpec(handle.path, handle.kwargs, handle.params),
+                [torch.randn(2, 5, 8)])
 
 
 def test_the_grader_answers_a_stand_in_only_for_the_running_targets_callees_and_only_a_small_one():
     import torch
 
-    attention = {f"{name}.{part}": torch.randn(8, 8) if part == "weight" else torch.randn(8)
-                 for name in ("W_q", "W_k", "W_v", "W_o") for part in ("weight", "bias")}
+    call = encoder_layer_call()
+    attention = {key[len("self_attention."):]: value for key, value in call.module.state.items()
+                 if key.startswith("self_attention.")}
     x = torch.randn(2, 5, 8)
-    answer = checks.stand_in_server([Call("transformer:EncoderLayer.forward", None, [])])
+    answer = checks.stand_in_server([call])
     config = {"num_heads": 2, "causal": False}
     assert replied(answer(0, *stand_in_request("transformer:MultiHeadAttention.forward", attention, config, [x, x, x])))
-    refused = [  # the target itself, a function it does not call, an unknown one, bad attributes, too much work
+    refused = [  # the target itself, a function it does not call, an unknown one, bad attributes, too much work,
+        # parameters of shapes its module does not have
         ("transformer:EncoderLayer.forward", {}, {"num_heads": 2}, [x]),
         ("mamba:MambaBlock.forward", {}, {}, [x]),
         ("transformer:nothing", {}, {}, [x]),
@@ -286,26 +310,100 @@ def test_the_grader_answers_a_stand_in_only_for_the_running_targets_callees_and_
         ("transformer:MultiHeadAttention.forward", attention, {"num_heads": 1000}, [x, x, x]),
         ("transformer:MultiHeadAttention.forward", attention, {"num_heads": 64, "causal": False},
          [torch.randn(1, 4096, 8)] * 3),
+        ("transformer:MultiHeadAttention.forward", attention_parameters(4096 // 8), {"num_heads": 2}, [x, x, x]),
     ]
     for name, params, config, args in refused:
-        assert not replied(answer(0, *stand_in_request(name, params, config, args))), name
-
+        assert replied(answer(0, *stand_in_request(name, params, config, args))) is None, name
 
 
 def test_the_grader_refuses_a_stand_in_over_any_size_limit_and_answers_one_just_under():
-    """A scan (no attention-work bound applies) with one tensor past each limit: a sequence longer than
-    LENGTH_LIMIT, a tensor past ELEMENT_LIMIT, a request past TOTAL_LIMIT in tensors each under the rest."""
+    """One request just under and one just over each limit: a tensor's values (TENSOR_LIMIT), a sequence's
+    length (LENGTH_LIMIT: the oracles loop over it), a request's values (REQUEST_LIMIT), and the work of a
+    discretisation (B·L·E·N, WORK_LIMIT) made of small tensors."""
+    import torch
+
+    answer = checks.stand_in_server([Call("mamba:MambaBlock.selective_scan", None, []), Call("mamba:MambaBlock.ssm")])
+
+    def asked(name, args, index=0, config=None):
+        return replied(answer(index, *stand_in_request(name, {}, config or {}, args))) is not None
+
+    def scan(*shape):
+        return asked("mamba:pscan", [torch.zeros(shape), torch.zeros(shape)])
+
+    assert scan(1, 16, standins.TENSOR_LIMIT // 16) and not scan(1, 16, standins.TENSOR_LIMIT // 16 + 1)
+    assert scan(1, standins.LENGTH_LIMIT, 1) and not scan(1, standins.LENGTH_LIMIT + 1, 1)
+
+    def selective(length, state=16, expanded=16):  # u, Δ (1, L, E), A (E, N), B, C (1, L, N), D (E,)
+        u, delta = torch.randn(1, length, expanded), torch.rand(1, length, expanded)
+        A, B, C, D = -torch.rand(expanded, state), torch.randn(1, length, state), torch.randn(1, length, state), \
+            torch.randn(expanded)
+        return asked("mamba:MambaBlock.selective_scan", [u, delta, A, B, C, D], index=1,
+                     config={"discretization": "zoh", "alpha": 0.5})
+
+    assert 4 * 4096 * 16 + 16 * 16 + 16 > standins.REQUEST_LIMIT >= 4 * 4090 * 16 + 16 * 16 + 16
+    assert selective(4090) and not selective(4096)
+    delta, A, B = torch.rand(1, 64, 256), torch.rand(256, 64) * -1, torch.rand(1, 64, 64)  # 1·64·256·64 = 2^20
+    assert asked("mamba:discretize_bilinear", [delta, A, B, 0.5])
+    assert not asked("mamba:discretize_bilinear", [delta, torch.cat([A, A], 1), torch.cat([B, B], 2), 0.5])
+
+
+def test_the_grader_answers_a_backward_pass_only_for_a_request_it_kept_and_only_once():
     import torch
 
     answer = checks.stand_in_server([Call("mamba:MambaBlock.selective_scan", None, [])])
+    log_a, b = -torch.rand(1, 6, 2, 3), torch.randn(1, 6, 2, 3)
+    request_id, value = replied(answer(0, *stand_in_request("mamba:pscan", {}, {}, [log_a, b], keep=True)))
+    packer = wire.Packer()
+    grads = {"event": "stand-in-backward", "request": request_id, "grads": packer.value([torch.ones_like(value)])}
+    blob = wire.pack_tensors(packer.tensors)
+    grad_log_a, grad_b = replied(answer(0, grads, blob))
+    leaf_a, leaf_b = log_a.clone().requires_grad_(), b.clone().requires_grad_()
+    from autograde import oracles
 
-    def scan(*shape, count=2):
-        return replied(answer(0, *stand_in_request("mamba:pscan", {}, {}, [torch.zeros(shape) for _ in range(count)])))
+    oracles.scan(leaf_a, leaf_b).sum().backward()
+    torch.testing.assert_close(grad_b, leaf_b.grad)
+    torch.testing.assert_close(grad_log_a, leaf_a.grad)
+    assert replied(answer(0, grads, blob)) is None, "a kept request is answered backwards once"
+    not_kept, _ = replied(answer(0, *stand_in_request("mamba:pscan", {}, {}, [log_a, b])))
+    assert replied(answer(0, {**grads, "request": not_kept}, blob)) is None
+    wrong_shape = wire.Packer()
+    kept, _ = replied(answer(0, *stand_in_request("mamba:pscan", {}, {}, [log_a, b], keep=True)))
+    assert replied(answer(0, {"event": "stand-in-backward", "request": kept,
+                              "grads": wrong_shape.value([torch.ones(4096, 4096)])},
+                          wire.pack_tensors(wrong_shape.tensors))) is None
 
-    assert scan(1, checks.LENGTH_LIMIT, 2)
-    assert not scan(1, checks.LENGTH_LIMIT + 1, 2)
-    assert not scan(1, 8, checks.ELEMENT_LIMIT // 8 + 1)
-    width = checks.TOTAL_LIMIT // 64  # 8 tensors of 8 x width: TOTAL_LIMIT exactly, each under ELEMENT_LIMIT
-    assert 8 * (width + 1) <= checks.ELEMENT_LIMIT
-    assert scan(1, 8, width, count=8)
-    assert not scan(1, 8, width + 1, count=8)
+
+def test_a_probe_that_stops_reading_the_graders_answers_ends_its_run(tmp_path):
+    """Stand-in requests sent without reading the answers, each the largest the grader answers: the answers
+    must not pile up in the grader (the probe reads each one before it asks again), so one waiting answer
+    more ends the run, in the grader's own words."""
+    import torch
+
+    attack = [
+        "import json, sys",
+        "from autograde import wire",
+        "fd = sys.modules['autograde.probe'].BACKEND.output_fd",
+        "packer = wire.Packer()",
+        "request = {'event': 'stand-in', 'name': 'transformer:MultiHeadAttention.split_heads', 'config': {'num_heads': 2},",
+        "           'args': packer.value([torch.zeros(1, 16, 1024)]), 'params': {}, 'keep': False}",
+        "blob = wire.pack_tensors(packer.tensors)",
+        "for _ in range(100):",
+        "    wire.write_frame(fd, json.dumps(request).encode())",
+        "    wire.write_frame(fd, blob)",
+        "import time",
+        "time.sleep(60)"]
+    source = with_first_lines((ROOT / T).read_text(), T, "MultiHeadAttention.forward", attack)
+    folder = tmp_path / "box"
+    sandbox.write_probe_folder(folder, {**template_models(), T: source.encode()})
+    from autograde.harness import Case
+
+    handle = Case("plan", run_now=False).module("transformer:MultiHeadAttention", hidden_size=8, num_heads=2)
+    x = torch.randn(1, 3, 8)
+    plan = [Call("transformer:MultiHeadAttention.forward", wire.ModuleSpec(handle.path, handle.kwargs, handle.params),
+                 [x, x, x])]
+    started = time.monotonic()
+    outcomes, notes, _ = checks.run_calls(plan, folder, FAST, sandbox.seccomp_program(),
+                                          time.monotonic() + FAST.run_seconds)
+    assert outcomes[0].meta["status"] == "crashed", outcomes[0].meta
+    assert notes and "it stopped reading the grader's answers" in notes[0]
+    assert time.monotonic() - started < FAST.startup_seconds + 2 * FAST.call_seconds

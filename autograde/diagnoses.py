@@ -1,0 +1,214 @@
+"""The likely cause of a failure, said only where a rule is sure.
+
+A failure message always says what differs: on which inputs, where, by how much. It adds a *likely cause*
+only when one of the rules below fires, and every rule is tested against the project's own mutants, each
+labelled with its cause (grading/publish/mutants.py): a rule may fire only on mutants of its cause
+(tests/instructor/test_diagnoses.py). A wrong diagnosis costs a student more than none, so a rule that
+cannot be sure stays silent.
+
+Each rule reads the checks a test made (`Checked`): which facet of the function each looked at (its
+values, its gradients, training mode, a second call, ...), whether it passed, and the tensors compared.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import torch
+
+# What each facet of a function is, in the words of a message.
+FACETS = {
+    "value": "the values",
+    "variant": "other sizes and settings",
+    "row": "each row of a batch alone",
+    "repeat": "the same call again after others",
+    "promise": "the type, dtype, shape and device",
+    "gradient": "the gradients",
+    "train": "training mode without dropout",
+    "dropout": "training mode with dropout",
+    "causal": "causality",
+    "property": "the property tested",
+}
+VALUES = ("value", "variant", "row", "repeat")
+
+
+@dataclass
+class Checked:
+    """One expectation, checked: whether it held, and what a rule needs to know about it."""
+
+    passed: bool
+    message: str
+    facet: str
+    where: dict
+    actual: object = None
+    expected: object = None
+    alternatives: dict = field(default_factory=dict)  # label -> (cause, tensor a mistake of that cause gives)
+    whole: bool = False  # a problem that is the whole story (a stub)
+    proves: str = None  # a cause the failed check itself establishes (see Case.expect)
+    atol: float = 0.0
+    rtol: float = 0.0
+    result: object = None  # the call whose output was compared
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str  # the rule's name
+    cause: str  # the cause it names, as the mutants are labelled
+    says: str  # what the student reads after "likely cause:"
+
+
+def _tensors(item: Checked) -> bool:
+    return isinstance(item.actual, torch.Tensor) and isinstance(item.expected, torch.Tensor) and \
+        not item.actual.is_complex() and not item.expected.is_complex()
+
+
+def _near(actual: torch.Tensor, other: torch.Tensor, item: Checked) -> bool:
+    """Equal within ten times the check's own tolerance."""
+    if actual.shape != other.shape or other.is_complex():
+        return False
+    atol, rtol = max(item.atol, 1e-6) * 10, max(item.rtol, 1e-5) * 10
+    actual, other = actual.detach().double(), other.detach().double()
+    return bool(torch.isfinite(actual).all()) and bool(((actual - other).abs() <= atol + rtol * other.abs()).all())
+
+
+def _failed(checked, facets=None):
+    return [item for item in checked if not item.passed and (facets is None or item.facet in facets)]
+
+
+# --- the rules: each returns its findings for a test's checks -----------------------------------------------
+
+
+def transposed(checked):
+    for item in _failed(checked, VALUES + ("train",)):
+        if _tensors(item) and item.actual.dim() >= 2 and item.actual.shape[-1] == item.actual.shape[-2] and \
+                _near(item.actual.transpose(-1, -2), item.expected, item):
+            return [Finding("transposed", "transposed", "the result is the expected one transposed (its last two axes "
+                                                        "swapped)")]
+    return []
+
+
+def sign(checked):
+    for item in _failed(checked, VALUES):
+        if _tensors(item) and (item.expected < 0).any() and _near(item.actual, item.expected.abs(), item):
+            return [Finding("sign", "sign", "it is right where the expected values are positive and has the opposite "
+                                            "sign where they are negative: a sign is lost (an absolute value, or the "
+                                            "logarithm of a negative number taken as a real one)")]
+    return []
+
+
+def alternative(checked):
+    for item in _failed(checked, VALUES + ("train", "dropout")):
+        if not isinstance(item.actual, torch.Tensor):
+            continue
+        for label, (cause, tensor) in item.alternatives.items():
+            if _near(item.actual, tensor, item) and not _near(tensor, item.expected, item):
+                return [Finding(f"alternative:{cause}", cause, f"it matches what {label} would give")]
+    return []
+
+
+def gradient(checked):
+    values = [item for item in checked if item.facet in VALUES + ("train",)]
+    if values and all(item.passed for item in values) and _failed(checked, ("gradient",)):
+        return [Finding("gradient", "gradient",
+                        "the values are right and the gradients are not: an input does not reach the output the way "
+                        "its values suggest (an argument used where another one with the same values here belongs, "
+                        "torch.no_grad(), .detach(), .item() or .data, a tensor rebuilt from numbers, or a "
+                        "torch.where whose unused branch is not finite)")]
+    return []
+
+
+def training(checked):
+    evaluation = [item for item in checked if item.facet in VALUES]
+    if evaluation and all(item.passed for item in evaluation) and _failed(checked, ("train",)):
+        return [Finding("training", "training",
+                        "it is right in eval mode and wrong in training mode with dropout 0: code that runs only "
+                        "when self.training is true changes the result")]
+    return []
+
+
+def dropout(checked):
+    plain = [item for item in checked if item.facet in VALUES + ("train",)]
+    if plain and all(item.passed for item in plain) and _failed(checked, ("dropout",)):
+        return [Finding("dropout", "dropout",
+                        "it is right without dropout and wrong with it: dropout is applied where the README does "
+                        "not put it, or not where it does")]
+    return []
+
+
+def stale(checked):
+    """A call that returned exactly what an earlier call with other arguments had returned (a value that is
+    the same everywhere, zeros say, proves nothing)."""
+    seen = []
+    for item in checked:
+        if item.facet in VALUES + ("train",) and isinstance(item.actual, torch.Tensor) and \
+                isinstance(item.expected, torch.Tensor) and item.result is not None and item.actual.numel() > 1 and \
+                not bool((item.actual == item.actual.flatten()[0]).all()):
+            if not item.passed and item.actual.shape == item.expected.shape:  # a wrong shape is the shape's story
+                for earlier in seen:
+                    if earlier.result is not item.result and earlier.actual.shape == item.actual.shape and \
+                            torch.equal(earlier.actual, item.actual) and not (
+                                earlier.expected.shape == item.expected.shape and
+                                torch.equal(earlier.expected, item.expected)):
+                        return [Finding("stale", "state",
+                                        "it returned exactly what an earlier call with other arguments returned: a "
+                                        "result is kept from one call to the next (a cache, or a module-level "
+                                        "variable)")]
+            seen.append(item)
+    return []
+
+
+def batch(checked):
+    rows = [item for item in checked if item.facet == "row"]
+    settings = {item.where.get("setting") for item in rows}
+    whole = [item for item in _failed(checked, ("value",)) if item.where.get("setting") in settings]
+    if rows and all(item.passed for item in rows) and whole:
+        return [Finding("batch", "batch", "each row of the batch alone is right, and the same rows in one batch are "
+                                          "not: the rows of a batch affect each other's results")]
+    return []
+
+
+def causal(checked):
+    for item in _failed(checked, ("causal",)):
+        if item.proves == "causal":
+            return [Finding("causal", "causal", "outputs at earlier positions change when only later inputs change: "
+                                                "the function sees the future")]
+    return []
+
+
+def overflow(checked):
+    lengths_right = [item.where["length"] for item in checked
+                     if item.passed and item.facet in VALUES and "length" in item.where]
+    for item in _failed(checked, VALUES):
+        length = item.where.get("length")
+        if _tensors(item) and length is not None and lengths_right and max(lengths_right) < length and \
+                not torch.isfinite(item.actual).all() and torch.isfinite(item.expected).all():
+            return [Finding("overflow", "overflow", "it is right for shorter sequences and not finite for a longer "
+                                                    "one: something overflows as the length grows (exp of a "
+                                                    "large number?)")]
+    return []
+
+
+RULES = (causal, stale, batch, gradient, training, dropout, overflow, transposed, sign, alternative)
+
+
+def diagnose(checked: list) -> list:
+    """The findings of every rule that is sure, at most two (the most specific first)."""
+    found = []
+    for rule in RULES:
+        for finding in rule(checked):
+            if finding.cause not in {other.cause for other in found}:
+                found.append(finding)
+    return found[:2]
+
+
+def summary(checked: list) -> list:
+    """What else failed and what was right, by facet: facts, for the lines under the first failure."""
+    first = next((item for item in checked if not item.passed), None)
+    failed = Counter(item.facet for item in checked if not item.passed and item is not first)
+    wrong_facets = {item.facet for item in checked if not item.passed}
+    right = Counter(item.facet for item in checked if item.passed and item.facet not in wrong_facets)
+    lines = []
+    if failed:
+        lines.append("also wrong: " + ", ".join(f"{FACETS.get(facet, facet)} ({count})" for facet, count in failed.items()))
+    if right:
+        lines.append("right: " + ", ".join(FACETS.get(facet, facet) for facet in right))
+    return lines
