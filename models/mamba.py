@@ -154,7 +154,7 @@ class MambaBlock(nn.Module):
     """The Mamba mixer: gated, causally convolved, selective SSM over the expanded channels."""
 
     def __init__(self, hidden_size: int, state_size: int = 16, expand: int = 2, conv_kernel: int = 4,
-                 discretization: str = "zoh", alpha: float = 0.5, scan: str = "sscan", A_init: str = "s4d_real",
+                 discretization: str = "zoh", alpha: float = 0.5, scan: str = "pair_scan", A_init: str = "s4d_real",
                  dt_min: float = 1e-3, dt_max: float = 1e-1):
         super().__init__()
         if discretization not in DISCRETIZATIONS:
