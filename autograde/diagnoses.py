@@ -20,7 +20,7 @@ FACETS = {
     "value": "the values",
     "variant": "other sizes and settings",
     "row": "each row of a batch alone",
-    "repeat": "the same call again after others",
+    "repeat": "the first call's sizes again, after the others",
     "promise": "the type, dtype, shape and device",
     "gradient": "the gradients",
     "train": "training mode without dropout",
@@ -46,7 +46,6 @@ class Checked:
     proves: str = None  # a cause the failed check itself establishes (see Case.expect)
     atol: float = 0.0
     rtol: float = 0.0
-    result: object = None  # the call whose output was compared
 
 
 @dataclass(frozen=True)
@@ -134,28 +133,6 @@ def dropout(checked):
     return []
 
 
-def stale(checked):
-    """A call that returned exactly what an earlier call with other arguments had returned (a value that is
-    the same everywhere, zeros say, proves nothing)."""
-    seen = []
-    for item in checked:
-        if item.facet in VALUES + ("train",) and isinstance(item.actual, torch.Tensor) and \
-                isinstance(item.expected, torch.Tensor) and item.result is not None and item.actual.numel() > 1 and \
-                not bool((item.actual == item.actual.flatten()[0]).all()):
-            if not item.passed and item.actual.shape == item.expected.shape:  # a wrong shape is the shape's story
-                for earlier in seen:
-                    if earlier.result is not item.result and earlier.actual.shape == item.actual.shape and \
-                            torch.equal(earlier.actual, item.actual) and not (
-                                earlier.expected.shape == item.expected.shape and
-                                torch.equal(earlier.expected, item.expected)):
-                        return [Finding("stale", "state",
-                                        "it returned exactly what an earlier call with other arguments returned: a "
-                                        "result is kept from one call to the next (a cache, or a module-level "
-                                        "variable)")]
-            seen.append(item)
-    return []
-
-
 def batch(checked):
     rows = [item for item in checked if item.facet == "row"]
     settings = {item.where.get("setting") for item in rows}
@@ -187,7 +164,7 @@ def overflow(checked):
     return []
 
 
-RULES = (causal, stale, batch, gradient, training, dropout, overflow, transposed, sign, alternative)
+RULES = (causal, batch, gradient, training, dropout, overflow, transposed, sign, alternative)
 
 
 def diagnose(checked: list) -> list:

@@ -413,8 +413,7 @@ class Case:
                 return diagnoses.Checked(True, None, facet, dict(where or {}))
             message = compare(resolved, wanted, atol=atol, rtol=rtol, what=what, hidden=self.hidden)
             return diagnoses.Checked(message is None, message, facet, dict(where or {}), resolved, wanted,
-                                     dict(alternatives or {}), atol=atol, rtol=rtol,
-                                     result=actual.result if isinstance(actual, Value) else None)
+                                     dict(alternatives or {}), atol=atol, rtol=rtol)
         self.expectations.append(Expectation(check, facet, dict(where or {})))
 
     def expect(self, predicate, *values, what: str, facet: str = "value", where: dict = None, cause: str = None):

@@ -3,13 +3,15 @@
 A graded test is marked `@pytest.mark.points(n, readme="<README section>")`. At the end of a session
 that ran graded tests, pytest prints a table (test, earned, possible, total); `--score-json PATH`
 writes the same as JSON, `--score-markdown PATH` appends it as a Markdown table (for the GitHub job
-summary). A failing graded test is reported in a few lines — expected, got, by how much, the tolerance,
-the README section to reread — instead of a traceback.
+summary). A failing graded test is reported in a few lines — what was compared, expected, got, by how
+much, the tolerance, the likely cause where one is sure, the README section to reread — instead of a
+traceback.
 
 A test marked `needs_solution` needs the student's finished models: when it meets a function that is
 still a stub (NotImplementedError), it is skipped, naming that function, instead of failing.
 
-`expect_close` is the comparison graded tests use; its AssertionError carries the whole message.
+Graded tests compare through their `case` (autograde/harness.py); `expect_close` gives a test that has no
+case the same message.
 """
 
 import json
@@ -18,24 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from autograde import points
 from autograde.harness import Case, GradedFailure, compare
-
-TOTAL_POINTS = 10
-
-
-# --- comparing tensors ----------------------------------------------------------------------------------
-# Graded tests compare through their `case` (autograde/harness.py); these helpers serve other checks.
-
-
-def fail(message: str):
-    """Fail a graded test with `message` only (no traceback)."""
-    raise GradedFailure(message)
-
-
-def check(condition: bool, message: str):
-    """Fail a graded test with `message` unless `condition` holds."""
-    if not condition:
-        fail(message)
 
 
 def expect_close(actual, expected, *, atol: float, rtol: float, what: str):
@@ -43,7 +29,7 @@ def expect_close(actual, expected, *, atol: float, rtol: float, what: str):
     graded tests' message: expected, got, where and by how much they differ most, the tolerance."""
     message = compare(actual, expected, atol=atol, rtol=rtol, what=what, hidden=False)
     if message is not None:
-        fail(message)
+        raise GradedFailure(message)
 
 
 # --- the plugin -------------------------------------------------------------------------------------------
@@ -156,6 +142,7 @@ class Scorer:
 
     def __init__(self, config):
         self.config = config
+        self.public_total = points.total(Path(config.rootpath))  # what the public graded tests are worth
         self.graded = {}  # (file, test name) -> row
         self.keys = {}  # nodeid -> (file, test name)
         self.others = {}  # nodeid -> {"outcome", "message"}
@@ -171,6 +158,7 @@ class Scorer:
             self.keys[item.nodeid] = key
             self.graded.setdefault(key, {
                 "name": _test_name(item), "question": _question(item), "file": Path(str(item.fspath)).name,
+                "hidden": Path(str(item.fspath)).parent.name == "hidden",
                 "points": float(marker.args[0]), "readme": marker.kwargs.get("readme"),
                 "outcome": None, "message": "",
             })
@@ -266,7 +254,8 @@ def score(scorer: Scorer, finished: bool = True) -> dict:
     return {
         "total": sum(row["earned"] for row in rows),
         "max": sum(row["points"] for row in rows),
-        "complete": len(ran) == len(rows) and sum(row["points"] for row in rows) == TOTAL_POINTS,
+        "complete": len(ran) == len(rows) and sum(row["points"] for row in rows if not row["hidden"]) ==
+        scorer.public_total,
         "finished": finished,
         "tests": rows,
         "ungraded": {

@@ -7,7 +7,7 @@ For a function declared in autograde/functions.py it states, against the functio
 - its promises: the output's dtype (and, for `causal_mask`, its device), and the output's shape;
 - the gradient with respect to every floating input and every parameter, for every setting;
 - each row of a batch alone, which must give that row of the batch;
-- the first call again, after all the others, which must give the same (nothing kept between calls);
+- the first call's sizes again, after all the others, with new inputs (nothing kept between calls);
 - training mode with dropout 0, which must give what eval mode gives; and with dropout, where the README
   places it, the exact values (masks drawn as autograde/dropout.py draws them), elsewhere finite values;
 - for a causal function, that changing later positions of its inputs leaves earlier outputs as they were.
@@ -183,10 +183,11 @@ def row_alone(case: Case, fn: Function, run: Run):
 
 
 def repeated(case: Case, fn: Function, run: Run):
-    """The first call once more, after every other: the same inputs must give the same result."""
-    again = _call(case, fn, run.point, handle=run.handle, draw=run.draw)
-    again.expected = run.expected
-    expect_values(case, fn, again, run.draw.args, "repeat", _where(fn, run.point, again=True))
+    """The first call's sizes once more, after every other call, with inputs and parameters drawn afresh: a
+    result kept from an earlier call (a cache keyed on sizes, or on part of the arguments) shows."""
+    again = _call(case, fn, run.point)
+    again.expected = _expected(fn, again, again.draw.args)
+    expect_values(case, fn, again, again.draw.args, "repeat", _where(fn, run.point, again=True))
 
 
 def training_mode(case: Case, fn: Function, point: dict):

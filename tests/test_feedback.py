@@ -78,17 +78,6 @@ def test_right_in_eval_mode_and_wrong_in_training_mode_names_training_mode():
                    checked(expected() + 1, expected(), facet="dropout")]) == {"dropout"}
 
 
-def test_a_call_that_returns_what_an_earlier_call_with_other_arguments_returned_names_a_kept_result():
-    first, second = object(), object()
-    earlier = checked(expected(), expected(), result=first)
-    stale = checked(expected(), expected() * 2, result=second)
-    assert causes([earlier, stale]) == {"state"}
-    wrong_shape = checked(expected(), torch.zeros(3, 5, 6, dtype=torch.float64), result=second)
-    assert "state" not in causes([earlier, wrong_shape]), "a result of the wrong shape is a shape's story"
-    same_arguments = checked(expected(), expected(), result=second, passed=False)
-    assert "state" not in causes([earlier, same_arguments])
-
-
 def test_rows_right_alone_and_wrong_together_name_the_batch():
     whole = checked(expected() + 1, expected(), where={"setting": 0})
     alone = checked(expected()[-1:], expected()[-1:], facet="row", where={"setting": 0})

@@ -1,7 +1,6 @@
 """The autograder's plugin (autograde/plugin.py): points add up to the assignment's, the score table and
 its JSON, short failure reports, and skips for tests that need the finished models."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,41 +10,26 @@ from pathlib import Path
 
 import pytest
 
+from autograde import points
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-def graded_points() -> list[tuple[str, str, float, str]]:
-    """(file, test, points, README section) of every graded test, read from its marker."""
-    found = []
-    for path in sorted((TESTS / "graded").glob("test_*.py")):
-        spec = importlib.util.spec_from_file_location(f"points_of_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        for name, function in vars(module).items():
-            marks = [mark for mark in getattr(function, "pytestmark", []) if mark.name == "points"]
-            if name.startswith("test_") and marks:
-                found.append((path.stem, name, float(marks[0].args[0]), marks[0].kwargs["readme"]))
-    return found
-
-
-MAMBA_BLOCK = {"test_mamba_block_gates_a_causal_convolution_and_the_ssm", "test_mamba_block_is_causal",
-               "test_ssm_computes_delta_B_and_C_from_the_input_and_A_from_A_log",
-               "test_selective_scan_matches_the_recurrence_step_by_step",
-               "test_selective_scan_runs_the_configured_scan_even_when_the_bilinear_decay_turns_negative",
-               "test_residual_block_adds_the_mixer_of_the_rms_normalised_input"}
-
-
 def test_graded_points_add_up_to_the_assignment():
-    points = graded_points()
-    total = lambda keep: sum(p for file, name, p, section in points if keep(file, name, section))  # noqa: E731
-    assert total(lambda *_: True) == 10
+    """The assignment's points (SPEC §2): 10 for the graded tests, 5 a question; read from the markers, as
+    every total of the project is (autograde/points.py)."""
+    marked = points.markers(TESTS / "graded")
+    total = lambda keep: sum(p for file, name, p, section in marked if keep(file, name, section))  # noqa: E731
+    assert total(lambda *_: True) == points.total(ROOT) == 10
     assert total(lambda file, name, section: file == "test_q1_transformer") == 5
     assert total(lambda file, name, section: file == "test_q2_ssm") == 5
+    assert total(lambda file, name, section: section.startswith("Q1.1")) == 3, "attention: 3 points"
     assert total(lambda file, name, section: section.startswith("Q2.1")) == 1, "bilinear discretisation: 1 point"
     assert total(lambda file, name, section: section.startswith("Q2.2")) == 1, "parallel scan: 1 point"
-    assert total(lambda file, name, section: name in MAMBA_BLOCK) == 3, "Mamba block and residual block: 3 points"
-    assert all(name.startswith("test_") and len(name) < 100 for _, name, _, _ in points)
+    assert total(lambda file, name, section: section.startswith("Q2.3")) == 3, "Mamba block and residual block: 3 points"
+    assert all(name.startswith("test_") and len(name) < 100 for _, name, _, _ in marked)
+    assert points.total(ROOT, points.HIDDEN) == 2
 
 
 DEMO = '''

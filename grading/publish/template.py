@@ -14,14 +14,16 @@ import ast
 import json
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+
+from autograde import points
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 # Never shipped to students, on either branch: the grading tools and their tests, hidden tests,
 # instructor documents, and this development repository's own CI.
-TOTAL_POINTS = 10  # what the graded tests must be worth (autograde/plugin.py checks the same)
+TOTAL_POINTS = points.total(Path(__file__).resolve().parents[2])  # what the public graded tests are worth
 
 INSTRUCTOR_ONLY = ("grading/", "tests/instructor/", "tests/hidden/", "INSTRUCTOR.md", ".ci/")
 
