@@ -130,7 +130,7 @@ def test_the_tests_own_oracles_are_not_there_to_call_in_the_regrade(graded):
                              "test_encoder_layer_adds_attention_then_mlp_each_of_the_normalised_input",
                              "test_hidden_causal_mask_for_rectangular_and_single_positions",
                              "test_hidden_positions_and_layers_for_other_sizes"}
-    assert any("imports graded" in flag for flag in oracles["review"])
+    assert any("imports autograde" in flag for flag in oracles["review"])
 
 
 def test_words_the_student_chose_never_reach_the_feedback(graded):
