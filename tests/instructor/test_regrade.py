@@ -126,7 +126,7 @@ def test_the_tests_own_oracles_are_not_there_to_call_in_the_regrade(graded):
     oracles = results(out)["oracles"]
     assert lost(oracles) == {"test_causal_mask", "test_encoder_layer", "test_hidden_masks_and_heads_at_other_sizes",
                              "test_hidden_positions_and_encoder_at_other_sizes"}
-    assert any("imports graded" in flag for flag in oracles["review"])
+    assert any("imports autograde" in flag for flag in oracles["review"])
 
 
 def test_words_the_student_chose_never_reach_the_feedback(graded):
