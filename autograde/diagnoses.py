@@ -104,9 +104,14 @@ def alternative(checked):
     return []
 
 
+def _right_then_wrong(checked, right: tuple, wrong: str) -> bool:
+    """Every check of the facets `right` held (and there was one), and a check of facet `wrong` failed."""
+    held = [item for item in checked if item.facet in right]
+    return bool(held) and all(item.passed for item in held) and bool(_failed(checked, (wrong,)))
+
+
 def gradient(checked):
-    values = [item for item in checked if item.facet in VALUES + ("train",)]
-    if values and all(item.passed for item in values) and _failed(checked, ("gradient",)):
+    if _right_then_wrong(checked, VALUES + ("train",), "gradient"):
         return [Finding("gradient", "gradient",
                         "the values are right and the gradients are not: an input does not reach the output the way "
                         "its values suggest (an argument used where another one with the same values here belongs, "
@@ -116,8 +121,7 @@ def gradient(checked):
 
 
 def training(checked):
-    evaluation = [item for item in checked if item.facet in VALUES]
-    if evaluation and all(item.passed for item in evaluation) and _failed(checked, ("train",)):
+    if _right_then_wrong(checked, VALUES, "train"):
         return [Finding("training", "training",
                         "it is right in eval mode and wrong in training mode with dropout 0: code that runs only "
                         "when self.training is true changes the result")]
@@ -125,8 +129,7 @@ def training(checked):
 
 
 def dropout(checked):
-    plain = [item for item in checked if item.facet in VALUES + ("train",)]
-    if plain and all(item.passed for item in plain) and _failed(checked, ("dropout",)):
+    if _right_then_wrong(checked, VALUES + ("train",), "dropout"):
         return [Finding("dropout", "dropout",
                         "it is right without dropout and wrong with it: dropout is applied where the README does "
                         "not put it, or not where it does")]

@@ -70,6 +70,13 @@ class Function:
     def name(self) -> str:
         return self.target.split(":", 1)[1]
 
+    def call_in_words(self, point: dict, context: str = "") -> str:
+        """`causal_mask(5, 8)`, or `MultiHeadAttention.forward with self-attention, 4 heads, ...`, and what
+        the check changed (training mode, a row alone...)."""
+        described = self.describe(point)
+        words = described if described.startswith(self.name.split(".")[-1]) else f"{self.name} with {described}"
+        return f"{words}{context}"
+
     def tolerance_at(self, point: dict) -> tuple:
         if self.tolerance is not None:
             return self.tolerance(point)
@@ -116,7 +123,7 @@ CAUSAL_MASK = Function(
     describe=lambda p: f"causal_mask({p['queries']}, {p['keys']}" + (f", device={p['device']!r})" if p.get("device")
                                                                       else ")"),
     alternatives=mask_alternatives, names=("query_length", "key_length"),
-    dtype_promise="a boolean mask (torch.bool)")
+    dtype_promise="a boolean mask")
 
 
 def heads_draw(case, point):
@@ -267,7 +274,7 @@ POSITIONS = Function(
                                                   {"length": 64, "hidden": 64}),
     describe=lambda p: f"sinusoidal_positional_encoding({p['length']}, {p['hidden']})",
     tolerance=lambda p: (1e-5, 1e-5), alternatives=positions_alternatives, names=("max_length", "hidden_size"),
-    dtype_promise="float32, the default dtype of a fresh tensor")
+    dtype_promise="a float32 table")
 
 
 def layer_draw(case, point):

@@ -67,11 +67,15 @@ def _returned(fn: Function, result: Result) -> list:
     return [result.output] if fn.returns == 1 else [result.item(i) for i in range(fn.returns)]
 
 
+CONTEXT = {"row": ", the last row of the batch alone", "repeat": ", the first call's sizes again with new inputs",
+           "train": ", in training mode with dropout 0", "dropout": f", in training mode with dropout {DROPOUT}"}
+
+
 def expect_values(case: Case, fn: Function, run: Run, args: list, facet: str, where: dict, accept_reads=None):
     """The returned tensors (and the attributes read) against run.expected, with the promises."""
     point = run.point
     atol, rtol = fn.tolerance_at(point)
-    what = f"{fn.name} with {fn.describe(point)}"
+    what = fn.call_in_words(point, CONTEXT.get(facet, ""))
     alternatives = fn.alternatives(run.handle, args, point) if fn.alternatives and facet in ("value", "variant") else {}
     if fn.returns > 1:
         case.expect_fact(lambda kind, device: None if kind in ("tuple", "list") else
@@ -80,7 +84,7 @@ def expect_values(case: Case, fn: Function, run: Run, args: list, facet: str, wh
     for index, (value, expected) in enumerate(zip(_returned(fn, run.result), run.expected)):
         part = "" if fn.returns == 1 else f", element {index} of the tuple"
         case.expect(lambda got, want: None if got.dtype == want.dtype else
-                    f"should be {want.dtype} ({fn.dtype_promise}), got {got.dtype}",
+                    f"should be {want.dtype} (its docstring promises {fn.dtype_promise}), got {got.dtype}",
                     value, expected, what=f"{what}{part}", facet="promise", where=where)
         labelled = {label: (cause, tensors if fn.returns == 1 else tensors[index])
                     for label, (cause, tensors) in alternatives.items()}
@@ -103,7 +107,7 @@ def _device(case: Case, fn: Function, run: Run, where: dict):
             return f"should be a boolean tensor of shape {tuple(shape)}, got {device.get('dtype')} {device.get('shape')}"
         return None
 
-    case.expect_fact(on_device, run.result.output, what=f"{fn.name} with {fn.describe(run.point)}", where=where)
+    case.expect_fact(on_device, run.result.output, what=fn.call_in_words(run.point), where=where)
 
 
 def values(case: Case, fn: Function, point: dict, facet: str, where: dict) -> Run:
@@ -147,7 +151,7 @@ def gradients(case: Case, fn: Function, run: Run, where: dict):
         largest = float(grad.abs().max()) if grad.numel() else 0.0
         return max(atol * 10, rtol * 10 * largest), rtol * 10
 
-    what = f"{fn.name} with {fn.describe(run.point)}"
+    what = fn.call_in_words(run.point)
     for i in grad_of:
         value = result.grad(i)
         value.like = expected[i]
@@ -202,7 +206,7 @@ def with_dropout(case: Case, fn: Function, point: dict):
     """Training mode with dropout: exact where the README places it, finite elsewhere."""
     point = {**point, "dropout": DROPOUT}
     run = _call(case, fn, point, training=True)
-    what = f"{fn.name} with {fn.describe(point)}, in training mode with dropout {DROPOUT}"
+    what = fn.call_in_words(point, CONTEXT["dropout"])
     if fn.dropout == "exact":
         run.expected = _expected(fn, run, run.draw.args, dropout=(DROPOUT, point["seed"]))
         pre_dropout = run.expected[fn.returns:]
@@ -244,7 +248,7 @@ def causality(case: Case, fn: Function, run: Run):
                        what=f"outputs at positions 0-{keep - 1} after changing the inputs from position {keep} on "
                             f"(they should not change)")
 
-    case.expect(unchanged, run.result.output, later.result.output, what=f"{fn.name} with {fn.describe(run.point)}",
+    case.expect(unchanged, run.result.output, later.result.output, what=fn.call_in_words(run.point),
                 facet="causal", where=_where(fn, run.point, causal=True), cause="causal")
 
 

@@ -62,9 +62,14 @@ def command_review(args) -> int:
 
 
 def command_mutants(args) -> int:
-    from grading.publish.corpus import run_corpus
+    from grading.publish.corpus import CorpusError, load_extra, run_corpus
 
-    return run_corpus(verbose=True)
+    try:
+        extra = load_extra(Path(args.extra)) if args.extra else None
+    except CorpusError as error:
+        print(f"grading mutants: {error}", file=sys.stderr)
+        return 1
+    return run_corpus(verbose=True, extra=extra)
 
 
 # --- the course: rubric, roster, scores, similarity, gradebook, grades out ----------------------------------------
@@ -342,6 +347,8 @@ def main(argv=None) -> int:
     review.set_defaults(run=command_review)
     mutants = commands.add_parser("mutants", help="run the graded tests against every mutant and correct "
                                                   "alternative, and tabulate which tests catch what")
+    mutants.add_argument("--extra", metavar="FILE", help="a corpus of your own instead: a Python file with lists "
+                         "WRONG and CORRECT of {name, target, why, kind, source} (grading/publish/corpus.py)")
     mutants.set_defaults(run=command_mutants)
     add_course_commands(commands)
     args = parser.parse_args(argv)

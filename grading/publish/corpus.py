@@ -8,7 +8,8 @@ session for the whole corpus. The reference runs first, every test; a variant th
 call the function it changes. A few mutants (`charged_everywhere`) run every test of their question, which
 shows that a mistake in one function costs points only in that function's tests.
 
-    python -m grading mutants
+    python -m grading mutants                 the project's corpus
+    python -m grading mutants --extra FILE    a corpus of your own (see `load_extra`)
 """
 
 import contextlib
@@ -50,18 +51,19 @@ def substituted(variant: Variant):
                 elif type(value) is dict and any(item is original for item in value.values()):
                     bindings += [(value, k) for k, item in value.items() if item is original]
     try:
-        for where, key in bindings:
-            if isinstance(where, dict):
-                where[key] = replacement
-            else:
-                setattr(where, key, replacement)
+        _bind(bindings, replacement)
         yield
     finally:
-        for where, key in bindings:
-            if isinstance(where, dict):
-                where[key] = original
-            else:
-                setattr(where, key, original)
+        _bind(bindings, original)
+
+
+def _bind(bindings: list, value):
+    """Puts `value` at every (module or dict, name) of `bindings`."""
+    for where, key in bindings:
+        if isinstance(where, dict):
+            where[key] = value
+        else:
+            setattr(where, key, value)
 
 
 def probe_name(target: str) -> str:
@@ -166,10 +168,11 @@ def corpus_jobs() -> list:
     return [(variant, variant.name in everywhere) for variant in MUTANTS + HIDDEN_ONLY_MUTANTS + ALTERNATIVES]
 
 
-def diagnosis_figures(results: dict) -> dict:
+def diagnosis_figures(results: dict, mutants: list = None) -> dict:
     """Over the mutants (name -> result): how many diagnoses were given and how many named a cause the
     mutant has (precision), and how many mutants got at least one right diagnosis (coverage), by rule."""
-    rules, covered, mutants = {}, 0, MUTANTS + HIDDEN_ONLY_MUTANTS
+    rules, covered = {}, 0
+    mutants = MUTANTS + HIDDEN_ONLY_MUTANTS if mutants is None else mutants
     for variant in mutants:
         right_here = False
         for row in results[variant.name]["tests"]:
@@ -184,27 +187,61 @@ def diagnosis_figures(results: dict) -> dict:
     return {"mutants": len(mutants), "covered": covered, "fired": fired, "right": right, "rules": rules}
 
 
-def run_corpus(verbose: bool = True) -> int:
+class CorpusError(Exception):
+    """A corpus file that cannot be read: said in one line."""
+
+
+def load_extra(path: Path) -> tuple[list, list]:
+    """(wrong, correct) Variants from a corpus file of your own: a Python file whose lists WRONG and CORRECT
+    hold dicts {"name", "target" ("models.mamba:pscan"), "why", "kind", "source" (the whole function)}. A
+    wrong one's kind is its cause for the diagnoses' figures (autograde/diagnoses.py's words, or any other)."""
+    import runpy
+
+    try:
+        data = runpy.run_path(str(path))
+    except Exception as error:  # the instructor's own file: one line, whatever is wrong with it
+        raise CorpusError(f"{path}: cannot be read ({type(error).__name__}: {error})") from None
+    lists = []
+    for key in ("WRONG", "CORRECT"):
+        entries = data.get(key)
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) and {"name", "target", "source"} <=
+                                                    set(entry) for entry in entries):
+            raise CorpusError(f"{path}: {key} must be a list of dicts with name, target and source")
+        variants = [Variant(entry["name"], entry["target"], entry.get("why", ""), (), entry["source"],
+                            (entry.get("kind", "other"),) if key == "WRONG" else ()) for entry in entries]
+        for variant in variants:
+            try:
+                _resolve(variant.target)
+                compile(variant.function_source(), variant.name, "exec")
+            except Exception as error:
+                raise CorpusError(f"{path}: {variant.name}: {type(error).__name__}: {error}") from None
+        lists.append(variants)
+    return lists[0], lists[1]
+
+
+def run_corpus(verbose: bool = True, extra: tuple = None) -> int:
     """Every mutant must lose public points, every hidden-only mutant keep them and lose hidden ones, every
-    alternative keep all of them; prints a table and the diagnoses' figures. Exit status."""
+    alternative keep all of them; prints a table and the diagnoses' figures. Exit status. `extra`: a corpus of
+    (wrong, correct) variants to run instead of the project's (load_extra)."""
     failures = 0
-    jobs = corpus_jobs()
+    mutants, alternatives = extra if extra else (MUTANTS, ALTERNATIVES)
+    jobs = corpus_jobs() if not extra else [(variant, False) for variant in mutants + alternatives]
     results = {}
     for (variant, _), result in zip(jobs, run_variants(jobs)):
         results[variant.name] = result
         caught = [("hidden:" if row["hidden"] else "") + row["name"] for row in result["tests"]
                   if row["outcome"] != "passed"]
         lost, hidden_lost = result["lost"], result["hidden_lost"]
-        if variant in ALTERNATIVES:
+        if variant in alternatives:
             verdict = "WRONGLY FAILED" if caught else "kept all"
         elif variant in HIDDEN_ONLY_MUTANTS:
             verdict = "caught" if hidden_lost and not lost else "MISSED" if not hidden_lost else "PUBLIC SEES IT"
-        else:
-            verdict = "caught" if lost else "MISSED"
+        else:  # the project's mutants lose public points; a corpus of your own may lose hidden ones only
+            verdict = "caught" if lost or (extra and hidden_lost) else "MISSED"
         failures += verdict not in ("caught", "kept all")
         if verbose:
             print(f"{verdict:14}  {variant.name:44} -{lost:g} public -{hidden_lost:g} hidden  {', '.join(caught)}")
-    figures = diagnosis_figures(results)
+    figures = diagnosis_figures(results, mutants + (HIDDEN_ONLY_MUTANTS if not extra else []))
     wrong = figures["fired"] - figures["right"]
     failures += wrong
     if verbose:

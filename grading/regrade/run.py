@@ -225,7 +225,15 @@ class Regrade:
         ordered = [graded[name] for name in sorted(graded)]
         results.write_gradebook(self.out / "gradebook.csv", ordered, tests)
         self.log(f"wrote {self.out / 'gradebook.csv'} and {len(ordered)} feedback files in {self.out / 'feedback'}")
+        self.log(f"the judge's memory peaked at {peak_memory_mb():.0f} MB")
         return ordered
+
+
+def peak_memory_mb() -> float:
+    """This process's largest resident size so far: the judge's, never a sandbox's."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline: str = "", release: Path = None,

@@ -4,7 +4,7 @@ Each one is a clone of the template's `main` with one commit that makes it what 
 reference solution, the stubs, partly right, hostile in one function (the rest correct), a syntax
 error, tampering with the tests — and a hostile class: code that forges the probe's results from inside
 the sandbox, calls the tests' own oracles, lies in the names of its exceptions and types, carries hidden
-inputs into public outputs, or a commit whose git tree is crafted (an entry that climbs out with '..', a
+inputs into public outputs, asks the grader for all the work it may, or a commit whose git tree is crafted (an entry that climbs out with '..', a
 link where a model file should be, a model file past the size cap). `outside` is a path outside every
 submission that the `escapes` submission tries to write.
 """
@@ -230,6 +230,30 @@ def leaker(source: str) -> str:
         f"    return torch.full_like(b, {HIDDEN_MARK})"])
 
 
+# Every stand-in request the grader allows, as large as it allows, many kept for a backward pass that
+# asks for the largest gradients; and every answer read, so that the grader's memory is what is measured.
+EXHAUSTER = [
+    "import sys",
+    "probe = sys.modules['autograde.probe']",
+    "kept = []",
+    "for step in range(250):",
+    "    try:",
+    "        if step % 2:",
+    "            probe.BACKEND.request('transformer:causal_mask', {}, {}, [1024, 1024], [], [], False)",
+    "        else:",
+    "            x = torch.randn(1, 4096, 16, dtype=torch.float64)",
+    "            kept.append(probe.BACKEND.request('transformer:MultiHeadAttention.split_heads', {},",
+    "                                              {'num_heads': 16}, [x], [0], [], True))",
+    "    except Exception:",
+    "        pass",
+    "for request_id, value in kept:",
+    "    try:",
+    "        probe.BACKEND.backward(request_id, [torch.ones_like(value)])",
+    "    except Exception:",
+    "        pass",
+]
+
+
 def crafted_commit(work: Path, entries: list[tuple[str, str, bytes]], date: str = BEFORE):
     """Commits a tree made by hand on top of HEAD's: (mode, path, content) entries, paths given as they are
     (`git mktree` takes names, such as '..', that `git add` never would)."""
@@ -286,6 +310,8 @@ def hostile_class(release: Path, folder: Path) -> dict[str, Path]:
         "oracles": make_submission(release, folder, "oracles", {T: cheating, M: mamba}),
         "lies": make_submission(release, folder, "lies", {T: liar(transformer), M: mamba}),
         "leaks": make_submission(release, folder, "leaks", {T: transformer, M: leaker(mamba)}),
+        "exhausts": make_submission(release, folder, "exhausts", {
+            T: with_first_lines(transformer, T, "MultiHeadAttention.forward", EXHAUSTER), M: mamba}),
     }
     for name, entries in {
         "climbs": [("100644", "assets/../../escaped.txt", b"out of the tree\n")],

@@ -146,6 +146,17 @@ def test_hidden_inputs_never_reach_a_public_output(graded):
     assert f"{HIDDEN_MARK:g}" not in (out / "feedback" / "leaks.md").read_text()
 
 
+def test_no_submission_takes_the_judge_past_a_gigabyte(graded):
+    """The hostile class includes one that asks the grader for every stand-in answer and gradient it may,
+    each as large as it may: the judge's memory stays bounded whatever student code asks (its peak, for
+    the whole class, is in the regrade's last line)."""
+    _, out, output, _, _ = graded
+    peak = float(output.split("the judge's memory peaked at ")[1].split(" MB")[0])
+    assert peak < 1024, f"the judge peaked at {peak:.0f} MB"
+    exhausts = results(out)["exhausts"]
+    assert exhausts["commit"] and not exhausts["status"].startswith("not graded"), exhausts["status"]
+
+
 def test_crafted_trees_are_refused_before_anything_is_written(graded):
     made, out, _, _, _ = graded
     every = results(out)
