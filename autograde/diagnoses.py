@@ -21,7 +21,7 @@ FACETS = {
     "variant": "other sizes and settings",
     "row": "each row of a batch alone",
     "repeat": "the first call's sizes again, after the others",
-    "promise": "the type, dtype, shape and device",
+    "promise": "the type, dtype and shape",
     "gradient": "the gradients",
     "train": "training mode without dropout",
     "dropout": "training mode with dropout",

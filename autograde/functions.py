@@ -95,8 +95,7 @@ def size(shape) -> str:
 
 
 def mask_draw(case, point):
-    args = [point["queries"], point["keys"]]
-    return Draw(args=args, kwargs={"device": torch.device(point["device"])} if point.get("device") else {})
+    return Draw(args=[point["queries"], point["keys"]])
 
 
 def mask_oracle(handle, args, point, dropout=None):
@@ -118,10 +117,8 @@ def mask_alternatives(handle, args, point):
 CAUSAL_MASK = Function(
     "transformer:causal_mask", "Q1.1 Multi-head attention", mask_draw, mask_oracle,
     sizes={"queries": 5, "keys": 5},
-    variants=({"keys": 8}, {"queries": 8}, {"queries": 1, "keys": 1}, {"queries": 7, "keys": 7},
-              {"device": "meta"}),
-    describe=lambda p: f"causal_mask({p['queries']}, {p['keys']}" + (f", device={p['device']!r})" if p.get("device")
-                                                                      else ")"),
+    variants=({"keys": 8}, {"queries": 8}, {"queries": 1, "keys": 1}, {"queries": 7, "keys": 7}),
+    describe=lambda p: f"causal_mask({p['queries']}, {p['keys']})",
     alternatives=mask_alternatives, names=("query_length", "key_length"),
     dtype_promise="a boolean mask")
 

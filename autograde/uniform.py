@@ -4,7 +4,7 @@ For a function declared in autograde/functions.py it states, against the functio
 
 - its values for every setting at the base sizes, and for each variant (one size or setting changed:
   a batch of one, other lengths, rectangular shapes, another head count, float32 as well as float64);
-- its promises: the output's dtype (and, for `causal_mask`, its device), and the output's shape;
+- its promises: the output's type, dtype and shape;
 - the gradient with respect to every floating input and every parameter, for every setting;
 - each row of a batch alone, which must give that row of the batch;
 - the first call's sizes again, after all the others, with new inputs (nothing kept between calls);
@@ -95,26 +95,8 @@ def expect_values(case: Case, fn: Function, run: Run, args: list, facet: str, wh
                           facet=facet, where=where, accept=accept_reads or ())
 
 
-def _device(case: Case, fn: Function, run: Run, where: dict):
-    """A function told its device (causal_mask's `device`) must make its output there."""
-    wanted = run.point["device"]
-    shape = list(fn.oracle(None, run.draw.args, {**run.point, "device": None}).shape)
-
-    def on_device(kind, device):
-        if not isinstance(device, dict):
-            return f"should be on the {wanted} device it was given, got {kind or 'a tensor on the CPU'}"
-        if device.get("dtype") != "bool" or device.get("shape") != shape:
-            return f"should be a boolean tensor of shape {tuple(shape)}, got {device.get('dtype')} {device.get('shape')}"
-        return None
-
-    case.expect_fact(on_device, run.result.output, what=fn.call_in_words(run.point), where=where)
-
-
 def values(case: Case, fn: Function, point: dict, facet: str, where: dict) -> Run:
     run = _call(case, fn, point)
-    if point.get("device"):
-        _device(case, fn, run, where)
-        return run
     run.expected = _expected(fn, run, run.draw.args)
     expect_values(case, fn, run, run.draw.args, facet, where)
     return run

@@ -15,6 +15,9 @@ becomes h_k = Ā h_{k-1} + B̄ x_k, y_k = C h_k + D x_k. In Mamba, Δ, B and C d
 
 The parts you write are marked with `### BEGIN SOLUTION` / `### END SOLUTION`; each function's
 docstring names the README section that explains it. Every layer is created in `__init__` for you.
+A function returns its result in the dtype of its floating inputs (float32 in, float32 out; float64 in,
+float64 out) for any batch size and length, lets gradients reach every input and parameter, and keeps
+nothing from one call to the next.
 """
 
 import math
@@ -54,6 +57,7 @@ def discretize_bilinear(delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, a
 
     For diagonal A this gives Ā = (1 + αΔA) / (1 − (1−α)ΔA) and B̄ = ΔB / (1 − (1−α)ΔA).
     α = 1 is forward Euler, α = 0 backward Euler, α = 1/2 the bilinear (Tustin) transform of S4.
+    Returns the tuple (A_bar, B_bar), each (B, L, E, N).
 
     README: Q2.1 Discretisation
     """

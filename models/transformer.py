@@ -9,6 +9,9 @@ Glossary (shapes use these letters everywhere in this file):
 The parts you write are marked with `### BEGIN SOLUTION` / `### END SOLUTION`; each function's
 docstring names the README section that explains it. Every layer is created in `__init__` for you,
 so the random initialisation (and the autograder's expected outputs) never depends on your code.
+Unless its docstring says otherwise, a function returns its result in the dtype of its floating inputs
+(float32 in, float32 out; float64 in, float64 out) for any batch size and length, lets gradients reach
+every input and parameter, and keeps nothing from one call to the next.
 """
 
 import math
@@ -20,7 +23,7 @@ from torch import nn
 
 
 def causal_mask(query_length: int, key_length: int, device=None) -> torch.Tensor:
-    """Boolean mask of shape (T, S): True where query t may attend to key s, i.e. s <= t.
+    """Boolean mask (torch.bool) of shape (T, S) on `device`: True where query t may attend to key s, i.e. s <= t.
 
     README: Q1.1 Multi-head attention
     """
@@ -30,7 +33,7 @@ def causal_mask(query_length: int, key_length: int, device=None) -> torch.Tensor
 
 
 def sinusoidal_positional_encoding(max_length: int, hidden_size: int) -> torch.Tensor:
-    """The fixed table PE of shape (max_length, H) with
+    """The fixed float32 table PE of shape (max_length, H) with
     PE[pos, 2i] = sin(pos / 10000^(2i/H)) and PE[pos, 2i+1] = cos(pos / 10000^(2i/H)).
 
     README: Q1.2 Encoder

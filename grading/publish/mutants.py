@@ -258,8 +258,6 @@ MUTANTS = [
     M("mask-of-floats", f"{T}:causal_mask", "a float 0/1 mask where a boolean one is promised", ("dtype",),
       ("torch.ones(query_length, key_length, dtype=torch.bool, device=device)",
        "torch.ones(query_length, key_length, device=device)")),
-    M("mask-ignores-its-device", f"{T}:causal_mask", "made on the CPU whatever `device` says", ("device",),
-      ("dtype=torch.bool, device=device)", "dtype=torch.bool)")),
     M("positions-cached-by-max-length", f"{T}:sinusoidal_positional_encoding", "a cache keyed on max_length only",
       ("state",), source='''
       def sinusoidal_positional_encoding(max_length, hidden_size, _cache={}):

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STUDENT_FILES = {"models.transformer": ROOT / "models" / "transformer.py", "models.mamba": ROOT / "models" / "mamba.py"}
 # The kinds of mistake the graders must see, each with a mutant of every kind (issue 19): wrong only in the
 # gradient, only in training mode, only on a second call, only in a promised type, and property-only answers.
-KINDS = {"gradient", "training", "dropout", "state", "dtype", "device", "batch", "squeeze", "causal", "wrong", "shape"}
+KINDS = {"gradient", "training", "dropout", "state", "dtype", "batch", "squeeze", "causal", "wrong", "shape"}
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from synthetic_submissions import ROOT
 # a second call, a promised dtype or device, a batch, long sequences, the hidden sizes) and correct rewrites.
 CHOSEN = ["values-projected-from-the-key", "decoder-positions-not-added", "pscan-overflows-past-700-steps",
           "truncation-hard-codes-kernel-4", "attention-weights-detached", "block-gate-detached",
-          "dropout-before-the-softmax", "discretisation-cached-by-shape", "mask-of-floats", "mask-ignores-its-device",
+          "dropout-before-the-softmax", "discretisation-cached-by-shape", "mask-of-floats",
           "split-heads-reshaped-length-first", "chunked-two-level-heinsen", "attention-by-scaled-dot-product-attention"]
 VARIANTS = {variant.name: variant for variant in MUTANTS + HIDDEN_ONLY_MUTANTS + ALTERNATIVES}
 
