@@ -159,10 +159,13 @@ def command_scores(args) -> int:
         marks = scores.load_all(course / "scores", loaded, names, test_names(results))
     except course_errors() as error:
         return refused("scores", error)
+    required = [item.id for item in loaded.items if not item.bonus]
+    bonus = [item.id for item in loaded.items if item.bonus]
     for name, mark in marks.items():
-        left = [item.id for item in loaded.items if not item.bonus and item.id not in mark.points]
+        left = [item for item in required if item not in mark.points]
         open_requests = [request["item"] for request in mark.requests if not request["response"]]
-        print(f"{name}: {len(mark.points)} of {len(loaded.items)} items scored"
+        print(f"{name}: {len(required) - len(left)} of {len(required)} items scored, "
+              f"{sum(item in mark.points for item in bonus)} of {len(bonus)} bonus items"
               + (f"; to score: {', '.join(left)}" if left else "")
               + (f"; open regrade requests: {', '.join(open_requests)}" if open_requests else ""))
     return 0
@@ -236,7 +239,7 @@ def command_feedback(args) -> int:
     from grading.course import export
 
     try:
-        problems = export.publish(course_folder(args.course), load_rubric(args), push=args.push)
+        problems = export.publish(course_folder(args.course), load_rubric(args), push=args.push, partial=args.partial)
     except course_errors() as error:
         return refused("feedback", error)
     return refused("feedback", "\n".join(problems)) if problems else 0
@@ -282,6 +285,8 @@ def add_course_commands(commands):
     feedback = command("feedback", command_feedback, "publish: each student's FEEDBACK.md on the branch feedback "
                                                      "of their repository")
     feedback.add_argument("--push", action="store_true", help="push each feedback branch to the student's repository")
+    feedback.add_argument("--partial", action="store_true", help="publish even where scores are missing: that "
+                                                               "feedback says its grade is provisional and why")
 
 
 def positive(kind):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from semester import DEADLINE, students
+from grading.regrade.results import format_points
 from synthetic_submissions import LIMITS, ROOT, make_release, regrade
 
 TITLE = "Pig Latin with a Transformer and Mamba"
@@ -125,7 +126,7 @@ def test_collect_takes_each_last_commit_in_the_late_window_and_counts_days_late(
 def test_every_student_gets_a_scores_file_listing_every_rubric_item(semester):
     course, _, _, steps, _, _ = semester
     assert steps["skeletons"] == ["alice.toml", "bob.toml", "carol.toml", "dana.toml", "eve.toml"]
-    assert "wrote 5 scores file(s)" in steps["scores"] and "bob: 0 of 14 items scored; to score: W1, W2" in steps["scores"]
+    assert "wrote 5 scores file(s)" in steps["scores"] and "bob: 0 of 12 items scored, 0 of 2 bonus items; to score: W1, W2" in steps["scores"]
 
 
 def test_the_gradebook_totals_are_the_ones_worked_out_by_hand(semester):
@@ -188,7 +189,7 @@ def test_feedback_is_a_branch_of_the_students_repository_on_the_graded_commit_an
     assert f"**W2 Your modified Transformer** (0.25 / 0.5): {W2_COMMENT}" in first
     assert "## The graded tests" in first and "Every test passed." in first
     carol = git(remotes / "carol.git", "show", "feedback:FEEDBACK.md")
-    assert "| late: 2 day(s) × 1 | −2 | |" in carol and "**Your grade: 8 / 10 (+3 bonus)**" in carol
+    assert "| late: 2 day(s) × 1 | -2 | |" in carol and "**Your grade: 8 / 10 (+3 bonus)**" in carol
 
 
 def test_a_regrade_request_is_answered_with_the_item_its_old_and_new_points_and_why(semester):
@@ -204,6 +205,7 @@ def test_a_regrade_request_is_answered_with_the_item_its_old_and_new_points_and_
     log = read_csv(course / "final" / "regrades.csv")
     assert log[0] == ["student", "what", "old", "new", "why"] and ["alice", "grade", "11.25", "11.5",
                                                                     "the sum of the parts above"] in log
+    assert all(format_points(float(row[3])) == row[3] for row in log[1:]), "points written as the feedback writes them"
 
 
 def test_the_review_site_shows_the_rubric_items_beside_the_writeup_and_runs_nothing(semester):
