@@ -20,23 +20,25 @@ def command_release(args) -> int:
 
 
 def run_regrade(args, out: Path):
+    from grading.course.rubric import Late
     from grading.regrade.run import regrade
     from grading.regrade.sandbox import Limits
 
     limits = Limits(call_seconds=args.timeout, startup_seconds=args.startup_limit, run_seconds=args.time_limit,
                     memory_mb=args.memory, output_mb=args.output_limit)
     regrade(REPO, args.submissions, out, ref=args.ref, deadline=args.deadline,
-            release=Path(args.release) if args.release else None, jobs=args.jobs, limits=limits, seed=args.seed)
+            release=Path(args.release) if args.release else None, jobs=args.jobs, limits=limits, seed=args.seed,
+            late=load_rubric(args).late if args.deadline else Late())
 
 
 def command_regrade(args) -> int:
+    from grading.course.rubric import RubricError
     from grading.regrade.run import RegradeError
 
     try:
         run_regrade(args, Path(args.out))
-    except RegradeError as error:
-        print(f"grading regrade: {error}", file=sys.stderr)
-        return 1
+    except (RegradeError, RubricError) as error:
+        return refused("regrade", error)
     return 0
 
 
@@ -303,7 +305,8 @@ def add_regrade_options(parser):
                         help="student repositories: clones or bare repositories, one folder each (named after it)")
     parser.add_argument("--ref", default="HEAD", help="the branch, tag or commit to grade (default HEAD)")
     parser.add_argument("--deadline", default="", metavar="WHEN",
-                        help="grade the last commit of --ref made before WHEN (e.g. '2026-10-01 23:59 +0200')")
+                        help="grade the last commit of --ref in the rubric's late window after WHEN, and count its "
+                             "days late, as collect does (e.g. '2026-10-01 23:59 +0200')")
     parser.add_argument("--release", metavar="REPO", help="the repository `release` wrote: tamper flags compare "
                                                           "with its main branch (default: the template made now)")
     parser.add_argument("--jobs", type=positive(int), default=2, help="submissions graded at once (default 2)")
@@ -333,6 +336,8 @@ def main(argv=None) -> int:
     regrade = commands.add_parser("regrade", help="grade student repositories with the instructor's public and "
                                                   "hidden tests: gradebook.csv, feedback/, results/ in --out")
     regrade.add_argument("--out", required=True, metavar="DIR", help="where the gradebook and feedback go")
+    regrade.add_argument("--rubric", metavar="FILE", help="the rubric whose late policy --deadline applies "
+                                                          "(default grading/course/rubric.toml)")
     add_regrade_options(regrade)
     regrade.set_defaults(run=command_regrade)
     review = commands.add_parser("review", help="one static site of the students' READMEs beside their grades, "

@@ -97,8 +97,10 @@ def student_record(student: roster.Student, rubric: Rubric, result: dict, collec
         found = roster.lateness(mirror, record["commit"], deadline, rubric.late, entry["fetches"],
                                 student.extension_days)
         days, notes = found.days, found.notes
-        if entry.get("submitted") and entry["submitted"] != record["commit"]:
-            notes.append(f"graded {record['commit'][:7]}, but collected {entry['submitted'][:7]}: regrade again")
+    elif record["commit"] and (result or {}).get("deadline"):  # not collected: the regrade's --deadline counted
+        days = result["days_late"]
+        notes = [f"days late counted by the regrade from the commit date, deadline {result['deadline']}",
+                 *result["late_notes"]]
     penalty = days * rubric.late.penalty_per_day
     parts = record["autograded"] + sum(points or 0 for points in items.values()) + sum(p for p, _ in marks.adjustments)
     record.update(days_late=days, penalty=penalty, late_notes=notes, total=rounded(parts), missing=missing,
@@ -119,6 +121,14 @@ def build(course: Path, rubric: Rubric) -> dict:
     marks = scores.load_all(course / "scores", rubric, [student.student for student in students], test_names(results))
     collected = roster.read_collected(course)
     deadline = roster.parse_when(collected["deadline"]) if collected.get("deadline") else None
+    stale = []  # one commit per student: the one collect chose is the one graded
+    for name, entry in collected.get("students", {}).items():
+        graded = results.get(name, {}).get("commit")
+        if graded and entry.get("submitted") and graded != entry["submitted"]:
+            stale.append(f"{name}: the regrade graded {graded[:7]}, but collect chose {entry['submitted'][:7]} "
+                         "since: regrade COURSE/submissions (without --deadline) first")
+    if stale:
+        raise CourseError("\n".join(stale))
     partners = similar_partners(course)
     state = {"deadline": collected.get("deadline", ""), "students": {}}
     for student in students:

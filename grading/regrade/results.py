@@ -57,9 +57,15 @@ def progress_line(result: dict) -> str:
         return f"{result['name']} ({commit}): unchanged since the last run, {grade}"
     flags = f"; TAMPER: {len(result['tamper'])} file(s)" if result["tamper"] else ""
     review = f"; review: {len(result['review'])} flag(s)" if result["review"] else ""
+    late = f", {late_words(result['days_late'])}" if result.get("days_late") else ""
     return (f"{result['name']} ({commit}): {grade} (public {format_points(result['public'])}/"
             f"{format_points(result['public_max'])}, hidden {format_points(result['hidden'])}/"
-            f"{format_points(result['hidden_max'])}), {result['status']}{flags}{review}, {result['seconds']:g} s")
+            f"{format_points(result['hidden_max'])}), {result['status']}{late}{flags}{review}, "
+            f"{result['seconds']:g} s")
+
+
+def late_words(days: int) -> str:
+    return f"{days} day{'s' if days != 1 else ''} late"
 
 
 # --- files ---------------------------------------------------------------------------------------------------
@@ -93,14 +99,15 @@ def write_gradebook(path: Path, results: list[dict], tests: list[dict]):
     columns = [("hidden: " if test["hidden"] else "") + test["name"] for test in tests]
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(["student", "commit", "grade", "public", "hidden", "status", "tamper", "review", "notes",
-                         *columns])
+        writer.writerow(["student", "commit", "grade", "public", "hidden", "status", "days_late", "tamper", "review",
+                         "notes", *columns])
         for result in results:
             earned = {("hidden: " if row["hidden"] else "") + row["name"]: row["earned"] for row in result["tests"]}
             writer.writerow([cell(value) for value in (
                 result["name"], result["commit"], result["grade"], result["public"], result["hidden"],
-                result["status"], "; ".join(result["tamper"]), "; ".join(result["review"]),
-                "; ".join(result["notes"]), *(earned.get(column, 0.0) for column in columns))])
+                result["status"], result.get("days_late", ""), "; ".join(result["tamper"]),
+                "; ".join(result["review"]), "; ".join(result["notes"] + result.get("late_notes", [])),
+                *(earned.get(column, 0.0) for column in columns))])
 
 
 def feedback_markdown(result: dict) -> str:
@@ -113,6 +120,10 @@ def feedback_markdown(result: dict) -> str:
               f"({shown['public']} / {shown['public_max']}) and the hidden tests ({shown['hidden']} / "
               f"{shown['hidden_max']}): grade = (public + hidden) × {TOTAL_POINTS} / "
               f"{format_points(result['public_max'] + result['hidden_max'])}.", ""]
+    if result.get("days_late"):
+        lines += [f"Commit `{result['commit'][:12]}` is {late_words(result['days_late'])} after the deadline "
+                  f"{result['deadline']}: the late policy takes {format_points(result['late_penalty'])} point(s) "
+                  "off the assignment's grade, on top of the tests' grade above.", ""]
     return "\n".join(lines + test_details(result)) + "\n"
 
 

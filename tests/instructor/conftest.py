@@ -12,6 +12,7 @@ tests/instructor/test_review.py the site built from them.
 
 import importlib.util
 import os
+import re
 import shutil
 
 import pytest
@@ -53,8 +54,9 @@ def pytest_terminal_summary(terminalreporter):
 def graded_class(tmp_path_factory):
     """(name -> submission, the regrade's out directory, its printed progress, the path `escapes` tried to
     write, the regrade's scratch folder) after one regrade of the synthetic and the hostile class at the
-    deadline."""
-    from synthetic_submissions import DEADLINE, LIMITS, class_of_submissions, hostile_class, make_release, regrade
+    deadline, with a rubric that accepts no late work."""
+    from synthetic_submissions import (DEADLINE, LIMITS, ROOT, class_of_submissions, hostile_class, make_release,
+                                       regrade)
 
     root = tmp_path_factory.mktemp("class")
     release = make_release(root / "release")
@@ -64,7 +66,12 @@ def graded_class(tmp_path_factory):
             **hostile_class(release, root / "submissions")}
     out, scratch = root / "grades", root / "scratch"
     scratch.mkdir()
-    result = regrade(*map(str, made.values()), "--out", str(out), "--deadline", DEADLINE, "--release", str(release),
-                     *LIMITS, scratch=scratch)
+    # No late days: `partly`'s commit after the deadline is past the late window, and the one before is graded.
+    rubric = root / "no-late-days.toml"
+    shipped = (ROOT / "grading" / "course" / "rubric.toml").read_text()
+    assert shipped.count("\nmax_days = ") == 1
+    rubric.write_text(re.sub(r"\nmax_days = \d+", "\nmax_days = 0", shipped))
+    result = regrade(*map(str, made.values()), "--out", str(out), "--deadline", DEADLINE, "--rubric", str(rubric),
+                     "--release", str(release), *LIMITS, scratch=scratch)
     assert result.returncode == 0, result.stdout + result.stderr
     return made, out, result.stdout, outside, scratch

@@ -7,6 +7,8 @@ whose repositories are local bare repositories standing in for GitHub, dated aro
 - carol: late: stubs on time, then the reference 34 hours after the deadline (two days late);
 - dana: on time, with her own code (other correct alternatives than alice's);
 - eve: on time, dana's code with every local variable renamed: the copied pair.
+
+`a_result` is a regrade's record written by hand, for the tests of the course commands that need no regrade.
 """
 
 import json
@@ -104,3 +106,14 @@ def students(release: Path, remotes: Path) -> dict[str, Path]:
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(remotes / "carol.git")], check=True)
     made["carol"] = remotes / "carol.git"
     return made
+
+
+def a_result(name: str, commit: str, earned: float) -> dict:
+    """A regrade's results record (grading/regrade/results.py) of one public test worth 10 and one hidden worth 2."""
+    tests = [{"name": "test_public", "question": "Q1", "readme": "", "hidden": False, "points": 10.0,
+              "earned": earned, "outcome": "passed" if earned else "failed", "message": ""},
+             {"name": "test_hidden", "question": "Q1", "readme": "", "hidden": True, "points": 2.0, "earned": 2.0,
+              "outcome": "passed", "message": ""}]
+    return {"name": name, "commit": commit, "status": "ok", "tamper": [], "review": [], "notes": [],
+            "grade": round((earned + 2) * 10 / 12, 2), "public": earned, "public_max": 10.0, "hidden": 2.0,
+            "hidden_max": 2.0, "tests": tests}

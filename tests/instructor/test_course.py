@@ -6,6 +6,7 @@ hand below, from the rubric (grading/course/rubric.toml), not recomputed with th
 About a minute and a half on two cores: one regrade of five submissions.)"""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,12 @@ def semester(tmp_path_factory):
     steps["review"] = ok(grading("review", *map(str, sorted((course / "submissions").glob("*.git"))), "--grades",
                                  str(course / "grades"), "--scores", str(course / "scores"), "--out",
                                  str(root / "site")))
+    # The other deadline path: carol's own repository regraded with the deadline gives collect's commit and
+    # lateness; the collected copies, whose commit collect already chose, are refused a second deadline.
+    steps["regrade --deadline"] = ok(regrade(str(remotes / "carol.git"), "--out", str(root / "carol"), "--deadline",
+                                             DEADLINE, "--release", str(release), *LIMITS))
+    steps["mixed deadlines"] = regrade(*map(str, sorted((course / "submissions").glob("*.git"))), "--out",
+                                       str(root / "mixed"), "--deadline", DEADLINE)
     steps["feedback"] = ok(grading("feedback", str(course), "--push"))
     steps["first feedback"] = git(remotes / "alice.git", "show", "feedback:FEEDBACK.md")
     # After publication, alice asks for W2 to be looked at again; the instructor agrees.
@@ -206,6 +213,22 @@ def test_a_regrade_request_is_answered_with_the_item_its_old_and_new_points_and_
     assert log[0] == ["student", "what", "old", "new", "why"] and ["alice", "grade", "11.25", "11.5",
                                                                     "the sum of the parts above"] in log
     assert all(format_points(float(row[3])) == row[3] for row in log[1:]), "points written as the feedback writes them"
+
+
+def test_regrade_with_a_deadline_grades_the_commit_collect_chose_with_its_days_late_and_refuses_collected_copies(
+        semester):
+    course, remotes, site, steps, before, _ = semester
+    carol = json.loads((site.parent / "carol" / "results" / "carol.json").read_text())
+    assert carol["commit"] == git(course / "submissions" / "carol.git", "rev-parse", "HEAD").strip()
+    assert (carol["days_late"], carol["late_penalty"], carol["grade"]) == (2, 2, 10)
+    assert "carol (" in steps["regrade --deadline"] and ", 2 days late" in steps["regrade --deadline"]
+    feedback = (site.parent / "carol" / "feedback" / "carol.md").read_text()
+    assert "is 2 days late after the deadline 2026-10-01T23:59:00+00:00: the late policy takes 2 point(s) off" in feedback
+    mixed = steps["mixed deadlines"]
+    assert mixed.returncode == 1 and not (site.parent / "mixed" / "results").exists()
+    assert mixed.stderr.splitlines()[0] == (f"grading regrade: {course}/submissions/alice.git: collect chose its "
+                                            "commit to grade, and counts its days late, at its deadline: regrade it "
+                                            "without --deadline")
 
 
 def test_the_review_site_shows_the_rubric_items_beside_the_writeup_and_runs_nothing(semester):

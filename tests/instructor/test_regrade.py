@@ -173,10 +173,11 @@ def test_gradebook_has_a_row_per_student_and_a_column_per_test_and_progress_was_
         table = list(csv.DictReader(file))
     assert [row["student"] for row in table] == sorted(made)
     header = list(table[0])
-    assert header[:9] == ["student", "commit", "grade", "public", "hidden", "status", "tamper", "review", "notes"]
-    assert len(header) == 9 + 30 and "hidden: test_hidden_causal_mask_for_rectangular_and_single_positions" in header
+    assert header[:10] == ["student", "commit", "grade", "public", "hidden", "status", "days_late", "tamper", "review",
+                           "notes"]
+    assert len(header) == 10 + 30 and "hidden: test_hidden_causal_mask_for_rectangular_and_single_positions" in header
     correct = next(row for row in table if row["student"] == "correct")
-    assert sum(float(correct[column]) for column in header[9:]) == 12
+    assert sum(float(correct[column]) for column in header[10:]) == 12 and correct["days_late"] == "0"
     assert "changed tests/graded/test_q1_transformer.py" in next(row for row in table if row["student"] == "tampers")["tamper"]
     assert all(f"] {name} (" in output for name in made), output
     assert output.count(f"/{len(made)}] ") == len(made)

@@ -17,6 +17,7 @@ from grading.course import roster
 from grading.course import rubric
 from grading.course import scores
 from grading.course import similarity
+from semester import a_result
 from synthetic_submissions import ROOT
 
 DEADLINE = datetime(2026, 10, 1, 23, 59, tzinfo=timezone.utc)
@@ -273,17 +274,6 @@ def test_a_test_that_passes_after_a_regrade_is_listed_with_its_outcomes_or_the_s
     assert answered[0]["why"] == "your regrade request: The tolerance was too tight."
 
 
-def a_result(name: str, commit: str, earned: float) -> dict:
-    """A regrade's results record (grading/regrade/results.py) of one public test worth 10 and one hidden worth 2."""
-    tests = [{"name": "test_public", "question": "Q1", "readme": "", "hidden": False, "points": 10.0,
-              "earned": earned, "outcome": "passed" if earned else "failed", "message": ""},
-             {"name": "test_hidden", "question": "Q1", "readme": "", "hidden": True, "points": 2.0, "earned": 2.0,
-              "outcome": "passed", "message": ""}]
-    return {"name": name, "commit": commit, "status": "ok", "tamper": [], "review": [], "notes": [],
-            "grade": round((earned + 2) * 10 / 12, 2), "public": earned, "public_max": 10.0, "hidden": 2.0,
-            "hidden_max": 2.0, "tests": tests}
-
-
 def test_feedback_is_not_published_while_scores_are_missing_and_with_partial_says_the_grade_is_provisional(
         tmp_path, course):
     import json
@@ -313,3 +303,20 @@ def test_feedback_is_not_published_while_scores_are_missing_and_with_partial_say
     assert "| W2 Your modified Transformer | not graded yet | 0.5 |" in text
     assert "| W9 Bonus: your Mamba change (bonus) | – | 2 |" in text  # an ungraded bonus is not missing
     assert "/ 10**" not in text.split("## The graded tests")[1], "the tests' own grade out of 10 is not repeated"
+
+
+def test_the_gradebook_refuses_results_of_another_commit_than_the_one_collect_chose(tmp_path, course):
+    import json
+
+    student = Student(tmp_path, "ann")
+    first = student.push(DEADLINE - timedelta(days=2), "first")
+    roster.collect(with_roster(course, student), DEADLINE, LATE, log=lambda line: None)
+    (course / "grades" / "results").mkdir(parents=True)
+    (course / "grades" / "results" / "ann.json").write_text(json.dumps(a_result("ann", first, 10.0)))
+    assert grading("gradebook", str(course)).returncode == 0
+    second = student.push(DEADLINE - timedelta(days=1), "second")
+    roster.collect(course, DEADLINE, LATE, log=lambda line: None)
+    result = grading("gradebook", str(course))
+    assert result.returncode == 1 and result.stderr == (
+        f"grading gradebook: ann: the regrade graded {first[:7]}, but collect chose {second[:7]} since: regrade "
+        "COURSE/submissions (without --deadline) first\n")
