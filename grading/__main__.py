@@ -45,21 +45,20 @@ def command_regrade(args) -> int:
 def command_review(args) -> int:
     from grading.regrade.run import RegradeError
     from grading.course.review import ReviewError, build_site
-    from grading.course.rubric import RubricError
     from grading.regrade.submissions import SubmissionError, check_paths
 
     site = Path(args.out)
     try:
         rubric = load_rubric(args)
-        if args.scores and not Path(args.scores).is_dir():
-            raise ReviewError(f"--scores {args.scores}: no such directory")
-        if args.grades is None:
-            run_regrade(args, site / "grades")
-        build_site(check_paths(args.submissions), Path(args.grades or site / "grades"), site, rubric=rubric,
-                   scores=Path(args.scores) if args.scores else None)
-    except (RegradeError, ReviewError, SubmissionError, RubricError) as error:
-        print(f"grading review: {error}", file=sys.stderr)
-        return 1
+        course = course_folder(args.course) if args.course else None
+        if course is not None and args.grades:
+            raise ReviewError("--course reads the grades from COURSE/grades: leave --grades out")
+        grades = course / "grades" if course is not None else Path(args.grades or site / "grades")
+        if course is None and args.grades is None:
+            run_regrade(args, grades)
+        build_site(check_paths(args.submissions), grades, site, rubric=rubric, course=course)
+    except (RegradeError, ReviewError, SubmissionError, *course_errors()) as error:
+        return refused("review", error)
     return 0
 
 
@@ -345,8 +344,9 @@ def main(argv=None) -> int:
     review.add_argument("--out", required=True, metavar="DIR", help="where the site goes (DIR/index.html)")
     review.add_argument("--grades", metavar="DIR", help="the output of an earlier regrade of these submissions "
                                                         "(default: regrade them now into DIR/grades)")
-    review.add_argument("--scores", metavar="DIR", help="the instructor's scores files (COURSE/scores), shown in "
-                                                        "each page's rubric panel")
+    review.add_argument("--course", metavar="COURSE", help="the course folder (section 9 of INSTRUCTOR.md): each "
+                                                          "page shows the grade of record, its parts, the rubric's "
+                                                          "points and comments, and the student's feedback")
     review.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/course/rubric.toml)")
     add_regrade_options(review)
     review.set_defaults(run=command_review)

@@ -211,6 +211,29 @@ def out_of(rubric: Rubric) -> str:
     return format_points(rubric.total) + (f" (+{format_points(rubric.bonus)} bonus)" if rubric.bonus else "")
 
 
+def grade_parts(record: dict, rubric: Rubric) -> list[tuple[str, str, str]]:
+    """The parts of a student's grade, summed as the gradebook sums them: (what, points, out of) for the
+    review site; the feedback lists every item."""
+    given = {item.id: record["items"].get(item.id) for item in rubric.items}
+    parts = [(f"the graded tests ({format_points(record['test_points'])} of {format_points(record['test_max'])} "
+              "test points, scaled)", format_points(record["autograded"]), format_points(rubric.autograded)),
+             ("the rubric's items" + (f" ({len(record['missing'])} not graded yet)" if record.get("missing") else ""),
+              format_points(rounded(sum(given[item.id] or 0 for item in rubric.items if not item.bonus))),
+              format_points(rubric.graded_by_hand)),
+             ("bonus", format_points(rounded(sum(given[item.id] or 0 for item in rubric.items if item.bonus))),
+              format_points(rubric.bonus))]
+    if record["adjustments"]:
+        parts.append((f"adjustments ({len(record['adjustments'])})",
+                      format_points(rounded(sum(points for points, _ in record["adjustments"]))), ""))
+    if record["days_late"]:
+        parts.append((f"late: {record['days_late']} day(s) × {format_points(rubric.late.penalty_per_day)}",
+                      format_points(-record["penalty"]), ""))
+    if record["requests"]:
+        answered = sum(bool(request["response"]) for request in record["requests"])
+        parts.append((f"regrade requests: {answered} answered, {len(record['requests']) - answered} open", "", ""))
+    return parts
+
+
 def feedback_markdown(record: dict, rubric: Rubric, result: dict, regrades: list[dict]) -> str:
     """What the student reads (see the module docstring); `result` is the regrade's record of their tests."""
     lines = [f"# {rubric.title}: feedback for {record['student']}", ""]

@@ -96,9 +96,8 @@ def semester(tmp_path_factory):
     before = gradebook(course)
     steps["export"] = ok(grading("export", str(course), "--assignment-id", "4321"))
     canvas = read_csv(course / "final" / "canvas.csv")
-    steps["review"] = ok(grading("review", *map(str, sorted((course / "submissions").glob("*.git"))), "--grades",
-                                 str(course / "grades"), "--scores", str(course / "scores"), "--out",
-                                 str(root / "site")))
+    steps["review"] = ok(grading("review", *map(str, sorted((course / "submissions").glob("*.git"))), "--course",
+                                 str(course), "--out", str(root / "site")))
     # The other deadline path: carol's own repository regraded with the deadline gives collect's commit and
     # lateness; the collected copies, whose commit collect already chose, are refused a second deadline.
     steps["regrade --deadline"] = ok(regrade(str(remotes / "carol.git"), "--out", str(root / "carol"), "--deadline",
@@ -213,6 +212,22 @@ def test_a_regrade_request_is_answered_with_the_item_its_old_and_new_points_and_
     assert log[0] == ["student", "what", "old", "new", "why"] and ["alice", "grade", "11.25", "11.5",
                                                                     "the sum of the parts above"] in log
     assert all(format_points(float(row[3])) == row[3] for row in log[1:]), "points written as the feedback writes them"
+
+
+def test_the_review_site_shows_the_gradebooks_grade_with_its_parts_and_the_feedback_the_student_reads(semester):
+    course, remotes, site, _, before, _ = semester
+    pages = {name: (site / "students" / name / "index.html").read_text() for name in before}
+    for name, row in before.items():
+        panel = pages[name].split('<header class="score">')[1].split("</header>")[0]
+        assert f'<p class="grade">{row["final"]} / 10 (+3 bonus)</p>' in panel, name
+        assert "the grade of record, as the gradebook computes it" in panel
+    carol = pages["carol"].split('<header class="score">')[1].split("</header>")[0]
+    assert "late: 2 day(s) × 1</td><td class=\"points\">-2</td>" in carol and "public tests 10 / 10" in carol
+    eve = pages["eve"].split('<header class="score">')[1].split("</header>")[0]
+    assert "adjustments (1)</td><td class=\"points\">-5</td>" in eve
+    index = (site / "index.html").read_text()
+    assert "<td>11.25</td><td>complete</td>" in index and "<td>8</td><td>complete</td>" in index
+    assert "**Your grade: 8 / 10 (+3 bonus)**" in pages["carol"], "the feedback shown is the one the student reads"
 
 
 def test_regrade_with_a_deadline_grades_the_commit_collect_chose_with_its_days_late_and_refuses_collected_copies(
