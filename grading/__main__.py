@@ -247,6 +247,8 @@ def command_feedback(args) -> int:
 
 
 def add_course_commands(commands):
+    from grading.course.similarity import MIN_SHARED, NOISE, THRESHOLD
+
     def command(name, run, help, course=True):
         parser = commands.add_parser(name, help=help)
         if course:
@@ -269,12 +271,12 @@ def add_course_commands(commands):
     request.add_argument("text", help="the student's request, in their words")
     similarity = command("similarity", command_similarity, "pairs of submissions whose own code is unusually alike "
                                                            "(starter code and reference removed)")
-    similarity.add_argument("--threshold", type=float, default=0.5, help="share of own code that flags a pair "
-                                                                         "(default 0.5)")
-    similarity.add_argument("--min-shared", type=int, default=400, metavar="N",
-                            help="characters of shared tokens a flagged pair needs at least (default 400)")
-    similarity.add_argument("--noise", type=positive(int), default=25, metavar="K",
-                            help="characters of tokens in one fingerprint: shorter matches are ignored (default 25)")
+    similarity.add_argument("--threshold", type=float, default=THRESHOLD, help="share of own code that flags a "
+                                                                               f"pair (default {THRESHOLD})")
+    similarity.add_argument("--min-shared", type=int, default=MIN_SHARED, metavar="N", help="characters of shared "
+                            f"tokens a flagged pair needs at least (default {MIN_SHARED})")
+    similarity.add_argument("--noise", type=positive(int), default=NOISE, metavar="K", help="characters of tokens "
+                            f"in one fingerprint: shorter matches are ignored (default {NOISE})")
     command("gradebook", command_gradebook, "merge test points, scores, adjustments and late penalties into "
                                             "COURSE/final: gradebook and feedback")
     export = command("export", command_export, "the gradebook as Canvas's gradebook import CSV")
