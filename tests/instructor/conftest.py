@@ -12,7 +12,6 @@ tests/instructor/test_review.py the site built from them.
 
 import importlib.util
 import os
-import re
 import shutil
 
 import pytest
@@ -55,8 +54,8 @@ def graded_class(tmp_path_factory):
     """(name -> submission, the regrade's out directory, its printed progress, the path `escapes` tried to
     write, the regrade's scratch folder) after one regrade of the synthetic and the hostile class at the
     deadline, with a rubric that accepts no late work."""
-    from synthetic_submissions import (DEADLINE, LIMITS, ROOT, class_of_submissions, hostile_class, make_release,
-                                       regrade)
+    from semester import rubric_without_late_days
+    from synthetic_submissions import DEADLINE, LIMITS, class_of_submissions, hostile_class, make_release, regrade
 
     root = tmp_path_factory.mktemp("class")
     release = make_release(root / "release")
@@ -67,10 +66,7 @@ def graded_class(tmp_path_factory):
     out, scratch = root / "grades", root / "scratch"
     scratch.mkdir()
     # No late days: `partly`'s commit after the deadline is past the late window, and the one before is graded.
-    rubric = root / "no-late-days.toml"
-    shipped = (ROOT / "grading" / "course" / "rubric.toml").read_text()
-    assert shipped.count("\nmax_days = ") == 1
-    rubric.write_text(re.sub(r"\nmax_days = \d+", "\nmax_days = 0", shipped))
+    rubric = rubric_without_late_days(root)
     result = regrade(*map(str, made.values()), "--out", str(out), "--deadline", DEADLINE, "--rubric", str(rubric),
                      "--release", str(release), *LIMITS, scratch=scratch)
     assert result.returncode == 0, result.stdout + result.stderr

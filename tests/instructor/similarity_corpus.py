@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from grading.course import similarity  # noqa: E402
 from grading.publish.mutants import ALTERNATIVES  # noqa: E402
 from grading.publish.template import find_regions, stub_python  # noqa: E402
+from semester import with_function  # noqa: E402
 
 MODEL_FILES = ("models/transformer.py", "models/mamba.py")
 
@@ -37,15 +38,6 @@ def reference(path: str) -> str:
 
 def path_of(target: str) -> str:
     return target.split(":")[0].replace(".", "/") + ".py"
-
-
-def with_function(source: str, path: str, qualname: str, function_source: str) -> str:
-    """The module with `qualname`'s solution region replaced by the body of `function_source` (a whole def)."""
-    (region,) = [region for region in find_regions(source, path) if region.qualname == qualname]
-    body = textwrap.dedent(function_source).strip("\n").splitlines()[1:]
-    lines = source.splitlines()
-    lines[region.begin + 1:region.end] = [region.indent + line[4:] if line.strip() else "" for line in body]
-    return "\n".join(lines) + "\n"
 
 
 def local_names(function: ast.FunctionDef) -> set[str]:
