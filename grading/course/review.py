@@ -164,24 +164,24 @@ def score_panel(result: dict, record: dict = None, rubric=None) -> str:
     if record is not None:
         from grading.course.gradebook import grade_parts, out_of
 
+        grade, possible = format_points(record["final"]), html.escape(out_of(rubric))
         provisional = " so far, provisional" if record.get("missing") else ""
         rows = "".join(f"<tr><td>{html.escape(what)}</td><td class=\"points\">{html.escape(points)}</td>"
-                       f"<td>{'/ ' + html.escape(possible) if possible else ''}</td></tr>"
-                       for what, points, possible in grade_parts(record, rubric))
-        items = [f'<p class="grade">{format_points(record["final"])} / {html.escape(out_of(rubric))}'
-                 f'{provisional}</p>',
+                       f"<td>{'/ ' + html.escape(most) if most else ''}</td></tr>"
+                       for what, points, most in grade_parts(record, rubric))
+        items = [f'<p class="grade">{grade} / {possible}{provisional}</p>',
                  f'<p>the grade of record, as the gradebook computes it: <span class="status">'
                  f'{html.escape(record["status"])}</span></p>',
-                 f'<table class="parts"><tbody>{rows}<tr><td><b>grade</b></td><td class="points"><b>'
-                 f'{format_points(record["final"])}</b></td><td>/ {html.escape(out_of(rubric))}</td></tr></tbody></table>']
+                 f'<table class="parts"><tbody>{rows}<tr><td><b>grade</b></td><td class="points"><b>{grade}</b>'
+                 f'</td><td>/ {possible}</td></tr></tbody></table>']
     else:
-        late = (f", {result['days_late']} day(s) late: the late policy takes {format_points(result['late_penalty'])} "
-                "off the grade of record" if result.get("days_late") else "")
+        late = (f", {result['days_late']} day(s) late: the late policy takes "
+                f"{format_points(result['late_penalty'])} off the grade of record" if result.get("days_late") else "")
         items = [f'<p class="grade">tests: {format_points(result["grade"])} / {TOTAL_POINTS}</p>',
                  f"<p>the graded tests' grade only{html.escape(late)}: the grade of record adds the rubric's items, "
                  "the bonus and late days (<code>python -m grading review --course</code> shows it)</p>"]
-    items += [f'<p>public tests {format_points(result["public"])} / {format_points(result["public_max"])}, hidden tests '
-              f'{format_points(result["hidden"])} / {format_points(result["hidden_max"])}; commit '
+    items += [f'<p>public tests {format_points(result["public"])} / {format_points(result["public_max"])}, '
+              f'hidden tests {format_points(result["hidden"])} / {format_points(result["hidden_max"])}; commit '
               f'<code>{html.escape(result["commit"][:12])}</code>, regrade status '
               f'<span class="status">{html.escape(result["status"])}</span></p>']
     if result["tamper"]:

@@ -290,7 +290,8 @@ def test_feedback_is_not_published_while_scores_are_missing_and_with_partial_say
     assert refused.stderr.startswith("grading feedback: ann: missing scores: W2, W3, notebook-attention, ")
     assert refused.stderr.endswith("(or --partial to publish their feedback marked provisional, naming what is "
                                    "missing)\n") and len(refused.stderr.splitlines()) == 1
-    assert git(student.remote, "branch", "--list", "feedback") == "" and not (course / "final" / "published.json").exists()
+    assert git(student.remote, "branch", "--list", "feedback") == ""
+    assert not (course / "final" / "published.json").exists()
 
     published = grading("feedback", str(course), "--push", "--partial")
     assert published.returncode == 0, published.stderr
