@@ -2,8 +2,9 @@
 that proves the graded tests can fail. Never shipped to students (see grading.publish.template.INSTRUCTOR_ONLY).
 
     python -m grading release OUT      the two-branch repository: main = template, solution = reference
-    python -m grading regrade SUBMISSION... --out DIR   the grade of record: public + hidden tests, sandboxed
+    python -m grading regrade SUBMISSION... --out DIR   the tests' grade: public + hidden tests, sandboxed
     python -m grading review SUBMISSION... --out DIR    the writeups beside grades and feedback, as a site
+                                                        (--course COURSE: the grade of record and its parts)
     python -m grading mutants          which graded tests catch each plausible student mistake
 
 The course, from a folder COURSE holding roster.csv (INSTRUCTOR.md, section 8):

@@ -20,44 +20,45 @@ def command_release(args) -> int:
 
 
 def run_regrade(args, out: Path):
+    from grading.course.rubric import Late
     from grading.regrade.run import regrade
     from grading.regrade.sandbox import Limits
 
     limits = Limits(call_seconds=args.timeout, startup_seconds=args.startup_limit, run_seconds=args.time_limit,
                     memory_mb=args.memory, output_mb=args.output_limit)
     regrade(REPO, args.submissions, out, ref=args.ref, deadline=args.deadline,
-            release=Path(args.release) if args.release else None, jobs=args.jobs, limits=limits, seed=args.seed)
+            release=Path(args.release) if args.release else None, jobs=args.jobs, limits=limits, seed=args.seed,
+            late=load_rubric(args).late if args.deadline else Late())
 
 
 def command_regrade(args) -> int:
+    from grading.course.rubric import RubricError
     from grading.regrade.run import RegradeError
 
     try:
         run_regrade(args, Path(args.out))
-    except RegradeError as error:
-        print(f"grading regrade: {error}", file=sys.stderr)
-        return 1
+    except (RegradeError, RubricError) as error:
+        return refused("regrade", error)
     return 0
 
 
 def command_review(args) -> int:
     from grading.regrade.run import RegradeError
     from grading.course.review import ReviewError, build_site
-    from grading.course.rubric import RubricError
     from grading.regrade.submissions import SubmissionError, check_paths
 
     site = Path(args.out)
     try:
         rubric = load_rubric(args)
-        if args.scores and not Path(args.scores).is_dir():
-            raise ReviewError(f"--scores {args.scores}: no such directory")
-        if args.grades is None:
-            run_regrade(args, site / "grades")
-        build_site(check_paths(args.submissions), Path(args.grades or site / "grades"), site, rubric=rubric,
-                   scores=Path(args.scores) if args.scores else None)
-    except (RegradeError, ReviewError, SubmissionError, RubricError) as error:
-        print(f"grading review: {error}", file=sys.stderr)
-        return 1
+        course = course_folder(args.course) if args.course else None
+        if course is not None and args.grades:
+            raise ReviewError("--course reads the grades from COURSE/grades: leave --grades out")
+        grades = course / "grades" if course is not None else Path(args.grades or site / "grades")
+        if course is None and args.grades is None:
+            run_regrade(args, grades)
+        build_site(check_paths(args.submissions), grades, site, rubric=rubric, course=course)
+    except (RegradeError, ReviewError, SubmissionError, *course_errors()) as error:
+        return refused("review", error)
     return 0
 
 
@@ -164,10 +165,13 @@ def command_scores(args) -> int:
         marks = scores.load_all(course / "scores", loaded, names, test_names(results))
     except course_errors() as error:
         return refused("scores", error)
+    required = [item.id for item in loaded.items if not item.bonus]
+    bonus = [item.id for item in loaded.items if item.bonus]
     for name, mark in marks.items():
-        left = [item.id for item in loaded.items if not item.bonus and item.id not in mark.points]
+        left = [item for item in required if item not in mark.points]
         open_requests = [request["item"] for request in mark.requests if not request["response"]]
-        print(f"{name}: {len(mark.points)} of {len(loaded.items)} items scored"
+        print(f"{name}: {len(required) - len(left)} of {len(required)} items scored, "
+              f"{sum(item in mark.points for item in bonus)} of {len(bonus)} bonus items"
               + (f"; to score: {', '.join(left)}" if left else "")
               + (f"; open regrade requests: {', '.join(open_requests)}" if open_requests else ""))
     return 0
@@ -241,13 +245,15 @@ def command_feedback(args) -> int:
     from grading.course import export
 
     try:
-        problems = export.publish(course_folder(args.course), load_rubric(args), push=args.push)
+        problems = export.publish(course_folder(args.course), load_rubric(args), push=args.push, partial=args.partial)
     except course_errors() as error:
         return refused("feedback", error)
     return refused("feedback", "\n".join(problems)) if problems else 0
 
 
 def add_course_commands(commands):
+    from grading.course.similarity import MIN_SHARED, NOISE, THRESHOLD
+
     def command(name, run, help, course=True):
         parser = commands.add_parser(name, help=help)
         if course:
@@ -270,12 +276,12 @@ def add_course_commands(commands):
     request.add_argument("text", help="the student's request, in their words")
     similarity = command("similarity", command_similarity, "pairs of submissions whose own code is unusually alike "
                                                            "(starter code and reference removed)")
-    similarity.add_argument("--threshold", type=float, default=0.5, help="share of own code that flags a pair "
-                                                                         "(default 0.5)")
-    similarity.add_argument("--min-shared", type=int, default=400, metavar="N",
-                            help="characters of shared tokens a flagged pair needs at least (default 400)")
-    similarity.add_argument("--noise", type=positive(int), default=25, metavar="K",
-                            help="characters of tokens in one fingerprint: shorter matches are ignored (default 25)")
+    similarity.add_argument("--threshold", type=float, default=THRESHOLD, help="share of own code that flags a "
+                                                                               f"pair (default {THRESHOLD})")
+    similarity.add_argument("--min-shared", type=int, default=MIN_SHARED, metavar="N", help="characters of shared "
+                            f"tokens a flagged pair needs at least (default {MIN_SHARED})")
+    similarity.add_argument("--noise", type=positive(int), default=NOISE, metavar="K", help="characters of tokens "
+                            f"in one fingerprint: shorter matches are ignored (default {NOISE})")
     command("gradebook", command_gradebook, "merge test points, scores, adjustments and late penalties into "
                                             "COURSE/final: gradebook and feedback")
     export = command("export", command_export, "the gradebook as Canvas's gradebook import CSV")
@@ -287,6 +293,8 @@ def add_course_commands(commands):
     feedback = command("feedback", command_feedback, "publish: each student's FEEDBACK.md on the branch feedback "
                                                      "of their repository")
     feedback.add_argument("--push", action="store_true", help="push each feedback branch to the student's repository")
+    feedback.add_argument("--partial", action="store_true", help="publish even where scores are missing: that "
+                                                               "feedback says its grade is provisional and why")
 
 
 def positive(kind):
@@ -303,7 +311,8 @@ def add_regrade_options(parser):
                         help="student repositories: clones or bare repositories, one folder each (named after it)")
     parser.add_argument("--ref", default="HEAD", help="the branch, tag or commit to grade (default HEAD)")
     parser.add_argument("--deadline", default="", metavar="WHEN",
-                        help="grade the last commit of --ref made before WHEN (e.g. '2026-10-01 23:59 +0200')")
+                        help="grade the last commit of --ref in the rubric's late window after WHEN, and count its "
+                             "days late, as collect does (e.g. '2026-10-01 23:59 +0200')")
     parser.add_argument("--release", metavar="REPO", help="the repository `release` wrote: tamper flags compare "
                                                           "with its main branch (default: the template made now)")
     parser.add_argument("--jobs", type=positive(int), default=2, help="submissions graded at once (default 2)")
@@ -333,6 +342,8 @@ def main(argv=None) -> int:
     regrade = commands.add_parser("regrade", help="grade student repositories with the instructor's public and "
                                                   "hidden tests: gradebook.csv, feedback/, results/ in --out")
     regrade.add_argument("--out", required=True, metavar="DIR", help="where the gradebook and feedback go")
+    regrade.add_argument("--rubric", metavar="FILE", help="the rubric whose late policy --deadline applies "
+                                                          "(default grading/course/rubric.toml)")
     add_regrade_options(regrade)
     regrade.set_defaults(run=command_regrade)
     review = commands.add_parser("review", help="one static site of the students' READMEs beside their grades, "
@@ -340,8 +351,9 @@ def main(argv=None) -> int:
     review.add_argument("--out", required=True, metavar="DIR", help="where the site goes (DIR/index.html)")
     review.add_argument("--grades", metavar="DIR", help="the output of an earlier regrade of these submissions "
                                                         "(default: regrade them now into DIR/grades)")
-    review.add_argument("--scores", metavar="DIR", help="the instructor's scores files (COURSE/scores), shown in "
-                                                        "each page's rubric panel")
+    review.add_argument("--course", metavar="COURSE", help="the course folder (section 9 of INSTRUCTOR.md): each "
+                                                          "page shows the grade of record, its parts, the rubric's "
+                                                          "points and comments, and the student's feedback")
     review.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/course/rubric.toml)")
     add_regrade_options(review)
     review.set_defaults(run=command_review)

@@ -16,6 +16,8 @@ feedback `gradebook` wrote) and nothing else; it becomes the branch `feedback` o
 `--push` of the student's own repository (force-pushed: it is the course's branch, rewritten at each
 publication; their other branches are never touched). A `feedback` branch of the student's that the course
 did not write is left alone, and said. After it, the grades are published: later changes are regrades.
+Nothing is published while a student's scores are missing (the export's rule), unless `--partial`: then
+that student's FEEDBACK.md calls the grade provisional and names what is not graded yet.
 """
 
 import csv
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from grading.course import gradebook as course_module
 from grading.course import roster
-from grading.regrade.results import cell
+from grading.regrade.results import cell, format_points
 from grading.course.rubric import Rubric
 
 FEEDBACK_BRANCH = "feedback"
@@ -41,7 +43,7 @@ def canvas_rows(state: dict, students: list[roster.Student], rubric: Rubric, ass
                 partial: bool = False) -> list[list[str]]:
     column = f"{rubric.title} ({assignment_id})" if assignment_id else rubric.title
     rows = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", column],
-            ["Points Possible", "", "", "", "", f"{rubric.total:g}"]]
+            ["Points Possible", "", "", "", "", format_points(rubric.total)]]
     problems = []
     for student in students:
         record = state["students"].get(student.student)
@@ -52,7 +54,7 @@ def canvas_rows(state: dict, students: list[roster.Student], rubric: Rubric, ass
         if record is None:
             problems.append(f"{student.student}: not in the gradebook (run python -m grading gradebook)")
             continue
-        grade = f"{record['final']:g}"
+        grade = format_points(record["final"])
         if record["status"].startswith("missing scores"):
             if not partial:
                 problems.append(f"{student.student}: {record['status']} (or --partial to leave the cell empty)")
@@ -102,9 +104,19 @@ def theirs(mirror: Path) -> bool:
     return bool(head) and not git(mirror, "log", "-1", "--format=%s", head).startswith(MESSAGE)
 
 
-def publish(course_folder: Path, rubric: Rubric, push: bool = False, log=print) -> list[str]:
-    """Writes every feedback branch (and pushes it), then records the grades as published; returns problems."""
+def unfinished(state: dict) -> list[str]:
+    """The students whose scores are missing, one line each: their feedback would give a grade that will change."""
+    return [f"{name}: {record['status']} (or --partial to publish their feedback marked provisional, naming "
+            "what is missing)" for name, record in state["students"].items() if record.get("missing")]
+
+
+def publish(course_folder: Path, rubric: Rubric, push: bool = False, partial: bool = False, log=print) -> list[str]:
+    """Writes every feedback branch (and pushes it), then records the grades as published; returns problems.
+    Nothing is published while a student's scores are missing, unless `partial`: then their feedback says in
+    words that the grade is provisional and what is not graded yet."""
     state = course_module.write_all(course_folder, rubric, log=lambda line: None)
+    if not partial and unfinished(state):
+        raise ExportError("\n".join(unfinished(state)))
     students = {student.student: student for student in roster.read_roster(course_folder)}
     problems = []
     for name, record in state["students"].items():
@@ -122,7 +134,8 @@ def publish(course_folder: Path, rubric: Rubric, push: bool = False, log=print) 
             if push:
                 git(mirror, "push", "-q", "--force", students[name].repository,
                     f"refs/heads/{FEEDBACK_BRANCH}:refs/heads/{FEEDBACK_BRANCH}")
-            log(f"{name}: FEEDBACK.md on branch {FEEDBACK_BRANCH} ({commit[:7]})" + (", pushed" if push else ""))
+            log(f"{name}: FEEDBACK.md on branch {FEEDBACK_BRANCH} ({commit[:7]})" + (", pushed" if push else "")
+                + (", provisional" if record.get("missing") else ""))
         except ExportError as error:
             problems.append(f"{name}: {error}")
     final = course_folder / "final"
@@ -133,7 +146,8 @@ def publish(course_folder: Path, rubric: Rubric, push: bool = False, log=print) 
             writer = csv.DictWriter(file, fieldnames=["student", "what", "old", "new", "why"])
             if new:
                 writer.writeheader()
-            writer.writerows(state["pending"])
+            writer.writerows({**change, "old": format_points(change["old"], missing=""),
+                              "new": format_points(change["new"], missing="")} for change in state["pending"])
     published = {key: value for key, value in state.items() if key != "pending"}
     (final / course_module.PUBLISHED).write_text(json.dumps(published, indent=1) + "\n")
     log(f"published: later changes of points are listed as regrades ({final / 'regrades.csv'})")

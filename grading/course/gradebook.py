@@ -24,7 +24,7 @@ from pathlib import Path
 
 from grading.course import roster
 from grading.course import scores
-from grading.regrade.results import cell
+from grading.regrade.results import cell, format_points, test_details
 from grading.course.rubric import Rubric
 
 PUBLISHED = "published.json"
@@ -97,11 +97,13 @@ def student_record(student: roster.Student, rubric: Rubric, result: dict, collec
         found = roster.lateness(mirror, record["commit"], deadline, rubric.late, entry["fetches"],
                                 student.extension_days)
         days, notes = found.days, found.notes
-        if entry.get("submitted") and entry["submitted"] != record["commit"]:
-            notes.append(f"graded {record['commit'][:7]}, but collected {entry['submitted'][:7]}: regrade again")
+    elif record["commit"] and (result or {}).get("deadline"):  # not collected: the regrade's --deadline counted
+        days = result["days_late"]
+        notes = [f"days late counted by the regrade from the commit date, deadline {result['deadline']}",
+                 *result["late_notes"]]
     penalty = days * rubric.late.penalty_per_day
     parts = record["autograded"] + sum(points or 0 for points in items.values()) + sum(p for p, _ in marks.adjustments)
-    record.update(days_late=days, penalty=penalty, late_notes=notes, total=rounded(parts),
+    record.update(days_late=days, penalty=penalty, late_notes=notes, total=rounded(parts), missing=missing,
                   final=rounded(max(0.0, parts - penalty)), autograded=rounded(record["autograded"]),
                   status=("not graded: " + problem) if problem else
                   ("missing scores: " + ", ".join(missing)) if missing else "complete",
@@ -119,6 +121,14 @@ def build(course: Path, rubric: Rubric) -> dict:
     marks = scores.load_all(course / "scores", rubric, [student.student for student in students], test_names(results))
     collected = roster.read_collected(course)
     deadline = roster.parse_when(collected["deadline"]) if collected.get("deadline") else None
+    stale = []  # one commit per student: the one collect chose is the one graded
+    for name, entry in collected.get("students", {}).items():
+        graded = results.get(name, {}).get("commit")
+        if graded and entry.get("submitted") and graded != entry["submitted"]:
+            stale.append(f"{name}: the regrade graded {graded[:7]}, but collect chose {entry['submitted'][:7]} "
+                         "since: regrade COURSE/submissions (without --deadline) first")
+    if stale:
+        raise CourseError("\n".join(stale))
     partners = similar_partners(course)
     state = {"deadline": collected.get("deadline", ""), "students": {}}
     for student in students:
@@ -177,7 +187,7 @@ def changes(old: dict, new: dict, rubric: Rubric) -> list[dict]:
 def out(value) -> str:
     """A gradebook cell: our own numbers as they are (a negative adjustment stays a number), text made safe
     for spreadsheets."""
-    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else cell(value)
+    return format_points(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else cell(value)
 
 
 def write_gradebook(path: Path, state: dict, rubric: Rubric):
@@ -196,40 +206,71 @@ def write_gradebook(path: Path, state: dict, rubric: Rubric):
                 len(record["review"]) or "", "; ".join(record["late_notes"]))])
 
 
-def points(value) -> str:
-    return "–" if value is None else f"{value:g}"
+def out_of(rubric: Rubric) -> str:
+    """What the grade is out of: '10 (+3 bonus)'."""
+    return format_points(rubric.total) + (f" (+{format_points(rubric.bonus)} bonus)" if rubric.bonus else "")
 
 
-def feedback_markdown(record: dict, rubric: Rubric, test_feedback: str, regrades: list[dict]) -> str:
-    """What the student reads (see the module docstring)."""
+def grade_parts(record: dict, rubric: Rubric) -> list[tuple[str, str, str]]:
+    """The parts of a student's grade, summed as the gradebook sums them: (what, points, out of) for the
+    review site; the feedback lists every item."""
+    given = {item.id: record["items"].get(item.id) for item in rubric.items}
+    parts = [(f"the graded tests ({format_points(record['test_points'])} of {format_points(record['test_max'])} "
+              "test points, scaled)", format_points(record["autograded"]), format_points(rubric.autograded)),
+             ("the rubric's items" + (f" ({len(record['missing'])} not graded yet)" if record.get("missing") else ""),
+              format_points(rounded(sum(given[item.id] or 0 for item in rubric.items if not item.bonus))),
+              format_points(rubric.graded_by_hand)),
+             ("bonus", format_points(rounded(sum(given[item.id] or 0 for item in rubric.items if item.bonus))),
+              format_points(rubric.bonus))]
+    if record["adjustments"]:
+        parts.append((f"adjustments ({len(record['adjustments'])})",
+                      format_points(rounded(sum(points for points, _ in record["adjustments"]))), ""))
+    if record["days_late"]:
+        parts.append((f"late: {record['days_late']} day(s) × {format_points(rubric.late.penalty_per_day)}",
+                      format_points(-record["penalty"]), ""))
+    if record["requests"]:
+        answered = sum(bool(request["response"]) for request in record["requests"])
+        parts.append((f"regrade requests: {answered} answered, {len(record['requests']) - answered} open", "", ""))
+    return parts
+
+
+def feedback_markdown(record: dict, rubric: Rubric, result: dict, regrades: list[dict]) -> str:
+    """What the student reads (see the module docstring); `result` is the regrade's record of their tests."""
     lines = [f"# {rubric.title}: feedback for {record['student']}", ""]
-    possible = f"{rubric.total:g}" + (f" (+{rubric.bonus:g} bonus)" if rubric.bonus else "")
-    lines += [f"**Your grade: {record['final']:g} / {possible}**"
-              + (f", graded at commit `{record['commit'][:12]}`." if record["commit"] else "."), ""]
+    at = f", graded at commit `{record['commit'][:12]}`." if record["commit"] else "."
+    if record.get("missing"):
+        lines += [f"**Your grade so far: {format_points(record['final'])} / {out_of(rubric)}, provisional**{at}", "",
+                  f"Not graded yet: {', '.join(record['missing'])}. They count 0 until the course staff grade "
+                  "them, so this grade will change.", ""]
+    else:
+        lines += [f"**Your grade: {format_points(record['final'])} / {out_of(rubric)}**{at}", ""]
     if record["problem"]:
         lines += [f"Your submission was not graded: {record['problem']}.", ""]
     lines += ["| part | points | out of |", "| --- | ---: | ---: |",
-              f"| the graded tests ({record['test_points']:g} of {record['test_max']:g} test points, scaled) | "
-              f"{record['autograded']:g} | {rubric.autograded:g} |"]
+              f"| the graded tests ({format_points(record['test_points'])} of {format_points(record['test_max'])} "
+              f"test points, scaled) | {format_points(record['autograded'])} | {format_points(rubric.autograded)} |"]
     for item in rubric.items:
-        lines.append(f"| {item.id} {item.title}{' (bonus)' if item.bonus else ''} | "
-                     f"{points(record['items'][item.id])} | {item.points:g} |")
+        given = format_points(record["items"][item.id], missing="not graded yet" if item.id in record.get(
+            "missing", ()) else "–")
+        lines.append(f"| {item.id} {item.title}{' (bonus)' if item.bonus else ''} | {given} | "
+                     f"{format_points(item.points)} |")
     for value, comment in record["adjustments"]:
-        lines.append(f"| adjustment: {comment.splitlines()[0]} | {value:+g} | |")
+        lines.append(f"| adjustment: {comment.splitlines()[0]} | {'+' if value > 0 else ''}{format_points(value)} | |")
     if record["days_late"]:
-        lines.append(f"| late: {record['days_late']} day(s) × {rubric.late.penalty_per_day:g} | "
-                     f"−{record['penalty']:g} | |")
-    lines += [f"| **grade** | **{record['final']:g}** | **{possible}** |", ""]
+        lines.append(f"| late: {record['days_late']} day(s) × {format_points(rubric.late.penalty_per_day)} | "
+                     f"{format_points(-record['penalty'])} | |")
+    lines += [f"| **grade{' so far' if record.get('missing') else ''}** | **{format_points(record['final'])}** | "
+              f"**{out_of(rubric)}** |", ""]
     commented = [item for item in rubric.items if item.id in record["comments"]]
     if commented:
         lines += ["## Comments from the course staff", ""]
         for item in commented:
-            lines += [f"**{item.id} {item.title}** ({points(record['items'][item.id])} / {item.points:g}): "
-                      f"{record['comments'][item.id]}", ""]
+            lines += [f"**{item.id} {item.title}** ({format_points(record['items'][item.id])} / "
+                      f"{format_points(item.points)}): {record['comments'][item.id]}", ""]
     if regrades:
         lines += ["## Regrades", ""]
-        lines += [f"- {change['what']}: {points(change['old'])} → {points(change['new'])} ({change['why']})"
-                  for change in regrades] + [""]
+        lines += [f"- {change['what']}: {format_points(change['old'])} → {format_points(change['new'])} "
+                  f"({change['why']})" for change in regrades] + [""]
     open_requests = [request for request in record["requests"] if not request["response"]]
     if open_requests:
         lines += ["Your regrade request(s) on " + ", ".join(request["item"] for request in open_requests)
@@ -237,10 +278,11 @@ def feedback_markdown(record: dict, rubric: Rubric, test_feedback: str, regrades
     if record["days_late"] or record["late_notes"]:
         lines += ["## Lateness", "", f"{record['days_late']} day(s) late after the deadline {record.get('deadline', '')}"
                   .rstrip() + "."] + [f"- {note}" for note in record["late_notes"]] + [""]
-    if test_feedback:
-        body = test_feedback.split("\n", 1)[1] if test_feedback.startswith("# ") else test_feedback
-        lines += ["## The graded tests", "", body.replace("\n## ", "\n### ").strip(), ""]
-    return "\n".join(lines)
+    details = test_details(result) if result else []
+    if details:
+        lines += ["## The graded tests", ""] + [line.replace("## ", "### ", 1) if line.startswith("## ") else line
+                                                for line in details]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def regrade_log(course: Path) -> list[dict]:
@@ -264,17 +306,17 @@ def write_all(course: Path, rubric: Rubric, log=print) -> dict:
     pending = changes(json.loads(published.read_text()), state, rubric) if published.exists() else []
     state["pending"] = pending
     earlier = regrade_log(course)
+    results = read_results(course / "grades")
     for name, record in state["students"].items():
         record["deadline"] = state["deadline"]
         history = [{**row, "old": as_number(row["old"]), "new": as_number(row["new"])} for row in earlier
                    if row["student"] == name] + [change for change in pending if change["student"] == name]
-        tests = course / "grades" / "feedback" / f"{name}.md"
-        text = feedback_markdown(record, rubric, tests.read_text() if tests.exists() else "", history)
+        text = feedback_markdown(record, rubric, results.get(name), history)
         (final / "feedback" / f"{name}.md").write_text(text, encoding="utf-8")
     write_gradebook(final / "gradebook.csv", state, rubric)
     roster.write_json(final / "state.json", state)
     for change in pending:
-        log(f"{change['student']}: {change['what']}: {points(change['old'])} → {points(change['new'])} "
+        log(f"{change['student']}: {change['what']}: {format_points(change['old'])} → {format_points(change['new'])} "
             f"({change['why']})")
     counts = {}
     for record in state["students"].values():

@@ -13,11 +13,17 @@ The site shows student content and never runs it:
 - a student's files are copied only as raster images (PNG, JPEG, GIF, WebP); an SVG is shown inside an
   <img> from a data: URI (where its scripts cannot run), and every other file (notebooks, code, HTML,
   text) as a page of escaped text beside it; links to them lead to those pages;
+- math is typeset by KaTeX with its sizes and macro expansion bounded and nothing trusted, and every
+  piece of student content (the README, each notebook answer cell) is clipped to its own box, so nothing
+  a student writes is drawn over the grade, the rubric or the feedback;
 - the feedback is shown as plain text;
 - the rubric panel (with a rubric, as `python -m grading review` always gives) lists each item beside the
   student's work for it: a link to their README section, or their notebook answer cell cleaned like the
-  README (no images, no links), with the instructor's points and comments from `--scores`.
-Grades come from a regrade's output: `--grades DIR`, or one run into DIR/grades.
+  README (no images, no links), with the instructor's points and comments.
+Grades come from a regrade's output: `--grades DIR`, or one run into DIR/grades. With `--course COURSE`
+(grading.course: roster, regrade in COURSE/grades, scores), each page shows the grade of record the
+gradebook computes, with its parts, and the feedback the student reads; without it, the tests' grade,
+named as such.
 """
 
 import base64
@@ -34,6 +40,7 @@ from mdit_py_plugins.anchors import anchors_plugin
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 
 from grading.regrade import submissions
+from grading.regrade.results import format_points
 from grading.publish.template import TOTAL_POINTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,12 +157,33 @@ def flag_list(title: str, items: list[str]) -> str:
             + "".join(f"<li><code>{html.escape(item)}</code></li>" for item in items) + "</ul></div>")
 
 
-def score_panel(result: dict) -> str:
-    items = [f'<p class="grade">{result["grade"]:g} / {TOTAL_POINTS}</p>',
-             f'<p>public {result["public"]:g} / {result["public_max"]:g}, hidden {result["hidden"]:g} / '
-             f'{result["hidden_max"]:g}</p>',
-             f'<p>commit <code>{html.escape(result["commit"][:12])}</code>, status '
-             f'<span class="status">{html.escape(result["status"])}</span></p>']
+def score_panel(result: dict, record: dict = None, rubric=None) -> str:
+    """The grade beside the writeup: with the course's gradebook `record` (grading.course.gradebook), the grade
+    of record and its parts; without one, the graded tests' grade, named as such. Then the commit, the test
+    points and the flags."""
+    if record is not None:
+        from grading.course.gradebook import grade_parts, out_of
+
+        grade, possible = format_points(record["final"]), html.escape(out_of(rubric))
+        provisional = " so far, provisional" if record.get("missing") else ""
+        rows = "".join(f"<tr><td>{html.escape(what)}</td><td class=\"points\">{html.escape(points)}</td>"
+                       f"<td>{'/ ' + html.escape(most) if most else ''}</td></tr>"
+                       for what, points, most in grade_parts(record, rubric))
+        items = [f'<p class="grade">{grade} / {possible}{provisional}</p>',
+                 f'<p>the grade of record, as the gradebook computes it: <span class="status">'
+                 f'{html.escape(record["status"])}</span></p>',
+                 f'<table class="parts"><tbody>{rows}<tr><td><b>grade</b></td><td class="points"><b>{grade}</b>'
+                 f'</td><td>/ {possible}</td></tr></tbody></table>']
+    else:
+        late = (f", {result['days_late']} day(s) late: the late policy takes "
+                f"{format_points(result['late_penalty'])} off the grade of record" if result.get("days_late") else "")
+        items = [f'<p class="grade">tests: {format_points(result["grade"])} / {TOTAL_POINTS}</p>',
+                 f"<p>the graded tests' grade only{html.escape(late)}: the grade of record adds the rubric's items, "
+                 "the bonus and late days (<code>python -m grading review --course</code> shows it)</p>"]
+    items += [f'<p>public tests {format_points(result["public"])} / {format_points(result["public_max"])}, '
+              f'hidden tests {format_points(result["hidden"])} / {format_points(result["hidden_max"])}; commit '
+              f'<code>{html.escape(result["commit"][:12])}</code>, regrade status '
+              f'<span class="status">{html.escape(result["status"])}</span></p>']
     if result["tamper"]:
         items.append(flag_list("Tamper flags (graded with the instructor's copies):", result["tamper"]))
     if result.get("review"):
@@ -166,31 +194,39 @@ def score_panel(result: dict) -> str:
 
 
 def student_page(result: dict, readme_html: str, feedback_text: str, previous: str, following: str,
-                 rubric_html: str = "") -> str:
+                 rubric_html: str = "", record: dict = None, rubric=None) -> str:
     nav = ['<nav>', f'<a href="../{html.escape(previous)}/index.html">← {html.escape(previous)}</a>' if previous
            else "<span></span>", '<a href="../../index.html">the class</a>',
            f'<a href="../{html.escape(following)}/index.html">{html.escape(following)} →</a>' if following
            else "<span></span>", "</nav>"]
-    body = (f'{"".join(nav)}\n<header><h1>{html.escape(result["name"])}</h1>\n{score_panel(result)}</header>\n'
+    body = (f'{"".join(nav)}\n<header class="score"><h1>{html.escape(result["name"])}</h1>\n'
+            f'{score_panel(result, record, rubric)}</header>\n'
             f'<main><article class="readme"><p class="untrusted">The student\'s README, as committed:</p>\n'
-            f'{readme_html}</article>\n'
+            f'<div class="student-content">{readme_html}</div></article>\n'
             f'{rubric_html}<aside class="feedback"><pre>{html.escape(feedback_text)}</pre></aside></main>')
     return page(f"{result['name']}: writeup and grade", body, depth=2)
 
 
-def index_page(results: list[dict]) -> str:
+def index_page(results: list[dict], records: dict = None) -> str:
+    """The class: with the gradebook's `records` (student -> record), each grade of record; else the tests'."""
     rows = []
     for result in results:
         name = html.escape(result["name"])
-        rows.append(f'<tr><td><a href="students/{name}/index.html">{name}</a></td><td>{result["grade"]:g}</td>'
-                    f'<td>{result["public"]:g}</td><td>{result["hidden"]:g}</td><td>{html.escape(result["status"])}</td>'
+        record = (records or {}).get(result["name"])
+        grade = (f'<td>{format_points(record["final"])}</td><td>{html.escape(record["status"])}</td>' if records
+                 else f'<td>{format_points(result["grade"])}</td>')
+        rows.append(f'<tr><td><a href="students/{name}/index.html">{name}</a></td>{grade}'
+                    f'<td>{format_points(result["public"])}</td><td>{format_points(result["hidden"])}</td>'
+                    f'<td>{html.escape(result["status"])}</td>'
                     f'<td>{len(result["tamper"]) or ""}</td><td>{len(result.get("review", [])) or ""}</td>'
                     f'<td>{len(result.get("notes", [])) or ""}</td></tr>')
-    graded = [result["grade"] for result in results]
-    mean = sum(graded) / len(graded) if graded else 0
-    body = (f"<header><h1>Writeups and grades</h1><p>{len(results)} students, mean grade {mean:.2f} / "
-            f"{TOTAL_POINTS}</p></header>\n<main><table class=\"class\"><thead><tr><th>student</th><th>grade</th>"
-            f"<th>public</th><th>hidden</th><th>status</th><th>tamper flags</th><th>review flags</th>"
+    graded = [records[result["name"]]["final"] if records else result["grade"] for result in results]
+    mean = format_points(round(sum(graded) / len(graded), 2) if graded else 0)
+    what = "grade of record" if records else "tests' grade"
+    columns = ("<th>grade</th><th>gradebook status</th>" if records else "<th>tests' grade</th>")
+    body = (f"<header><h1>Writeups and grades</h1><p>{len(results)} students, mean {what} {mean}</p></header>\n"
+            f"<main><table class=\"class\"><thead><tr><th>student</th>{columns}<th>public tests</th>"
+            f"<th>hidden tests</th><th>regrade status</th><th>tamper flags</th><th>review flags</th>"
             f"<th>sandbox notes</th></tr></thead><tbody>{''.join(rows)}</tbody></table></main>")
     return page("Writeups and grades", body, depth=0)
 
@@ -203,7 +239,8 @@ def text_page(path: str, content: bytes, depth: int) -> str:
         body = notebook_html(content)
     else:
         body = f"<pre>{html.escape(content.decode('utf-8', errors='replace'))}</pre>"
-    return page(path, f"<header><h1><code>{html.escape(path)}</code></h1></header>\n<main>{body}</main>", depth)
+    return page(path, f"<header><h1><code>{html.escape(path)}</code></h1></header>\n"
+                      f'<main><div class="student-content">{body}</div></main>', depth)
 
 
 def notebook_html(content: bytes) -> str:
@@ -253,18 +290,20 @@ def answer_html(source: str) -> str:
                      link_rel=None)
 
 
-def rubric_panel(rubric, files: dict, readme_html: str, marks=None, problems: tuple = ()) -> str:
+def rubric_panel(rubric, files: dict, readme_html: str, record: dict = None) -> str:
     """Each rubric item beside the student's work for it: a link to the README section, or the notebook's
-    answer cell (cleaned Markdown, math typeset); with the instructor's points and comments (`marks`,
-    grading.course.scores.Scores) and the rubric's grading guide. Everything shown is escaped or cleaned."""
+    answer cell (cleaned Markdown, math typeset); with the instructor's points, comments and the regrade
+    requests from the gradebook's `record` (grading.course.gradebook), and the rubric's grading guide.
+    Everything shown is escaped or cleaned."""
     from grading.course.rubric import cells_of
 
+    record = record or {"items": {}, "comments": {}, "requests": []}
     notebooks = {}
     rows = []
     for item in rubric.items:
-        given = marks.points.get(item.id) if marks is not None else None
-        score = f"{'–' if given is None else f'{given:g}'} / {item.points:g}" + (" bonus" if item.bonus else "")
-        comment = marks.comments.get(item.id, "") if marks is not None else ""
+        score = (f"{format_points(record['items'].get(item.id))} / {format_points(item.points)}"
+                 + (" bonus" if item.bonus else ""))
+        comment = record["comments"].get(item.id, "")
         if item.notebook:
             if item.notebook not in notebooks:
                 try:
@@ -278,7 +317,7 @@ def rubric_panel(rubric, files: dict, readme_html: str, marks=None, problems: tu
                 work = f'<span class="missing">no answer cell {html.escape(item.cell)} in {html.escape(item.notebook)}</span>'
             else:
                 work = (f'<p class="untrusted">{html.escape(item.notebook)}, answer cell, as committed:</p>'
-                        f'<div class="answer">{answer_html(cells[item.cell])}</div>')
+                        f'<div class="answer student-content">{answer_html(cells[item.cell])}</div>')
         else:
             anchor = re.search(rf'<h[1-6] id="([^"]+)"[^>]*>\s*{re.escape(html.escape(item.id))}\s', readme_html)
             work = (f'<a href="#{html.escape(anchor.group(1))}">README, {html.escape(item.id)}</a>' if anchor else
@@ -288,12 +327,10 @@ def rubric_panel(rubric, files: dict, readme_html: str, marks=None, problems: tu
                     + f'</td><td class="points">{score}'
                     + (f'<p class="comment">{html.escape(comment)}</p>' if comment else "")
                     + f"</td><td>{work}</td></tr>")
-    listed = "".join(f"<li>{html.escape(problem)}</li>" for problem in problems)
     asked = "".join(f"<li>{html.escape(request['item'])}: {html.escape(request['request'])}"
                     + (f" — answered: {html.escape(request['response'])}" if request["response"] else " — open")
-                    + "</li>" for request in (marks.requests if marks is not None else []))
+                    + "</li>" for request in record["requests"])
     return (f'<section class="rubric"><h2>Rubric: {html.escape(rubric.title)}</h2>'
-            + (f'<div class="flags"><p>The scores file has problems:</p><ul>{listed}</ul></div>' if listed else "")
             + '<table><thead><tr><th>item</th><th>points</th><th>the work</th></tr></thead><tbody>'
             + "".join(rows) + "</tbody></table>"
             + (f'<p>Regrade requests (the student\'s words):</p><ul class="untrusted-list">{asked}</ul>' if asked else "")
@@ -328,10 +365,11 @@ def write_student_files(folder: Path, files: dict):
             target.write_text(text_page(name, content, depth=2 + name.count("/")))
 
 
-def build_site(paths: list[Path], grades: Path, site: Path, log=print, rubric=None, scores: Path = None) -> Path:
+def build_site(paths: list[Path], grades: Path, site: Path, log=print, rubric=None, course: Path = None) -> Path:
     """Writes the site for these submissions from the regrade output in `grades`; returns its index. With a
-    rubric (grading.course.rubric.Rubric), each page has the rubric panel, with the points and comments of the
-    scores files in `scores` when given."""
+    rubric (grading.course.rubric.Rubric), each page has the rubric panel; with a course folder too, the
+    gradebook is computed (and COURSE/final written, as `gradebook` does) and each page shows the grade of
+    record, its parts, the instructor's points and comments, and the feedback the student reads."""
     results = []
     for path in paths:
         record = grades / "results" / f"{submissions.submission_name(path)}.json"
@@ -339,6 +377,14 @@ def build_site(paths: list[Path], grades: Path, site: Path, log=print, rubric=No
             raise ReviewError(f"{path}: no grade in {grades} (run the regrade on it first)")
         results.append((path, json.loads(record.read_text())))
     results.sort(key=lambda pair: pair[1]["name"])
+    records = None
+    if course is not None:
+        from grading.course.gradebook import write_all
+
+        records = write_all(course, rubric, log=lambda line: None)["students"]
+        strangers = [result["name"] for _, result in results if result["name"] not in records]
+        if strangers:
+            raise ReviewError(f"{', '.join(strangers)}: not in {course / 'roster.csv'}")
     copy_static(site)
     names = [result["name"] for _, result in results]
     for index, (path, result) in enumerate(results):
@@ -350,20 +396,14 @@ def build_site(paths: list[Path], grades: Path, site: Path, log=print, rubric=No
         files = submission.files if submission is not None and not submission.problem else {}
         write_student_files(folder, files)
         readme = files.get("README.md", b"*This submission has no README.md.*").decode("utf-8", errors="replace")
-        feedback = grades / "feedback" / f"{result['name']}.md"
+        record = records[result["name"]] if records is not None else None
+        feedback = (course / "final" if record is not None else grades) / "feedback" / f"{result['name']}.md"
         readme_html = render_readme(readme, files)
-        panel = ""
-        if rubric is not None:
-            marks, problems = None, []
-            if scores is not None and (scores / f"{result['name']}.toml").is_file():
-                from grading.course.scores import parse
-
-                marks, problems = parse(scores / f"{result['name']}.toml", rubric,
-                                        {row["name"] for row in result.get("tests", [])})
-            panel = rubric_panel(rubric, files, readme_html, marks, tuple(problems))
+        panel = rubric_panel(rubric, files, readme_html, record) if rubric is not None else ""
         (folder / "index.html").write_text(student_page(
             result, readme_html, feedback.read_text() if feedback.exists() else "",
-            names[index - 1] if index else "", names[index + 1] if index + 1 < len(names) else "", panel))
-    (site / "index.html").write_text(index_page([result for _, result in results]))
+            names[index - 1] if index else "", names[index + 1] if index + 1 < len(names) else "", panel,
+            record, rubric))
+    (site / "index.html").write_text(index_page([result for _, result in results], records))
     log(f"wrote the review site for {len(results)} students: {site / 'index.html'}")
     return site / "index.html"

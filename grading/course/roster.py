@@ -156,6 +156,11 @@ def contains(repo: Path, head: str, commit: str) -> bool:
     return head == commit or git(repo, "merge-base", "--is-ancestor", commit, head, check=False).returncode == 0
 
 
+def is_collected(repo: Path) -> bool:
+    """Whether `repo` is a copy `collect` made: its HEAD is the branch of the commit to grade."""
+    return git(repo, "symbolic-ref", "-q", "HEAD", check=False).stdout.strip() == BRANCH
+
+
 # --- lateness -----------------------------------------------------------------------------------------------
 
 
@@ -194,9 +199,9 @@ def lateness(repo: Path, commit: str, deadline: datetime, late: Late, fetches: l
 # --- collecting -----------------------------------------------------------------------------------------------
 
 
-def cutoff(deadline: datetime, late: Late, student: Student) -> datetime:
+def cutoff(deadline: datetime, late: Late, extension_days: float = 0.0) -> datetime:
     """The end of the late window: commits dated after it are not graded."""
-    return deadline + timedelta(days=student.extension_days + late.max_days, minutes=late.grace_minutes)
+    return deadline + timedelta(days=extension_days + late.max_days, minutes=late.grace_minutes)
 
 
 def read_collected(course: Path) -> dict:
@@ -254,7 +259,7 @@ def collect(course: Path, deadline: datetime, late: Late, ref: str = "main", log
         entry["fetches"].append(fetched)
         chosen = ""
         if fetched["head"]:
-            chosen = git(mirror, "rev-list", "-1", f"--before={iso(cutoff(deadline, late, student))}",
+            chosen = git(mirror, "rev-list", "-1", f"--before={iso(cutoff(deadline, late, student.extension_days))}",
                          fetched["head"], "--").stdout.strip()
         if chosen:
             git(mirror, "update-ref", BRANCH, chosen)
@@ -266,7 +271,7 @@ def collect(course: Path, deadline: datetime, late: Late, ref: str = "main", log
         else:
             git(mirror, "update-ref", "-d", BRANCH, check=False)
             reason = (f"no branch {ref}" if not fetched["head"] else
-                      f"no commit on {ref} before {iso(cutoff(deadline, late, student))}")
+                      f"no commit on {ref} before {iso(cutoff(deadline, late, student.extension_days))}")
             entry.update(submitted="", problem=reason)
             problems.append(f"{student.student}: {reason}")
         git(mirror, "symbolic-ref", "HEAD", BRANCH)

@@ -52,13 +52,20 @@ def status(rows: list[dict], problem: str) -> str:
 
 def progress_line(result: dict) -> str:
     commit = result["commit"][:7] or "-"
+    grade = f"{format_points(result['grade'])}/{TOTAL_POINTS}"
     if result.get("cached"):
-        return f"{result['name']} ({commit}): unchanged since the last run, {result['grade']:g}/{TOTAL_POINTS}"
+        return f"{result['name']} ({commit}): unchanged since the last run, {grade}"
     flags = f"; TAMPER: {len(result['tamper'])} file(s)" if result["tamper"] else ""
     review = f"; review: {len(result['review'])} flag(s)" if result["review"] else ""
-    return (f"{result['name']} ({commit}): {result['grade']:g}/{TOTAL_POINTS} (public {result['public']:g}/"
-            f"{result['public_max']:g}, hidden {result['hidden']:g}/{result['hidden_max']:g}), {result['status']}"
-            f"{flags}{review}, {result['seconds']:g} s")
+    late = f", {late_words(result['days_late'])}" if result.get("days_late") else ""
+    return (f"{result['name']} ({commit}): {grade} (public {format_points(result['public'])}/"
+            f"{format_points(result['public_max'])}, hidden {format_points(result['hidden'])}/"
+            f"{format_points(result['hidden_max'])}), {result['status']}{late}{flags}{review}, "
+            f"{result['seconds']:g} s")
+
+
+def late_words(days: int) -> str:
+    return f"{days} day{'s' if days != 1 else ''} late"
 
 
 # --- files ---------------------------------------------------------------------------------------------------
@@ -73,9 +80,17 @@ def write_student(out: Path, result: dict):
     (out / "feedback" / f"{result['name']}.md").write_text(feedback_markdown(result))
 
 
+def format_points(value, missing: str = "–") -> str:
+    """Points as every file, page and line shows them: 11, 11.25, 0.5, never 11.0; `missing` for None."""
+    if value is None:
+        return missing
+    text = f"{value:g}"
+    return "0" if text == "-0" else text
+
+
 def cell(value) -> str:
     """A CSV cell a spreadsheet shows as text: a leading =, +, -, @ or control character starts a formula."""
-    text = value if isinstance(value, str) else f"{value:g}" if isinstance(value, float) else str(value)
+    text = value if isinstance(value, str) else format_points(value) if isinstance(value, float) else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
@@ -84,14 +99,15 @@ def write_gradebook(path: Path, results: list[dict], tests: list[dict]):
     columns = [("hidden: " if test["hidden"] else "") + test["name"] for test in tests]
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(["student", "commit", "grade", "public", "hidden", "status", "tamper", "review", "notes",
-                         *columns])
+        writer.writerow(["student", "commit", "grade", "public", "hidden", "status", "days_late", "tamper", "review",
+                         "notes", *columns])
         for result in results:
             earned = {("hidden: " if row["hidden"] else "") + row["name"]: row["earned"] for row in result["tests"]}
             writer.writerow([cell(value) for value in (
                 result["name"], result["commit"], result["grade"], result["public"], result["hidden"],
-                result["status"], "; ".join(result["tamper"]), "; ".join(result["review"]),
-                "; ".join(result["notes"]), *(earned.get(column, 0.0) for column in columns))])
+                result["status"], result.get("days_late", ""), "; ".join(result["tamper"]),
+                "; ".join(result["review"]), "; ".join(result["notes"] + result.get("late_notes", [])),
+                *(earned.get(column, 0.0) for column in columns))])
 
 
 def feedback_markdown(result: dict) -> str:
@@ -99,17 +115,32 @@ def feedback_markdown(result: dict) -> str:
     lines = [f"# Feedback for {result['name']}", ""]
     if result["status"].startswith("not graded"):
         return "\n".join(lines + [f"Your submission was {result['status']}.", ""])
-    lines += [f"Commit `{result['commit'][:12]}`: **{result['grade']:g} / {TOTAL_POINTS}**, from the public tests "
-              f"({result['public']:g} / {result['public_max']:g}) and the hidden tests ({result['hidden']:g} / "
-              f"{result['hidden_max']:g}): grade = (public + hidden) × {TOTAL_POINTS} / "
-              f"{result['public_max'] + result['hidden_max']:g}.", ""]
+    shown = {key: format_points(result[key]) for key in ("grade", "public", "public_max", "hidden", "hidden_max")}
+    lines += [f"Commit `{result['commit'][:12]}`: **{shown['grade']} / {TOTAL_POINTS}**, from the public tests "
+              f"({shown['public']} / {shown['public_max']}) and the hidden tests ({shown['hidden']} / "
+              f"{shown['hidden_max']}): grade = (public + hidden) × {TOTAL_POINTS} / "
+              f"{format_points(result['public_max'] + result['hidden_max'])}.", ""]
+    if result.get("days_late"):
+        lines += [f"Commit `{result['commit'][:12]}` is {late_words(result['days_late'])} after the deadline "
+                  f"{result['deadline']}: the late policy takes {format_points(result['late_penalty'])} point(s) "
+                  "off the assignment's grade, on top of the tests' grade above.", ""]
+    return "\n".join(lines + test_details(result)) + "\n"
+
+
+def test_details(result: dict) -> list[str]:
+    """The tests' part of the feedback, without a grade (the course's feedback gives its own): files that
+    were not used, the README sections to reread, what failed, and the table of every test."""
+    if result["status"].startswith("not graded"):
+        return []
+    lines = []
     if result["tamper"]:
         lines += [f"**{len(result['tamper'])} file(s) you were not meant to change differ from the assignment.** "
                   "They were not used: your grade comes from the course staff's copies of the tests.", ""]
     failed = [row for row in result["tests"] if row["outcome"] != "passed"]
     if failed:
         sections = sorted({row["readme"] for row in failed if row["readme"]})
-        lines += ["## README sections to reread", ""] + [f"- {section}" for section in sections] + [""]
+        if sections:
+            lines += ["## README sections to reread", ""] + [f"- {section}" for section in sections] + [""]
         lines += ["## What failed", ""]
         by_message = {}  # a stub fails several tests with one message: show it once
         for row in failed:
@@ -117,7 +148,8 @@ def feedback_markdown(result: dict) -> str:
         for message, rows in by_message.items():
             for row in rows:
                 kind = "hidden test" if row["hidden"] else "test"
-                lines.append(f"- {row['question']} {kind} `{row['name']}`: 0 / {row['points']:g} ({row['outcome']})")
+                lines.append(f"- {row['question']} {kind} `{row['name']}`: 0 / {format_points(row['points'])} "
+                             f"({row['outcome']})")
             lines += ["", "```", message.replace("```", "'''"), "```", ""]
     else:
         lines += ["Every test passed.", ""]
@@ -125,5 +157,6 @@ def feedback_markdown(result: dict) -> str:
     for row in result["tests"]:
         mark = "✅" if row["outcome"] == "passed" else "❌"
         kind = "hidden: " if row["hidden"] else ""
-        lines.append(f"| {row['question']} | {mark} {kind}`{row['name']}` | {row['earned']:g} | {row['points']:g} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {row['question']} | {mark} {kind}`{row['name']}` | {format_points(row['earned'])} | "
+                     f"{format_points(row['points'])} |")
+    return lines

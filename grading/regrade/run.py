@@ -32,13 +32,20 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
+from grading.course import roster
+from grading.course.rubric import Late
 from grading.publish.release import shipped_files
 from grading.regrade import judge, results, sandbox, submissions
 from grading.regrade.flags import review_flags
 from grading.regrade.submissions import MODEL_FILES, Submission, SubmissionError, blob_id
 from grading.publish.template import make_template
+
+# What a deadline adds to a result (see Regrade.run).
+LATENESS = ("deadline", "days_late", "late_notes", "late_penalty")
+
 
 class RegradeError(Exception):
     """The regrade cannot start: said in one line per problem."""
@@ -200,20 +207,30 @@ class Regrade:
                                f"({', '.join(sorted(lost))}): {' / '.join(first)}" + (f"; {notes[0]}" if notes else ""))
         self.log(f"the reference solution earns every point in the sandbox ({time.monotonic() - started:.1f} s)")
 
-    def run(self, paths: list[Path], ref: str, deadline: str, jobs: int) -> list[dict]:
+    def run(self, paths: list[Path], ref: str, deadline: datetime, late: Late, jobs: int) -> list[dict]:
+        """Grades each submission at `ref`, or with a deadline at the commit the course's deadline rule chooses
+        (grading.course.roster: the last one dated inside the late window), with its days late."""
         self.log(f"regrading {len(paths)} submission{'s' if len(paths) != 1 else ''}, {jobs} at a time, "
                  f"{len(self.checks)} graded tests; {self.isolation}")
         self.check_reference()
         graded = {}
         tests = judge.describe(self.checks)
+        window_end = roster.iso(roster.cutoff(deadline, late)) if deadline else ""
 
         def grade_one(path: Path) -> dict:
-            submission = submissions.read(path, ref, deadline)
+            submission = submissions.read(path, ref, window_end)
             try:
-                return self.grade(submission)
+                result = self.grade(submission)
             except Exception as error:  # a bug of the grader's must not stop the class: the row says it
                 return results.summarise(submission, tests, {}, [], [], [], 0.0, key="",
                                            problem=f"the grader failed ({type(error).__name__}: {error})")
+            for key in LATENESS:  # a cached result keeps what the last run's deadline gave
+                result.pop(key, None)
+            if deadline and submission.commit:
+                found = roster.lateness(path, submission.commit, deadline, late, [])
+                result.update(deadline=roster.iso(deadline), days_late=found.days, late_notes=found.notes,
+                              late_penalty=found.days * late.penalty_per_day)
+            return result
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {pool.submit(grade_one, path): path for path in paths}
@@ -237,18 +254,26 @@ def peak_memory_mb() -> float:
 
 
 def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline: str = "", release: Path = None,
-            jobs: int = 2, limits: sandbox.Limits = sandbox.Limits(), log=print, seed: int = None) -> list[dict]:
-    """Grades every submission; returns their results (also written to `out`)."""
+            jobs: int = 2, limits: sandbox.Limits = sandbox.Limits(), log=print, seed: int = None,
+            late: Late = Late()) -> list[dict]:
+    """Grades every submission; returns their results (also written to `out`). With a deadline, `late` (the
+    rubric's late policy) sets the late window and the days late, as `collect` does; a copy `collect` made
+    already points at its commit to grade, and is refused with a deadline (one rule, applied once)."""
     try:
         found = submissions.check_paths(paths)
-    except SubmissionError as error:
+        when = roster.parse_when(deadline) if deadline else None
+    except (SubmissionError, roster.RosterError) as error:
         raise RegradeError(str(error)) from None
+    collected = [path for path in found if when and roster.is_collected(path)]
+    if collected:
+        raise RegradeError("\n".join(f"{path}: collect chose its commit to grade, and counts its days late, at "
+                                     "its deadline: regrade it without --deadline" for path in collected))
     if release is not None and subprocess.run(["git", "-C", str(release), "rev-parse", "--verify", "-q", "main"],
                                               capture_output=True).returncode:
         raise RegradeError(f"--release {release}: not a release repository with a branch main")
     out.mkdir(parents=True, exist_ok=True)
     grader = Regrade(repo, out, limits, release, log, seed)
     try:
-        return grader.run(found, ref, deadline, jobs)
+        return grader.run(found, ref, when, late, jobs)
     finally:
         grader.close()

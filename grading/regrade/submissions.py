@@ -100,13 +100,14 @@ def check_paths(paths: list[str]) -> list[Path]:
 
 
 def read(path: Path, ref: str = "HEAD", deadline: str = "") -> Submission:
-    """The submission at `ref`, or at the last commit of `ref` made before `deadline`."""
+    """The submission at `ref`, or at the last commit of `ref` dated before `deadline` (the end of the late
+    window, which grading.course.roster.cutoff sets)."""
     submission = Submission(submission_name(path), path)
     try:
         if deadline:
             submission.commit = git(path, "rev-list", "-1", f"--before={deadline}", ref, "--").strip()
             if not submission.commit:
-                submission.problem = f"no commit before the deadline {deadline}"
+                submission.problem = f"no commit dated before {deadline}"
                 return submission
         else:
             submission.commit = git(path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()

@@ -53,7 +53,8 @@ def pytest_terminal_summary(terminalreporter):
 def graded_class(tmp_path_factory):
     """(name -> submission, the regrade's out directory, its printed progress, the path `escapes` tried to
     write, the regrade's scratch folder) after one regrade of the synthetic and the hostile class at the
-    deadline."""
+    deadline, with a rubric that accepts no late work."""
+    from semester import rubric_without_late_days
     from synthetic_submissions import DEADLINE, LIMITS, class_of_submissions, hostile_class, make_release, regrade
 
     root = tmp_path_factory.mktemp("class")
@@ -64,7 +65,9 @@ def graded_class(tmp_path_factory):
             **hostile_class(release, root / "submissions")}
     out, scratch = root / "grades", root / "scratch"
     scratch.mkdir()
-    result = regrade(*map(str, made.values()), "--out", str(out), "--deadline", DEADLINE, "--release", str(release),
-                     *LIMITS, scratch=scratch)
+    # No late days: `partly`'s commit after the deadline is past the late window, and the one before is graded.
+    rubric = rubric_without_late_days(root)
+    result = regrade(*map(str, made.values()), "--out", str(out), "--deadline", DEADLINE, "--rubric", str(rubric),
+                     "--release", str(release), *LIMITS, scratch=scratch)
     assert result.returncode == 0, result.stdout + result.stderr
     return made, out, result.stdout, outside, scratch

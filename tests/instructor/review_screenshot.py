@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parents[1])]  # the helpers, tests/, the repository
 
 from browser import open_page  # noqa: E402
+from semester import rubric_without_late_days  # noqa: E402
 from synthetic_submissions import DEADLINE, LIMITS, ROOT, class_of_submissions, make_release, regrade  # noqa: E402
 
 
@@ -26,8 +27,8 @@ def main(target: Path) -> int:
         (scratch / "outside").mkdir()
         made = class_of_submissions(release, scratch / "submissions", scratch / "outside" / "was_here.txt")
         chosen = [str(made[name]) for name in ("correct", "partly", "tampers")]
-        result = regrade(*chosen, "--out", str(scratch / "grades"), "--deadline", DEADLINE, "--release", str(release),
-                         *LIMITS)
+        result = regrade(*chosen, "--out", str(scratch / "grades"), "--deadline", DEADLINE, "--rubric",
+                         str(rubric_without_late_days(scratch)), "--release", str(release), *LIMITS)
         if result.returncode:
             sys.exit(f"the regrade failed: {result.stderr.strip()}")
         subprocess.run([sys.executable, "-m", "grading", "review", *chosen, "--grades", str(scratch / "grades"),

@@ -7,6 +7,9 @@ whose repositories are local bare repositories standing in for GitHub, dated aro
 - carol: late: stubs on time, then the reference 34 hours after the deadline (two days late);
 - dana: on time, with her own code (other correct alternatives than alice's);
 - eve: on time, dana's code with every local variable renamed: the copied pair.
+
+`a_result` is a regrade's record written by hand, for the tests of the course commands that need no regrade;
+`rubric_without_late_days` a rubric that accepts no late work, for regrades of the synthetic class.
 """
 
 import json
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from grading.publish.mutants import ALTERNATIVES
 from grading.publish.template import find_regions
-from synthetic_submissions import WRITEUP, commit, make_submission, reference
+from synthetic_submissions import ROOT, WRITEUP, commit, make_submission, reference
 
 DEADLINE = "2026-10-01 23:59 +0000"
 ON_TIME = "2026-10-01T12:00:00+00:00"
@@ -41,18 +44,22 @@ HOSTILE_ANSWER = ("The cross-attention reads the vowel first: $a_{ij}$ peaks at 
                   "[a link](https://example.com)")
 
 
+def with_function(source: str, path: str, qualname: str, function_source: str) -> str:
+    """The module with `qualname`'s solution region replaced by the body of `function_source` (a whole def)."""
+    (region,) = [region for region in find_regions(source, path) if region.qualname == qualname]
+    body = textwrap.dedent(function_source).strip("\n").splitlines()[1:]
+    lines = source.splitlines()
+    lines[region.begin + 1:region.end] = [region.indent + line[4:] if line.strip() else "" for line in body]
+    return "\n".join(lines) + "\n"
+
+
 def with_alternatives(source: str, path: str, names: list[str]) -> str:
     """The module with the solution region of each named correct alternative's function replaced by its body."""
     module = path[:-len(".py")].replace("/", ".")
     for variant in (variant for variant in ALTERNATIVES if variant.name in names):
         target_module, qualname = variant.target.split(":")
-        if target_module != module:
-            continue
-        (region,) = [region for region in find_regions(source, path) if region.qualname == qualname]
-        body = textwrap.dedent(variant.source).strip("\n").splitlines()[1:]
-        lines = source.splitlines()
-        lines[region.begin + 1:region.end] = [region.indent + line[4:] if line.strip() else "" for line in body]
-        source = "\n".join(lines) + "\n"
+        if target_module == module:
+            source = with_function(source, path, qualname, variant.source)
     return source
 
 
@@ -104,3 +111,24 @@ def students(release: Path, remotes: Path) -> dict[str, Path]:
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(remotes / "carol.git")], check=True)
     made["carol"] = remotes / "carol.git"
     return made
+
+
+def a_result(name: str, commit: str, earned: float) -> dict:
+    """A regrade's results record (grading/regrade/results.py) of one public test worth 10 and one hidden worth 2."""
+    tests = [{"name": "test_public", "question": "Q1", "readme": "", "hidden": False, "points": 10.0,
+              "earned": earned, "outcome": "passed" if earned else "failed", "message": ""},
+             {"name": "test_hidden", "question": "Q1", "readme": "", "hidden": True, "points": 2.0, "earned": 2.0,
+              "outcome": "passed", "message": ""}]
+    return {"name": name, "commit": commit, "status": "ok", "tamper": [], "review": [], "notes": [],
+            "grade": round((earned + 2) * 10 / 12, 2), "public": earned, "public_max": 10.0, "hidden": 2.0,
+            "hidden_max": 2.0, "tests": tests}
+
+
+def rubric_without_late_days(folder: Path) -> Path:
+    """The shipped rubric with `max_days = 0`, in `folder`: with it, `regrade --deadline` grades nothing dated
+    after the deadline (and its grace), as the synthetic class's `partly` needs."""
+    shipped = (ROOT / "grading" / "course" / "rubric.toml").read_text()
+    assert shipped.count("\nmax_days = ") == 1
+    path = folder / "rubric-without-late-days.toml"
+    path.write_text(re.sub(r"\nmax_days = \d+", "\nmax_days = 0", shipped))
+    return path

@@ -6,6 +6,7 @@ hand below, from the rubric (grading/course/rubric.toml), not recomputed with th
 About a minute and a half on two cores: one regrade of five submissions.)"""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from semester import DEADLINE, students
+from grading.regrade.results import format_points
 from synthetic_submissions import LIMITS, ROOT, make_release, regrade
 
 TITLE = "Pig Latin with a Transformer and Mamba"
@@ -94,9 +96,14 @@ def semester(tmp_path_factory):
     before = gradebook(course)
     steps["export"] = ok(grading("export", str(course), "--assignment-id", "4321"))
     canvas = read_csv(course / "final" / "canvas.csv")
-    steps["review"] = ok(grading("review", *map(str, sorted((course / "submissions").glob("*.git"))), "--grades",
-                                 str(course / "grades"), "--scores", str(course / "scores"), "--out",
-                                 str(root / "site")))
+    steps["review"] = ok(grading("review", *map(str, sorted((course / "submissions").glob("*.git"))), "--course",
+                                 str(course), "--out", str(root / "site")))
+    # The other deadline path: carol's own repository regraded with the deadline gives collect's commit and
+    # lateness; the collected copies, whose commit collect already chose, are refused a second deadline.
+    steps["regrade --deadline"] = ok(regrade(str(remotes / "carol.git"), "--out", str(root / "carol"), "--deadline",
+                                             DEADLINE, "--release", str(release), *LIMITS))
+    steps["mixed deadlines"] = regrade(*map(str, sorted((course / "submissions").glob("*.git"))), "--out",
+                                       str(root / "mixed"), "--deadline", DEADLINE)
     steps["feedback"] = ok(grading("feedback", str(course), "--push"))
     steps["first feedback"] = git(remotes / "alice.git", "show", "feedback:FEEDBACK.md")
     # After publication, alice asks for W2 to be looked at again; the instructor agrees.
@@ -125,7 +132,8 @@ def test_collect_takes_each_last_commit_in_the_late_window_and_counts_days_late(
 def test_every_student_gets_a_scores_file_listing_every_rubric_item(semester):
     course, _, _, steps, _, _ = semester
     assert steps["skeletons"] == ["alice.toml", "bob.toml", "carol.toml", "dana.toml", "eve.toml"]
-    assert "wrote 5 scores file(s)" in steps["scores"] and "bob: 0 of 14 items scored; to score: W1, W2" in steps["scores"]
+    assert "wrote 5 scores file(s)" in steps["scores"]
+    assert "bob: 0 of 12 items scored, 0 of 2 bonus items; to score: W1, W2" in steps["scores"]
 
 
 def test_the_gradebook_totals_are_the_ones_worked_out_by_hand(semester):
@@ -188,7 +196,7 @@ def test_feedback_is_a_branch_of_the_students_repository_on_the_graded_commit_an
     assert f"**W2 Your modified Transformer** (0.25 / 0.5): {W2_COMMENT}" in first
     assert "## The graded tests" in first and "Every test passed." in first
     carol = git(remotes / "carol.git", "show", "feedback:FEEDBACK.md")
-    assert "| late: 2 day(s) × 1 | −2 | |" in carol and "**Your grade: 8 / 10 (+3 bonus)**" in carol
+    assert "| late: 2 day(s) × 1 | -2 | |" in carol and "**Your grade: 8 / 10 (+3 bonus)**" in carol
 
 
 def test_a_regrade_request_is_answered_with_the_item_its_old_and_new_points_and_why(semester):
@@ -204,6 +212,40 @@ def test_a_regrade_request_is_answered_with_the_item_its_old_and_new_points_and_
     log = read_csv(course / "final" / "regrades.csv")
     assert log[0] == ["student", "what", "old", "new", "why"] and ["alice", "grade", "11.25", "11.5",
                                                                     "the sum of the parts above"] in log
+    assert all(format_points(float(row[3])) == row[3] for row in log[1:]), "points written as the feedback writes them"
+
+
+def test_the_review_site_shows_the_gradebooks_grade_with_its_parts_and_the_feedback_the_student_reads(semester):
+    course, remotes, site, _, before, _ = semester
+    pages = {name: (site / "students" / name / "index.html").read_text() for name in before}
+    for name, row in before.items():
+        panel = pages[name].split('<header class="score">')[1].split("</header>")[0]
+        assert f'<p class="grade">{row["final"]} / 10 (+3 bonus)</p>' in panel, name
+        assert "the grade of record, as the gradebook computes it" in panel
+    carol = pages["carol"].split('<header class="score">')[1].split("</header>")[0]
+    assert "late: 2 day(s) × 1</td><td class=\"points\">-2</td>" in carol and "public tests 10 / 10" in carol
+    eve = pages["eve"].split('<header class="score">')[1].split("</header>")[0]
+    assert "adjustments (1)</td><td class=\"points\">-5</td>" in eve
+    index = (site / "index.html").read_text()
+    assert "<td>11.25</td><td>complete</td>" in index and "<td>8</td><td>complete</td>" in index
+    assert "**Your grade: 8 / 10 (+3 bonus)**" in pages["carol"], "the feedback shown is the one the student reads"
+
+
+def test_regrade_with_a_deadline_grades_the_commit_collect_chose_with_its_days_late_and_refuses_collected_copies(
+        semester):
+    course, remotes, site, steps, before, _ = semester
+    carol = json.loads((site.parent / "carol" / "results" / "carol.json").read_text())
+    assert carol["commit"] == git(course / "submissions" / "carol.git", "rev-parse", "HEAD").strip()
+    assert (carol["days_late"], carol["late_penalty"], carol["grade"]) == (2, 2, 10)
+    assert "carol (" in steps["regrade --deadline"] and ", 2 days late" in steps["regrade --deadline"]
+    feedback = (site.parent / "carol" / "feedback" / "carol.md").read_text()
+    assert ("is 2 days late after the deadline 2026-10-01T23:59:00+00:00: the late policy takes 2 point(s) off"
+            in feedback)
+    mixed = steps["mixed deadlines"]
+    assert mixed.returncode == 1 and not (site.parent / "mixed" / "results").exists()
+    assert mixed.stderr.splitlines()[0] == (f"grading regrade: {course}/submissions/alice.git: collect chose its "
+                                            "commit to grade, and counts its days late, at its deadline: regrade it "
+                                            "without --deadline")
 
 
 def test_the_review_site_shows_the_rubric_items_beside_the_writeup_and_runs_nothing(semester):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from grading.regrade.run import LATENESS
 from synthetic_submissions import AFTER, HIDDEN_MARK, LIMITS, ROOT, commit, regrade
 
 
@@ -180,10 +181,11 @@ def test_gradebook_has_a_row_per_student_and_a_column_per_test_and_progress_was_
         table = list(csv.DictReader(file))
     assert [row["student"] for row in table] == sorted(made)
     header = list(table[0])
-    assert header[:9] == ["student", "commit", "grade", "public", "hidden", "status", "tamper", "review", "notes"]
-    assert len(header) == 9 + 26 and "hidden: test_hidden_masks_and_heads_at_other_sizes" in header
+    assert header[:10] == ["student", "commit", "grade", "public", "hidden", "status", "days_late", "tamper", "review",
+                           "notes"]
+    assert len(header) == 10 + 26 and "hidden: test_hidden_masks_and_heads_at_other_sizes" in header
     correct = next(row for row in table if row["student"] == "correct")
-    assert sum(float(correct[column]) for column in header[9:]) == 12
+    assert sum(float(correct[column]) for column in header[10:]) == 12 and correct["days_late"] == "0"
     assert "changed tests/graded/test_q1_transformer.py" in next(row for row in table if row["student"] == "tampers")["tamper"]
     assert all(f"] {name} (" in output for name in made), output
     assert output.count(f"/{len(made)}] ") == len(made)
@@ -215,7 +217,9 @@ def test_a_rerun_skips_unchanged_submissions_and_regrades_a_new_commit(graded):
     assert result.returncode == 0, result.stderr
     assert "correct (" in result.stdout and "unchanged since the last run" in result.stdout.split("correct (")[1]
     after = results(out)
-    assert after["correct"] == before["correct"]
+    # the same grade, without the days late the first run's --deadline counted (this one has none)
+    assert after["correct"] == {key: value for key, value in before["correct"].items() if key not in LATENESS}
+    assert before["correct"]["days_late"] == 0
     assert after["stubs"]["commit"] != before["stubs"]["commit"] and after["stubs"]["public"] == 5
 
 

@@ -17,6 +17,7 @@ from grading.course import roster
 from grading.course import rubric
 from grading.course import scores
 from grading.course import similarity
+from semester import a_result
 from synthetic_submissions import ROOT
 
 DEADLINE = datetime(2026, 10, 1, 23, 59, tzinfo=timezone.utc)
@@ -271,3 +272,52 @@ def test_a_test_that_passes_after_a_regrade_is_listed_with_its_outcomes_or_the_s
     answered = course.changes(state("failed", 0, 7.5), state("passed", 0.25, 7.625, "The tolerance was too tight."),
                               loaded)
     assert answered[0]["why"] == "your regrade request: The tolerance was too tight."
+
+
+def test_feedback_is_not_published_while_scores_are_missing_and_with_partial_says_the_grade_is_provisional(
+        tmp_path, course):
+    import json
+
+    student = Student(tmp_path, "ann")
+    commit = student.push(DEADLINE - timedelta(days=1), "on time")
+    roster.collect(with_roster(course, student), DEADLINE, LATE, log=lambda line: None)
+    (course / "grades" / "results").mkdir(parents=True)
+    (course / "grades" / "results" / "ann.json").write_text(json.dumps(a_result("ann", commit, 10.0)))
+    (course / "scores").mkdir()
+    (course / "scores" / "ann.toml").write_text("W1 = { points = 0.5 }\n")
+    refused = grading("feedback", str(course), "--push")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("grading feedback: ann: missing scores: W2, W3, notebook-attention, ")
+    assert refused.stderr.endswith("(or --partial to publish their feedback marked provisional, naming what is "
+                                   "missing)\n") and len(refused.stderr.splitlines()) == 1
+    assert git(student.remote, "branch", "--list", "feedback") == ""
+    assert not (course / "final" / "published.json").exists()
+
+    published = grading("feedback", str(course), "--push", "--partial")
+    assert published.returncode == 0, published.stderr
+    assert "provisional" in published.stdout
+    text = git(student.remote, "show", "feedback:FEEDBACK.md")
+    # the tests' 6 points and W1's 0.5 so far; 11 items still to grade
+    assert "**Your grade so far: 6.5 / 10 (+3 bonus), provisional**" in text
+    assert "Not graded yet: W2, W3, notebook-attention, W4, notebook-embeddings, derivation, W5, W6, W7, " \
+           "notebook-ssm, W8. They count 0 until the course staff grade them, so this grade will change." in text
+    assert "| W2 Your modified Transformer | not graded yet | 0.5 |" in text
+    assert "| W9 Bonus: your Mamba change (bonus) | – | 2 |" in text  # an ungraded bonus is not missing
+    assert "/ 10**" not in text.split("## The graded tests")[1], "the tests' own grade out of 10 is not repeated"
+
+
+def test_the_gradebook_refuses_results_of_another_commit_than_the_one_collect_chose(tmp_path, course):
+    import json
+
+    student = Student(tmp_path, "ann")
+    first = student.push(DEADLINE - timedelta(days=2), "first")
+    roster.collect(with_roster(course, student), DEADLINE, LATE, log=lambda line: None)
+    (course / "grades" / "results").mkdir(parents=True)
+    (course / "grades" / "results" / "ann.json").write_text(json.dumps(a_result("ann", first, 10.0)))
+    assert grading("gradebook", str(course)).returncode == 0
+    second = student.push(DEADLINE - timedelta(days=1), "second")
+    roster.collect(course, DEADLINE, LATE, log=lambda line: None)
+    result = grading("gradebook", str(course))
+    assert result.returncode == 1 and result.stderr == (
+        f"grading gradebook: ann: the regrade graded {first[:7]}, but collect chose {second[:7]} since: regrade "
+        "COURSE/submissions (without --deadline) first\n")

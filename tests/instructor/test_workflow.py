@@ -94,6 +94,32 @@ def test_pip_cache_is_restored_before_the_install_and_saved_after_it_before_any_
         assert part in restore["with"]["key"], f"the cache key should depend on {part}"
 
 
+def runs_on_push(trigger: dict, ref: str) -> bool:
+    """Whether GitHub starts the workflow for a push of `ref`, by its documented filter rules: a branch runs
+    unless `branches` leaves it out or `branches-ignore` names it; a tag runs only where `tags` or
+    `tags-ignore` is given, or no filter at all."""
+    if "push" not in trigger:
+        return False
+    filters = trigger["push"] or {}
+    kind, _, name = ref.removeprefix("refs/").partition("/")
+    listed, ignored = (filters.get("branches"), filters.get("branches-ignore")) if kind == "heads" else \
+        (filters.get("tags"), filters.get("tags-ignore"))
+    if listed is None and ignored is None:
+        return not filters
+    return name in listed if listed is not None else name not in ignored
+
+
+def test_students_pushes_and_a_manual_run_start_it_but_the_courses_feedback_branch_and_tags_do_not(workflow):
+    from grading.course.export import FEEDBACK_BRANCH
+
+    trigger = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the key `on` as true
+    assert "workflow_dispatch" in trigger
+    for ref in ("refs/heads/main", "refs/heads/try-rms-norm", "refs/heads/feedback-fix"):
+        assert runs_on_push(trigger, ref), ref
+    for ref in (f"refs/heads/{FEEDBACK_BRANCH}", "refs/tags/v1", "refs/tags/submitted"):
+        assert not runs_on_push(trigger, ref), f"pushing {ref} would start an autograde run"
+
+
 def test_a_newer_push_cancels_the_run_it_supersedes(workflow):
     concurrency = workflow["concurrency"]
     assert "github.ref" in concurrency["group"] and concurrency["cancel-in-progress"] is True
