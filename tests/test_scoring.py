@@ -15,10 +15,10 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 
-def graded_points() -> list[tuple[str, str, float, str]]:
-    """(file, test, points, README section) of every graded test, read from its marker."""
+def graded_points(folder: str = "graded") -> list[tuple[str, str, float, str]]:
+    """(file, test, points, README section) of every graded test in tests/<folder>, read from its marker."""
     found = []
-    for path in sorted((TESTS / "graded").glob("test_*.py")):
+    for path in sorted((TESTS / folder).glob("test_*.py")):
         spec = importlib.util.spec_from_file_location(f"points_of_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
