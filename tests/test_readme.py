@@ -228,12 +228,18 @@ def test_the_link_check_reads_anchors_as_github_makes_them():
     assert links_of("[a](#x) `[b](#y)` ![c](d.png)\n\n```\n[e](#z)\n```\n") == ["#x", "d.png"]
 
 
+def source_files() -> list[Path]:
+    """The repository's Python code: its top-level scripts, its packages and the tests (never a virtual
+    environment that a student made inside the repository)."""
+    folders = [folder for folder in sorted(ROOT.iterdir())
+               if (folder / "__init__.py").is_file() or folder.name == "tests"]
+    return sorted(ROOT.glob("*.py")) + [path for folder in folders for path in sorted(folder.rglob("*.py"))]
+
+
 def docstring_sections() -> dict[str, str]:
     """`README: <section>` lines of every docstring in the repository's Python code -> where they are."""
     found = {}
-    for path in sorted(ROOT.rglob("*.py")):
-        if any(part.startswith(".") or part in ("node_modules", "runs") for part in path.relative_to(ROOT).parts):
-            continue
+    for path in source_files():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in [tree, *ast.walk(tree)]:
             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
