@@ -118,10 +118,8 @@ def test_a_notebook_without_its_runs_prints_one_line_per_run_naming_the_command_
 
     specs = [getattr(runs, name) for name in NOTEBOOK_RUNS[path.stem]]
     nowhere = {spec.variable: str(tmp_path / "not trained" / spec.variable) for spec in specs}
-    notebook = execute(path, {**nowhere, "PIGLATIN_ASSETS": str(tmp_path / "assets")})
+    notebook = execute(path, {**nowhere, "PIGLATIN_ASSETS": str(tmp_path / "assets")})  # raises at an error
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
-    errors = [f"{output['ename']}: {output['evalue']}" for output in outputs if output.output_type == "error"]
-    assert errors == [], f"{path.name} without its runs should print how to make them, not raise"
     printed = [line for output in outputs if output.output_type == "stream" for line in output.text.splitlines()]
     run_lines = [line for line in printed if line.startswith("no trained")]
     assert len(run_lines) == len(specs), f"{path.name} should print one line per missing run: {printed}"
