@@ -1,7 +1,8 @@
 """Which trained runs the notebooks read, where their figures go, and loading them with one-line errors.
 
-Each notebook reads the run that a README command makes (`runs/<run_name>`); an environment variable
-points it elsewhere (the tests point them at tiny runs they train themselves):
+Each notebook reads the run that a README command makes (`runs/<run_name>`): the Transformer is the one
+the Quickstart trains. An environment variable points a notebook elsewhere (the tests point them at tiny
+runs they train themselves):
 
     PIGLATIN_TRANSFORMER_RUN          the Transformer of the attention and embedding notebooks
     PIGLATIN_LEARNED_POSITIONS_RUN    a Transformer trained with `--positional learned`
@@ -38,6 +39,7 @@ class RunSpec:
         return path if path.is_absolute() else ROOT / path
 
 
+# The Quickstart's training line, word for word (tests/test_readme.py checks it).
 TRANSFORMER = RunSpec("PIGLATIN_TRANSFORMER_RUN", "runs/transformer_small_h64", "transformer",
                       "python main.py --config exps/args_piglatin_small_transformer.txt --run_name transformer_small_h64")
 LEARNED_POSITIONS = RunSpec(
@@ -68,6 +70,26 @@ def load_run(spec: RunSpec):
         raise MissingRun(f"{shown} holds a {module.config.model}, this needs a {spec.model}: "
                          f"make one with `{spec.command}` (or set {spec.variable})")
     return module.model.eval(), module.config
+
+
+def trained(spec: RunSpec):
+    """For a notebook: `load_run(spec)`, or None after printing the one line that says how to make the run.
+
+    Raised, a MissingRun would stop the notebook in Jupyter with that line, but `jupyter nbconvert
+    --execute` would bury it under a page of its own traceback: printed, it is the cell's only output,
+    and the cells that need the run skip.
+    """
+    try:
+        return load_run(spec)
+    except MissingRun as missing:
+        print(missing)
+        return None
+
+
+def trained_models(**specs: RunSpec) -> dict:
+    """name -> model for each run of `specs` that is there; one printed line for each that is not."""
+    found = {name: trained(spec) for name, spec in specs.items()}
+    return {name: run[0] for name, run in found.items() if run is not None}
 
 
 def assets_dir() -> Path:

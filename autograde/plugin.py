@@ -178,7 +178,9 @@ class Scorer:
             stub = _unwritten_stub(call.excinfo)
             if stub is not None:
                 report.outcome = "skipped"
-                report.longrepr = (str(item.fspath), item.location[1] or 0,
+                # Placed at the stub, so that -rs folds every test one stub holds up into one line.
+                where = traceback.extract_tb(stub.__traceback__)[-1]
+                report.longrepr = (where.filename, where.lineno,
                                    f"Skipped: needs the finished models; {_stub_message(stub)}")
         return report
 

@@ -6,7 +6,7 @@
     python -m bench --sections family                # the state-space family's table (models/family.py)
 
 Writes bench_scans.md / .png, bench_models.md / .png, bench_piglatin.md / .png and bench_family.md / .png
-into --out, each headed by the machine it ran on: assets/ by default, where the tables the README cites
+into --out, each headed by the machine it ran on: assets/ by default, where the tables docs/ cites
 live; with --quick, a new temporary folder, and never assets/ (its tiny sizes must not replace the
 measured tables). Timings are only as good as the machine is quiet: run it on an idle one.
 `python -m bench.train_targets` trains the default configs to the end instead.
@@ -24,7 +24,7 @@ from bench import family, models, piglatin, scans
 from bench.measure import machine_header
 
 SECTIONS = ("scans", "models", "piglatin", "family")
-ASSETS = Path(__file__).resolve().parent.parent / "assets"  # where the measured tables the README cites live
+ASSETS = Path(__file__).resolve().parent.parent / "assets"  # where the measured tables docs/ cites live
 SCAN_LENGTHS = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 PIGLATIN_SCAN_LENGTHS = [12, 20, 32, 45]  # Mamba's [source, EOS, SOS, target], short to long words
 # (B, E, N) per device for the long scans: what keeps a GPU busy would take a CPU minutes per call.

@@ -10,7 +10,7 @@ initialisation, so the mean over seeds is not tuned to one split. Writes sweep_<
 run), sweep_<plan>.md (mean and range over seeds per setting) and sweep_<plan>.png (validation word
 accuracy against training time and against epochs) into --out (assets/ by default), headed by the machine.
 Times are per run on a machine that ran --jobs runs at once: compare them with each other, not with a
-quiet laptop (the Reference results in the README are measured one run at a time).
+quiet laptop (docs/results.md is measured one run at a time).
 """
 
 import argparse

@@ -11,7 +11,7 @@ Each run is `main.main(["--config", <exps file>, "--lr", ..., "--seed", ..., ...
 workers) or on the GPU (GPU workers); they take jobs in priority order: the first seed of every cell first,
 so that if the deadline comes, what is missing is later seeds, not whole cells. At the deadline unfinished
 runs are stopped and listed as such. The results file holds, per finished run, its metrics.json, its
-per-epoch curves and where it ran; `python -m analysis.synthetic` turns it into the README's table and figure.
+per-epoch curves and where it ran; `python -m analysis.synthetic` turns it into docs/selectivity.md's table and figure.
 """
 
 import argparse
@@ -48,7 +48,7 @@ class Row:
 
 ROWS = {
     # The report trained copying 50 epochs (its Transformer peaked at epoch 6); 10 is what the device budget
-    # allows for 42 runs of batch 8 on one CPU thread each (README says so).
+    # allows for 42 runs of batch 8 on one CPU thread each (docs/selectivity.md says so).
     "copying": Row("exps/args_selective_copying_{model}.txt", "cpu",
                    "Selective copying (report's setting: L 20, 5 tokens, 4,000 examples)", epochs=10, extra={
         "hybrid_null": ("hybrid", ["--hybrid_join", "null"]),
@@ -57,7 +57,7 @@ ROWS = {
                   "In-context recall (report's setting: L 64, 4,096 examples)"),
     # MAD trains 200 epochs and searches 3 learning rates x 2 weight decays. What fits in the device time: 50
     # epochs (a run stops sooner once it is perfect on validation), 3 seeds, one rate: 2e-3, the one every model
-    # chose in the small rows' search (README says so).
+    # chose in the small rows' search (docs/selectivity.md says so).
     "copying_mad": Row("exps/args_selective_copying_mad_{model}.txt", "mad",
                        "Selective copying (MAD's setting: L 256, 16 tokens, 12,800 examples)", epochs=50, lrs=(2e-3,)),
     "recall_mad": Row("exps/args_incontext_recall_mad_{model}.txt", "mad",

@@ -26,7 +26,7 @@ def decay_of(log_a: torch.Tensor) -> torch.Tensor:
 # Looping over time moves the least memory but pays an operation's fixed cost (microseconds) at every step;
 # the recursion pays it about ten times per halving of the length. So loop over short stretches (the
 # recursion's last rounds too), and over any length when one step's B·E·N values are enough work to hide
-# that cost. Measured on an H100 and 2 CPU cores with pair_scan both ways (README: Benchmarks).
+# that cost. Measured on an H100 and 2 CPU cores with pair_scan both ways (docs/benchmarks.md).
 LOOP_UP_TO_LENGTH = 16
 LOOP_FROM_STEP_SIZE = {"cpu": 2 ** 14, "cuda": 2 ** 21}
 

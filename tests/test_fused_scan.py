@@ -66,7 +66,7 @@ def test_pair_scan_on_a_gpu_runs_the_fused_kernel_and_keeps_complex_decays_on_it
     torch.testing.assert_close(pair_scan(complex_log_a, b), sscan(complex_log_a, b), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(fused.INTERPRETED or torch.cuda.is_available(), reason="the kernel can run here")
+@pytest.mark.skipif(fused.INTERPRETED or torch.cuda.is_available(), reason="checks the refusal where the kernel cannot run, and here it can")
 def test_fused_scan_refuses_tensors_it_cannot_run_in_one_line():
     with pytest.raises(ValueError, match="CUDA GPU"):
         fused.fused_scan(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2))

@@ -105,6 +105,28 @@ def test_a_missing_run_is_one_line_naming_the_command_that_makes_it(tmp_path, mo
     assert TRANSFORMER.command in str(raised.value) and TRANSFORMER.variable in str(raised.value)
 
 
+NOTEBOOK_RUNS = {"attention": ["TRANSFORMER"], "embeddings": ["TRANSFORMER", "MAMBA", "LEARNED_POSITIONS"],
+                 "ssm": ["MAMBA"]}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_a_notebook_without_its_runs_prints_one_line_per_run_naming_the_command_and_no_error(path, tmp_path, request):
+    from analysis import runs
+
+    if path.stem == "ssm":
+        request.getfixturevalue("finished_models")  # its scans' comparison runs your pscan, run or no run
+
+    specs = [getattr(runs, name) for name in NOTEBOOK_RUNS[path.stem]]
+    nowhere = {spec.variable: str(tmp_path / "not trained" / spec.variable) for spec in specs}
+    notebook = execute(path, {**nowhere, "PIGLATIN_ASSETS": str(tmp_path / "assets")})  # raises at an error
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+    printed = [line for output in outputs if output.output_type == "stream" for line in output.text.splitlines()]
+    run_lines = [line for line in printed if line.startswith("no trained")]
+    assert len(run_lines) == len(specs), f"{path.name} should print one line per missing run: {printed}"
+    for spec, line in zip(specs, run_lines):
+        assert spec.command in line and spec.variable in line, line
+
+
 def test_jupyter_shows_a_missing_run_as_its_one_line_without_a_traceback(capsys):
     from IPython.core.interactiveshell import InteractiveShell
 

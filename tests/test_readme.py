@@ -1,14 +1,18 @@
-"""The README and the code stay in step: the Quickstart CI runs, and the sections stubs point to."""
+"""The README and the code stay in step: the Quickstart CI runs, the sections code and tests point to, and
+every link of the handout, the instructor's guide and the reports in docs/."""
 
 import ast
 import re
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
+from markdown_it import MarkdownIt
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 STUDENT_FILES = [ROOT / "models" / "transformer.py", ROOT / "models" / "mamba.py"]
+MAX_HANDOUT_LINES = 600  # the assignment, not the lab's reports: those live in docs/
 
 
 def quickstart_lines():
@@ -16,35 +20,47 @@ def quickstart_lines():
     return re.search(r"```[a-z]*\n(.*?)```", section, re.S).group(1).strip().splitlines()
 
 
-def test_quickstart_is_install_train_test():
-    install, train, test = quickstart_lines()  # exactly three lines: .ci/run runs the first and last
-    assert "pip install -r requirements.txt" in install
+def test_quickstart_block_is_the_whole_linux_path_in_order():
+    """A student copies the block line by line: a venv, the CPU build of torch (else pip pulls GBs of CUDA),
+    the requirements, one training run, the tests. Nothing they need may hide in the prose around it."""
+    venv, activate, torch_line, install, train, test = quickstart_lines()
+    assert venv == "python3 -m venv .venv" and activate == "source .venv/bin/activate"
+    pinned = re.search(r"^torch==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert torch_line == f"python -m pip install torch=={pinned} --index-url https://download.pytorch.org/whl/cpu"
+    assert install == "python -m pip install -r requirements.txt"
     config = re.search(r"--config (\S+)", train).group(1)
     assert (ROOT / config).is_file(), f"the Quickstart trains on {config}, which does not exist"
-    assert "pytest" in test
+    assert test == "python -m pytest"
 
 
-def test_quickstart_says_venv_and_cpu_torch_before_its_install_line():
-    """Read top to bottom: a venv first, then the CPU build of torch (else pip pulls GBs of CUDA), then the lines."""
-    before_the_lines = README.split("\n## Quickstart", 1)[1].split("```", 1)[0]
-    assert "python3 -m venv" in before_the_lines
-    pinned = re.search(r"^torch==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
-    assert f"pip install torch=={pinned} --index-url https://download.pytorch.org/whl/cpu" in before_the_lines
+def test_the_quickstart_trains_the_run_the_notebooks_read_first():
+    from analysis.runs import TRANSFORMER
+
+    train = quickstart_lines()[4]
+    assert train == TRANSFORMER.command, "the notebooks' Transformer should be the Quickstart's run"
+    assert TRANSFORMER.default == "runs/" + re.search(r"--run_name (\S+)", train).group(1)
 
 
 def test_ci_runs_the_quickstart_install_and_test_lines_as_written():
     ci_script = ROOT / ".ci" / "run"
     if not ci_script.is_file():
         pytest.skip(".ci/run is the instructor repository's CI; the student release leaves it out")
-    install, _, test = quickstart_lines()
+    venv, activate, _, install, _, test = quickstart_lines()
     ci = ci_script.read_text().splitlines()
-    assert any(line.startswith(install) for line in ci), f".ci/run should run the Quickstart's {install!r}"
+    for line in (venv, activate, install):
+        assert any(ci_line.startswith(line) for ci_line in ci), f".ci/run should run the Quickstart's {line!r}"
     assert test in ci, f".ci/run should run the Quickstart's {test!r} as written"
 
 
 def test_requirements_pin_torch_so_ci_never_pulls_cuda_packages():
     requirements = (ROOT / "requirements.txt").read_text()
     assert re.search(r"^torch==2\.13\.0$", requirements, re.M)
+
+
+def test_the_handout_is_the_assignment_at_most_600_lines():
+    lines = len(README.splitlines())
+    assert lines <= MAX_HANDOUT_LINES, (
+        f"README.md has {lines} lines: move measured reports to docs/ and keep the handout to the assignment")
 
 
 def functions_students_write(path: Path):
@@ -71,7 +87,7 @@ def functions_students_write(path: Path):
 
 @pytest.mark.parametrize("path", STUDENT_FILES, ids=lambda p: p.name)
 def test_every_function_students_write_names_its_readme_section(path):
-    headings = set(re.findall(r"^#+ (.+)$", README, re.M))
+    headings = set(headings_of(README))
     functions = functions_students_write(path)
     assert functions, f"{path.name} has no solution regions or stubs"
     markers = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
@@ -145,3 +161,106 @@ def test_every_figure_slot_of_the_writeup_is_a_file_a_command_or_notebook_writes
     slots = re.findall(r"!\[[^\]]*\]\(assets/([^)]+)\)", writeup)
     assert slots, "the writeup template should have figure slots"
     assert set(slots) <= written, f"figure slots no command writes: {set(slots) - written}"
+
+
+# --- sections and links --------------------------------------------------------------------------------------
+
+MARKDOWN = MarkdownIt("commonmark").enable("table")
+
+
+def headings_of(text: str) -> list[str]:
+    """Every heading of a Markdown page as a reader sees it (code spans and emphasis as plain text)."""
+    tokens = MARKDOWN.parse(text)
+    return ["".join(child.content for child in tokens[i + 1].children)
+            for i, token in enumerate(tokens) if token.type == "heading_open"]
+
+
+def github_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces to dashes, and
+    -1, -2, ... after a repeated one."""
+    anchors, seen = set(), {}
+    for heading in headings_of(text):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def links_of(text: str) -> list[str]:
+    """The target of every link and image of a Markdown page (none of those in code)."""
+    found = []
+    def walk(tokens):
+        for token in tokens:
+            if token.type == "link_open":
+                found.append(token.attrs["href"])
+            elif token.type == "image":
+                found.append(token.attrs["src"])
+            walk(token.children or [])
+    walk(MARKDOWN.parse(text))
+    return found
+
+
+PAGES = [path for path in [ROOT / "README.md", ROOT / "INSTRUCTOR.md", *sorted((ROOT / "docs").glob("*.md"))]
+         if path.is_file()]
+# The writeup's figures are the student's to make (submit_check reports those still missing).
+WRITEUP_FIGURES = set(re.findall(r"!\[[^\]]*\]\((assets/[^)]+)\)", README.split("\n## Your writeup", 1)[1]))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_link_of_the_page_leads_to_a_file_and_heading_that_exist(page):
+    broken = []
+    for target in links_of(page.read_text(encoding="utf-8")):
+        parts = urlsplit(target)
+        if parts.scheme or parts.netloc or (page.name == "README.md" and target in WRITEUP_FIGURES):
+            continue  # another site, or a figure still to be made
+        path = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+        if not path.exists():
+            broken.append(f"{target} (no {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})")
+        elif parts.fragment and path.suffix == ".md" and (
+                unquote(parts.fragment) not in github_anchors(path.read_text(encoding="utf-8"))):
+            broken.append(f"{target} (no heading with that anchor in {path.name})")
+    assert broken == [], f"{page.name}: broken links: {broken}"
+
+
+def test_the_link_check_reads_anchors_as_github_makes_them():
+    page = "# Runs: what `main.py` writes\n\n## Q2.1 Discretisation\n\n## Notes\n\n## Notes\n"
+    assert github_anchors(page) == {"runs-what-mainpy-writes", "q21-discretisation", "notes", "notes-1"}
+    assert links_of("[a](#x) `[b](#y)` ![c](d.png)\n\n```\n[e](#z)\n```\n") == ["#x", "d.png"]
+
+
+def source_files() -> list[Path]:
+    """The repository's Python code: its top-level scripts, its packages and the tests (never a virtual
+    environment that a student made inside the repository)."""
+    folders = [folder for folder in sorted(ROOT.iterdir())
+               if (folder / "__init__.py").is_file() or folder.name == "tests"]
+    return sorted(ROOT.glob("*.py")) + [path for folder in folders for path in sorted(folder.rglob("*.py"))]
+
+
+def docstring_sections() -> dict[str, str]:
+    """`README: <section>` lines of every docstring in the repository's Python code -> where they are."""
+    found = {}
+    for path in source_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in [tree, *ast.walk(tree)]:
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                for section in re.findall(r"^\s*README: (.+)$", ast.get_docstring(node) or "", re.M):
+                    found.setdefault(section.strip(), f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 1)}")
+    return found
+
+
+def test_every_readme_section_a_docstring_names_exists():
+    headings = set(headings_of(README))
+    sections = docstring_sections()
+    assert sections, "the model files' docstrings should name README sections"
+    missing = {section: where for section, where in sections.items() if section not in headings}
+    assert missing == {}, f"docstrings name README sections that are gone: {missing}"
+
+
+def test_every_readme_section_a_graded_test_points_to_exists():
+    from autograde import points
+
+    headings = set(headings_of(README))
+    marked = [row for folder in (points.PUBLIC, points.HIDDEN) for row in points.markers(ROOT / folder)]
+    assert marked, "the graded tests' markers should name README sections"
+    missing = {(file, test, section) for file, test, _, section in marked if section not in headings}
+    assert missing == set(), f"graded tests send students to README sections that are gone: {missing}"

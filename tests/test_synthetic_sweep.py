@@ -1,5 +1,5 @@
 """The synthetic tasks' sweep (bench/synthetic.py) and its table (analysis/synthetic.py): the order runs are
-taken in, learning rates chosen on validation only, and the committed results the README quotes."""
+taken in, learning rates chosen on validation only, and the committed results docs/selectivity.md quotes."""
 
 import json
 from pathlib import Path
@@ -126,15 +126,15 @@ def committed():
 
 
 def test_committed_results_table_matches_the_one_in_assets(committed):
-    """assets/synthetic_table.md (quoted in the README) is what the committed results give."""
+    """assets/synthetic_table.md (quoted in docs/selectivity.md) is what the committed results give."""
     expected = table(committed, choose(committed))
     assert expected in (REPO / "assets" / "synthetic_table.md").read_text()
 
 
-def test_readme_quotes_the_committed_table(committed):
-    readme = (REPO / "README.md").read_text()
+def test_the_synthetic_tasks_report_quotes_the_committed_table(committed):
+    report = (REPO / "docs" / "selectivity.md").read_text()
     for line in table(committed, choose(committed)).splitlines()[2:]:
-        assert line in readme, f"README lacks the table line: {line}"
+        assert line in report, f"docs/selectivity.md lacks the table line: {line}"
 
 
 def test_a_runs_directory_refuses_a_job_of_the_same_name_with_other_settings(tmp_path):
@@ -163,7 +163,7 @@ def test_a_sweep_with_no_runs_is_refused_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1 and not (tmp_path / "runs").exists()
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the refusal of GPU workers without a GPU, and this machine has one")
 def test_gpu_workers_without_a_gpu_are_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         sweep_main(["--rows", "recall", "--gpu-workers", "1", "--cpu-workers", "0", "--runs-dir", str(tmp_path)])

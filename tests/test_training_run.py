@@ -396,7 +396,7 @@ def test_a_time_limit_given_on_resume_stops_the_resumed_run(runs_dir, tiny_data_
     assert metrics["stopped_by_time"] is True and 1 <= metrics["epochs"] < 500
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal of a GPU where there is none, and this machine has one")
 def test_asking_for_a_gpu_on_a_machine_without_one_is_refused_before_anything_is_written(tmp_path, tiny_data_file,
                                                                                          capsys):
     status = main.main([f"--data={tiny_data_file}", "--accelerator", "gpu", "--out_dir", str(tmp_path)])
