@@ -177,7 +177,7 @@ def score_panel(result: dict, record: dict = None, rubric=None) -> str:
     else:
         late = (f", {result['days_late']} day(s) late: the late policy takes "
                 f"{format_points(result['late_penalty'])} off the grade of record" if result.get("days_late") else "")
-        items = [f'<p class="grade">tests: {format_points(result["grade"])} / {TOTAL_POINTS}</p>',
+        items = [f'<p class="grade">tests: {format_points(result["grade"])} / {format_points(TOTAL_POINTS)}</p>',
                  f"<p>the graded tests' grade only{html.escape(late)}: the grade of record adds the rubric's items, "
                  "the bonus and late days (<code>python -m grading review --course</code> shows it)</p>"]
     items += [f'<p>public tests {format_points(result["public"])} / {format_points(result["public_max"])}, '

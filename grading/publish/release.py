@@ -134,7 +134,7 @@ def score_problems(branch: str, result: dict, expected_total: float) -> list[str
     """What is wrong with one branch's test results: its score, failing or wrongly skipped tests."""
     problems = []
     if result["max"] != TOTAL_POINTS or not result["complete"]:
-        problems.append(f"{branch}: the graded tests are worth {result['max']:g} points, not {TOTAL_POINTS}")
+        problems.append(f"{branch}: the graded tests are worth {result['max']:g} points, not {TOTAL_POINTS:g}")
     if result["total"] != expected_total:
         earned = [f"{row['name']} ({row['earned']:g})" for row in result["tests"] if row["earned"]]
         lost = [row["name"] for row in result["tests"] if not row["earned"]]

@@ -52,7 +52,7 @@ def status(rows: list[dict], problem: str) -> str:
 
 def progress_line(result: dict) -> str:
     commit = result["commit"][:7] or "-"
-    grade = f"{format_points(result['grade'])}/{TOTAL_POINTS}"
+    grade = f"{format_points(result['grade'])}/{format_points(TOTAL_POINTS)}"
     if result.get("cached"):
         return f"{result['name']} ({commit}): unchanged since the last run, {grade}"
     flags = f"; TAMPER: {len(result['tamper'])} file(s)" if result["tamper"] else ""
@@ -116,9 +116,10 @@ def feedback_markdown(result: dict) -> str:
     if result["status"].startswith("not graded"):
         return "\n".join(lines + [f"Your submission was {result['status']}.", ""])
     shown = {key: format_points(result[key]) for key in ("grade", "public", "public_max", "hidden", "hidden_max")}
-    lines += [f"Commit `{result['commit'][:12]}`: **{shown['grade']} / {TOTAL_POINTS}**, from the public tests "
+    total = format_points(TOTAL_POINTS)
+    lines += [f"Commit `{result['commit'][:12]}`: **{shown['grade']} / {total}**, from the public tests "
               f"({shown['public']} / {shown['public_max']}) and the hidden tests ({shown['hidden']} / "
-              f"{shown['hidden_max']}): grade = (public + hidden) × {TOTAL_POINTS} / "
+              f"{shown['hidden_max']}): grade = (public + hidden) × {total} / "
               f"{format_points(result['public_max'] + result['hidden_max'])}.", ""]
     if result.get("days_late"):
         lines += [f"Commit `{result['commit'][:12]}` is {late_words(result['days_late'])} after the deadline "
