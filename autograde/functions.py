@@ -56,13 +56,14 @@ class Function:
     tolerance: object = None  # (point) -> (atol, rtol); default FLOAT64 / FLOAT32 by dtype
     grads: tuple = ()  # the arguments gradients must reach (by index)
     params: bool = False  # gradients must reach the module's parameters
-    dropout: str = None  # None; "exact" where the README fixes dropout's place; "finite" elsewhere
+    dropout: bool = False  # the module has dropout, where its docstring places it (checked in training mode)
     training: bool = False  # a module with code that may branch on self.training (train mode is checked)
     causal: tuple = ()  # arguments whose later positions (axis 1) must not change earlier outputs
     batched: tuple = ()  # arguments with a batch axis 0 (each row alone must give its row of the batch)
     read: tuple = ()  # module attributes the README promises after a call
     returns: int = 1  # how many tensors it returns (2: a tuple)
     alternatives: object = None  # (handle, args, point) -> {label: (cause, tensor)}
+    again: dict = None  # for a module: other input sizes it is called with again, the same instance (uniform.py)
     names: tuple = ("x",)  # the arguments' names, for messages
     dtype_promise: str = "the dtype of its input"  # what the docstring says of the output's dtype
 
@@ -95,7 +96,9 @@ def size(shape) -> str:
 
 
 def mask_draw(case, point):
-    return Draw(args=[point["queries"], point["keys"]])
+    """causal_mask(T, S), and with `device` given (the check sees whether it reaches a torch function)."""
+    device = {"device": torch.device(point["device"])} if point.get("device") else {}
+    return Draw(args=[point["queries"], point["keys"]], kwargs=device)
 
 
 def mask_oracle(handle, args, point, dropout=None):
@@ -117,8 +120,9 @@ def mask_alternatives(handle, args, point):
 CAUSAL_MASK = Function(
     "transformer:causal_mask", "Q1.1 Multi-head attention", mask_draw, mask_oracle,
     sizes={"queries": 5, "keys": 5},
-    variants=({"keys": 8}, {"queries": 8}, {"queries": 1, "keys": 1}, {"queries": 7, "keys": 7}),
-    describe=lambda p: f"causal_mask({p['queries']}, {p['keys']})",
+    variants=({"keys": 8}, {"queries": 8}, {"queries": 1, "keys": 1}, {"queries": 7, "keys": 7}, {"device": "cpu"}),
+    describe=lambda p: f"causal_mask({p['queries']}, {p['keys']}" + (f", device={p['device']})" if p.get("device")
+                                                                      else ")"),
     alternatives=mask_alternatives, names=("query_length", "key_length"),
     dtype_promise="a boolean mask")
 
@@ -146,7 +150,8 @@ SPLIT_HEADS = Function(
     sizes=HEADS_SIZES, variants=HEADS_VARIANTS, describe=heads_describe, module="transformer:MultiHeadAttention",
     method="split_heads", grads=(0,), batched=(0,), tolerance=lambda p: (0.0, 0.0),
     alternatives=lambda handle, args, point: {"splitting the features as (d h) instead of (h d)": (
-        "heads-order", args[0].reshape(*args[0].shape[:2], -1, point["heads"]).permute(0, 3, 1, 2))})
+        "heads-order", args[0].reshape(*args[0].shape[:2], -1, point["heads"]).permute(0, 3, 1, 2))},
+    again={"length": 7, "batch": 1})
 
 MERGE_HEADS = Function(
     "transformer:MultiHeadAttention.merge_heads", "Q1.1 Multi-head attention", heads_draw,
@@ -155,7 +160,8 @@ MERGE_HEADS = Function(
     module="transformer:MultiHeadAttention", method="merge_heads", grads=(0,), batched=(0,),
     tolerance=lambda p: (0.0, 0.0),
     alternatives=lambda handle, args, point: {"merging the features as (d h) instead of (h d)": (
-        "heads-order", args[0].permute(0, 2, 3, 1).reshape(args[0].shape[0], args[0].shape[2], -1))})
+        "heads-order", args[0].permute(0, 2, 3, 1).reshape(args[0].shape[0], args[0].shape[2], -1))},
+    again={"length": 7, "batch": 1})
 
 
 def attention_draw(case, point):
@@ -213,8 +219,9 @@ ATTENTION = Function(
               {"dtype": "float32"}),
     settings=({"causal": False}, {"causal": False, "cross": True, "queries": 3, "keys": 7}),
     describe=attention_describe, module="transformer:MultiHeadAttention", grads=(0, 1, 2), params=True,
-    dropout="exact", training=True, batched=(0, 1, 2), read=("attention_weights",), names=("query", "key", "value"),
-    alternatives=attention_alternatives)
+    dropout=True, training=True, batched=(0, 1, 2), read=("attention_weights",), names=("query", "key", "value"),
+    alternatives=attention_alternatives,
+    again={"queries": 9, "keys": 9, "batch": 2})
 
 
 # --- Q1.2 encoder and Q1.3 decoder ----------------------------------------------------------------------------
@@ -294,7 +301,7 @@ ENCODER_LAYER = Function(
     "transformer:EncoderLayer.forward", "Q1.2 Encoder", layer_draw,
     lambda handle, args, point, dropout=None: oracles.encoder_layer(handle.params, handle.config, args[0], dropout),
     sizes={"batch": 3, "length": 6, "hidden": 16, "heads": 2, "dtype": "float64"}, variants=LAYER_VARIANTS,
-    describe=layer_describe, module="transformer:EncoderLayer", grads=(0,), params=True, dropout="finite",
+    describe=layer_describe, module="transformer:EncoderLayer", grads=(0,), params=True, dropout=True,
     training=True, batched=(0,),
     alternatives=lambda handle, args, point: {
         "the two LayerNorms exchanged": ("norms", oracles.encoder_layer(
@@ -302,20 +309,22 @@ ENCODER_LAYER = Function(
         "attention_norm used for both sublayers": ("norms", oracles.encoder_layer(
             copied(handle.params, "attention_norm", "feed_forward_norm"), handle.config, args[0])),
         "a normalisation without the LayerNorms' own weights": ("norms", oracles.encoder_layer(
-            plain_norm(plain_norm(handle.params, "attention_norm"), "feed_forward_norm"), handle.config, args[0]))})
+            plain_norm(plain_norm(handle.params, "attention_norm"), "feed_forward_norm"), handle.config, args[0]))},
+    again={"length": 9, "batch": 2})
 
 DECODER_LAYER = Function(
     "transformer:DecoderLayer.forward", "Q1.3 Decoder", layer_draw,
     lambda handle, args, point, dropout=None: oracles.decoder_layer(handle.params, handle.config, *args, dropout),
     sizes={"batch": 3, "length": 5, "source": 7, "hidden": 16, "heads": 2, "dtype": "float64"},
     variants=(*LAYER_VARIANTS, {"source": 1}), describe=layer_describe, module="transformer:DecoderLayer",
-    grads=(0, 1), params=True, dropout="finite", training=True, causal=(0,), batched=(0, 1),
+    grads=(0, 1), params=True, dropout=True, training=True, causal=(0,), batched=(0, 1),
     names=("x", "annotations"),
     alternatives=lambda handle, args, point: {
         "self-attention through the cross_attention module (not causal)": ("wrong-module", oracles.decoder_layer(
             copied(handle.params, "cross_attention", "self_attention"), handle.config, *args)),
         "the self- and cross-attention norms exchanged": ("norms", oracles.decoder_layer(
-            swapped(handle.params, "self_attention_norm", "cross_attention_norm"), handle.config, *args))})
+            swapped(handle.params, "self_attention_norm", "cross_attention_norm"), handle.config, *args))},
+    again={"length": 8, "source": 3})
 
 
 def stack_draw(case, point):
@@ -339,27 +348,29 @@ STACK_VARIANTS = ({"batch": 1}, {"length": 1}, {"length": 8}, {"layers": 3}, {"p
 
 ENCODER = Function(
     "transformer:TransformerEncoder.forward", "Q1.2 Encoder", stack_draw,
-    lambda handle, args, point, dropout=None: oracles.encoder(handle.params, handle.config, args[0]),
+    lambda handle, args, point, dropout=None: oracles.encoder(handle.params, handle.config, args[0], dropout),
     sizes={"batch": 3, "length": 5, "hidden": 16, "heads": 2, "layers": 2, "positional": "learned", "dtype": "float64"},
     variants=STACK_VARIANTS, describe=stack_describe, module="transformer:TransformerEncoder", params=True,
-    dropout="finite", training=True, batched=(0,), names=("source",),
+    dropout=True, training=True, batched=(0,), names=("source",),
     alternatives=lambda handle, args, point: {
         "no positions added": ("missing-step", oracles.encoder(constant(handle.params, "positions.table", 0.0),
                                                                handle.config, args[0])),
         "only the first layer": ("missing-step", oracles.encoder(handle.params, {**handle.config, "num_layers": 1},
-                                                                 args[0]))})
+                                                                 args[0]))},
+    again={"length": 8, "batch": 2})
 
 DECODER = Function(
     "transformer:TransformerDecoder.forward", "Q1.3 Decoder", stack_draw,
-    lambda handle, args, point, dropout=None: oracles.decoder(handle.params, handle.config, *args),
+    lambda handle, args, point, dropout=None: oracles.decoder(handle.params, handle.config, *args, dropout),
     sizes={"batch": 3, "length": 6, "source": 4, "hidden": 16, "heads": 2, "layers": 2, "positional": "sinusoidal",
            "dtype": "float64"},
     variants=(*STACK_VARIANTS[:4], {"positional": "learned"}, STACK_VARIANTS[5], {"source": 9}),
-    describe=stack_describe, module="transformer:TransformerDecoder", grads=(1,), params=True, dropout="finite",
+    describe=stack_describe, module="transformer:TransformerDecoder", grads=(1,), params=True, dropout=True,
     training=True, causal=(0,), batched=(0, 1), names=("target_in", "annotations"),
     alternatives=lambda handle, args, point: {
         "no positions added (the original starter code's bug)": ("missing-step", oracles.decoder(
-            constant(handle.params, "positions.table", 0.0), handle.config, *args))})
+            constant(handle.params, "positions.table", 0.0), handle.config, *args))},
+    again={"length": 7, "source": 5})
 
 
 # --- Q2.1 discretisation -----------------------------------------------------------------------------------
@@ -402,8 +413,9 @@ DISCRETIZE = Function(
 
 
 def scan_draw(case, point):
-    """log a (complex where a < 0) and b, shapes (B, L, E, N), with 0.01 <= |a| <= 0.99."""
-    dtype, shape = dtype_of(point), (point["batch"], point["length"], point["expanded"], point["state"])
+    """log a (complex where a < 0) and b, shapes (B, L, E, N) or (B, L, *trailing), 0.01 <= |a| <= 0.99."""
+    trailing = point.get("trailing", (point["expanded"], point["state"]))
+    dtype, shape = dtype_of(point), (point["batch"], point["length"], *trailing)
     a = case.rand(*shape, dtype=dtype) * 0.98 + 0.01
     if point.get("negative_a"):
         a = a * torch.where(case.rand(*shape, dtype=dtype) < 0.3, -1.0, 1.0).to(dtype)
@@ -432,15 +444,16 @@ def scan_tolerance(point):
 def scan_describe(point):
     kind = ("every b_t < 0" if point.get("negative_b") else "some a_t < 0 (log a complex)" if point.get("negative_a")
             else "0 < a_t < 1")
-    return (f"log_a and b of shape ({point['batch']}, {point['length']}, {point['expanded']}, {point['state']}), "
-            f"{kind}, {point['dtype']}")
+    shape = (point["batch"], point["length"], *point.get("trailing", (point["expanded"], point["state"])))
+    return f"log_a and b of shape {size(shape)}, {kind}, {point['dtype']}"
 
 
 PSCAN = Function(
     "mamba:pscan", "Q2.2 Parallel scan", scan_draw, lambda handle, args, point, dropout=None: oracles.scan(*args),
     sizes={"batch": 2, "length": 7, "expanded": 3, "state": 4, "dtype": "float64"},
     variants=({"batch": 1}, {"length": 1}, {"length": 2}, {"length": 64}, {"length": 257},
-              {"length": 1024, "batch": 1, "expanded": 2, "state": 3}, {"dtype": "float32", "length": 128}),
+              {"length": 1024, "batch": 1, "expanded": 2, "state": 3}, {"dtype": "float32", "length": 128},
+              {"trailing": ()}, {"trailing": (5,)}, {"trailing": (2, 3, 2)}),
     settings=({}, {"negative_b": True, "length": 33}, {"negative_a": True, "length": 33}),
     describe=scan_describe, tolerance=scan_tolerance, grads=(0, 1), causal=(0, 1), batched=(0, 1),
     alternatives=scan_alternatives, names=("log_a", "b"), dtype_promise="the dtype of b")
@@ -493,7 +506,8 @@ BLOCK = Function(
         "no SiLU after the convolution": ("missing-step", mixer_with_mistake(handle.params, handle.config, args[0],
                                                                              conv_silu=False)),
         "a gate of z instead of SiLU(z)": ("missing-step", mixer_with_mistake(handle.params, handle.config, args[0],
-                                                                              gate_silu=False))})
+                                                                              gate_silu=False))},
+    again={"length": 11, "batch": 1})
 
 
 def ssm_draw(case, point):
@@ -519,7 +533,8 @@ SSM = Function(
     sizes={"batch": 2, "length": 7, "hidden": 8, "state": 4, "dtype": "float64"}, variants=BLOCK_VARIANTS,
     settings=({"discretization": "zoh"}, {"discretization": "bilinear"}, {"discretization": "zoh_exact"}),
     describe=block_describe, module="mamba:MambaBlock", method="ssm", grads=(0,), params=True, training=True,
-    causal=(0,), batched=(0,), alternatives=ssm_alternatives)
+    causal=(0,), batched=(0,), alternatives=ssm_alternatives,
+    again={"length": 11, "batch": 1})
 
 
 def selective_draw(case, point):
@@ -570,7 +585,8 @@ SELECTIVE_SCAN = Function(
     describe=selective_describe, module="mamba:MambaBlock", method="selective_scan", grads=(0, 1, 2, 3, 4, 5),
     training=True, causal=(0, 1, 3, 4), batched=(0, 1, 3, 4), alternatives=selective_alternatives,
     names=("u", "delta", "A", "B", "C", "D"),
-    tolerance=lambda p: SCAN if p.get("dtype", "float64") == "float64" else FLOAT32)
+    tolerance=lambda p: SCAN if p.get("dtype", "float64") == "float64" else FLOAT32,
+    again={"length": 9, "batch": 1})
 
 
 def residual_draw(case, point):
@@ -589,7 +605,8 @@ RESIDUAL = Function(
         "an RMS normalisation without the norm's weight": ("norms", oracles.residual_block(
             constant(handle.params, "norm.weight", 1.0), handle.config, args[0])),
         "no residual (mixer(norm(x)) alone)": ("missing-step", oracles.residual_block(
-            handle.params, handle.config, args[0]) - args[0])})
+            handle.params, handle.config, args[0]) - args[0])},
+    again={"length": 8, "batch": 1})
 
 EVERY_FUNCTION = (CAUSAL_MASK, SPLIT_HEADS, MERGE_HEADS, ATTENTION, POSITIONS, ENCODER_LAYER, ENCODER, DECODER_LAYER,
                   DECODER, DISCRETIZE, PSCAN, BLOCK, SSM, SELECTIVE_SCAN, RESIDUAL)

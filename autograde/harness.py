@@ -93,6 +93,11 @@ class Result:
     def torch_calls(self) -> "Value":
         return Value(self, "torch_calls")
 
+    @property
+    def device_used(self) -> "Value":
+        """Whether the device the call was given reached a torch function (probe.DeviceSpy)."""
+        return Value(self, "device_used")
+
 
 class SourceResult(Result):
     """The source of one function you write, read as text (never run): in your process from models/*.py,
@@ -145,6 +150,10 @@ class Value:
             value = outcome.meta.get("torch_calls")
             if not isinstance(value, int):
                 raise CallProblem(f"{self.result.label}: the number of torch operations was not recorded")
+        elif self.name == "device_used":
+            value = outcome.meta.get("device_used")
+            if not isinstance(value, bool):
+                raise CallProblem(f"{self.result.label}: whether the device was used was not recorded")
         elif self.name in outcome.tensors:
             value = outcome.tensors[self.name]
         elif self.name.startswith("grad.") and self.like is not None:
@@ -367,7 +376,7 @@ class Case:
     # calls
     def call(self, target, *args, method: str = "forward", attributes: dict = None, read=(), grad_of=(),
              grad_weights=None, grad_params: bool = False, training: bool = False, dropout_seed: int = 0,
-             count_torch_calls: bool = False, **kwargs) -> Result:
+             count_torch_calls: bool = False, module_key: str = "", **kwargs) -> Result:
         """Runs your `target` ("mamba:pscan", or a ModuleHandle and its `method`) on these inputs."""
         if isinstance(target, ModuleHandle):
             module_name, class_name = target.path.split(":")
@@ -376,7 +385,7 @@ class Case:
         else:
             spec, name = None, target
         call = wire.Call(name, spec, list(args), kwargs, tuple(read), grad_weights, tuple(grad_of), grad_params,
-                         count_torch_calls, training, dropout_seed)
+                         count_torch_calls, training, dropout_seed, module_key)
         result = Result(call, call.target.split(":", 1)[1])
         self.results.append(result)
         TARGETS_RUN.setdefault(self.name, set()).add(call.target)

@@ -145,20 +145,22 @@ def embed_with_positions(params: dict, tokens: torch.Tensor) -> torch.Tensor:
     return f64(params["embedding.weight"])[tokens] + f64(params["positions.table"])[: tokens.shape[1]]
 
 
-def encoder(params: dict, config: dict, source: torch.Tensor) -> torch.Tensor:
-    """Token ids (B, S) -> annotations (B, S, H): embeddings + positions, every layer, the final LayerNorm."""
-    h = embed_with_positions(params, source)
+def encoder(params: dict, config: dict, source: torch.Tensor, dropout: tuple = None) -> torch.Tensor:
+    """Token ids (B, S) -> annotations (B, S, H): embeddings + positions (dropped, in training), every
+    layer, the final LayerNorm."""
+    h = dropped(embed_with_positions(params, source), dropout)
     for i in range(config["num_layers"]):
-        h = encoder_layer(sub(params, f"layers.{i}"), config, h)
+        h = encoder_layer(sub(params, f"layers.{i}"), config, h, dropout)
     return layer_norm(params, "norm", h).to(params["embedding.weight"].dtype)
 
 
-def decoder(params: dict, config: dict, target_in: torch.Tensor, annotations: torch.Tensor) -> torch.Tensor:
-    """(B, T) ids, (B, S, H) annotations -> logits (B, T, V): embeddings + positions, every layer, the
-    final LayerNorm, the projection to the vocabulary."""
-    h = embed_with_positions(params, target_in)
+def decoder(params: dict, config: dict, target_in: torch.Tensor, annotations: torch.Tensor,
+            dropout: tuple = None) -> torch.Tensor:
+    """(B, T) ids, (B, S, H) annotations -> logits (B, T, V): embeddings + positions (dropped, in training),
+    every layer, the final LayerNorm, the projection to the vocabulary."""
+    h = dropped(embed_with_positions(params, target_in), dropout)
     for i in range(config["num_layers"]):
-        h = decoder_layer(sub(params, f"layers.{i}"), config, h, annotations)
+        h = decoder_layer(sub(params, f"layers.{i}"), config, h, annotations, dropout)
     return linear(params, "output", layer_norm(params, "norm", h)).to(annotations.dtype)
 
 

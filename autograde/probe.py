@@ -23,6 +23,7 @@ import ast
 import contextlib
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -290,6 +291,22 @@ def _placeholder_table(max_length: int, hidden_size: int) -> torch.Tensor:
     return torch.zeros(max_length, hidden_size)
 
 
+def _taking_keywords(stand_in, original):
+    """The stand-in, called as the function it replaces may be (`self.self_attention(query=h, key=h, value=h)`,
+    `layer(x, annotations=a)`): arguments bound to that function's own signature, then passed in order."""
+    try:
+        signature = inspect.signature(original)
+    except (TypeError, ValueError):
+        return stand_in
+
+    def call(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return stand_in(*bound.args)
+
+    return call
+
+
 def _given_scan_refusals() -> list:
     """(module, owner, name, refusing stand-in) for every given scan a student's pscan could reach."""
     replacements = []
@@ -322,7 +339,7 @@ def isolated(target: str, building: bool = False):
             continue
         if building and name == "transformer:sinusoidal_positional_encoding":
             stand_in = _placeholder_table
-        replacements.append((module, owner, attribute, stand_in))
+        replacements.append((module, owner, attribute, _taking_keywords(stand_in, getattr(owner, attribute))))
     scans = None
     if "mamba" not in SKIPPED_MODULES:
         try:
@@ -348,6 +365,21 @@ def isolated(target: str, building: bool = False):
 # --- a call, and what came back ----------------------------------------------------------------------------
 
 
+class DeviceSpy(TorchFunctionMode):
+    """Notes whether a given device object reaches any torch function (`torch.ones(..., device=device)`,
+    `.to(device)`): whether a function told where to make its result passed that on."""
+
+    def __init__(self, device):
+        super().__init__()
+        self.device, self.reached = device, False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if any(value is self.device for value in (*args, *kwargs.values())):
+            self.reached = True
+        return func(*args, **kwargs)
+
+
 class CountTorchCalls(TorchFunctionMode):
     """Counts the torch functions and tensor methods called inside it."""
 
@@ -360,13 +392,26 @@ class CountTorchCalls(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def build_module(spec: wire.ModuleSpec, training: bool = False):
-    module_name, class_name = spec.path.split(":")
-    cls = getattr(student_module(module_name), class_name)
-    with isolated(f"{module_name}:{class_name}.__init__", building=True):
-        torch.manual_seed(0)
-        module = cls(**spec.kwargs).to(wire.DTYPES[spec.dtype])
-    module.load_state_dict(spec.state, strict=True)
+KEPT_MODULE = {}  # the module of the last call that named a `module_key`: a later call with that key reuses it
+
+
+def build_module(spec: wire.ModuleSpec, training: bool = False, key: str = ""):
+    """The call's module: built by the given __init__ and loaded with the test's parameters; or, for a
+    `key` an earlier call used, that very module with the new parameters copied into it (as an optimizer
+    step would), so that whatever the student's code kept on it from the earlier call shows."""
+    if key and key in KEPT_MODULE:
+        module = KEPT_MODULE[key]
+    else:
+        module_name, class_name = spec.path.split(":")
+        cls = getattr(student_module(module_name), class_name)
+        with isolated(f"{module_name}:{class_name}.__init__", building=True):
+            torch.manual_seed(0)
+            module = cls(**spec.kwargs).to(wire.DTYPES[spec.dtype])
+        if key:
+            KEPT_MODULE.clear()
+            KEPT_MODULE[key] = module
+    with torch.no_grad():
+        module.load_state_dict(spec.state, strict=True)
     module.train(training)
     for name, value in spec.attributes.items():
         setattr(module, name, value)
@@ -437,10 +482,12 @@ def execute(call: wire.Call) -> wire.Outcome:
     """Runs one call of the student's code (in this process) and returns what it gave."""
     tensors, kinds, devices = {}, {}, {}
     counter = CountTorchCalls() if call.count_torch_calls else contextlib.nullcontext()
+    given = next((value for value in call.kwargs.values() if isinstance(value, torch.device)), None)
+    spy = DeviceSpy(given) if given is not None else contextlib.nullcontext()
     if hasattr(BACKEND, "start"):
         BACKEND.start(call)
     try:
-        module = build_module(call.module, call.training) if call.module is not None else None
+        module = build_module(call.module, call.training, call.module_key) if call.module is not None else None
         with isolated(call.target):
             if module is None:
                 _, owner, name = resolve(call.target)
@@ -451,7 +498,7 @@ def execute(call: wire.Call) -> wire.Outcome:
             for index in call.grad_of:
                 args[index] = args[index].detach().clone().requires_grad_(True)
             gradients = torch.enable_grad() if call.grad_of or call.grad_params else torch.no_grad()
-            with gradients, FixedDropout(call.dropout_seed), counter:
+            with gradients, FixedDropout(call.dropout_seed), counter, spy:
                 output = function(*args, **call.kwargs)
             if call.grad_of or call.grad_params:
                 _gradients(call, module, args, output, tensors)
@@ -461,6 +508,8 @@ def execute(call: wire.Call) -> wire.Outcome:
         meta = {"status": "ok", "kinds": kinds, "devices": devices}
         if call.count_torch_calls:
             meta["torch_calls"] = counter.calls
+        if given is not None:
+            meta["device_used"] = spy.reached
         return wire.Outcome(meta, tensors)
     except Exception as error:  # the student's code may raise anything: it is reported, not re-raised
         file, line = where_raised(error)

@@ -60,6 +60,7 @@ class Call:
     count_torch_calls: bool = False
     training: bool = False  # the module in training mode (module.train()), else eval mode
     dropout_seed: int = 0  # dropout's masks are drawn from this (autograde/dropout.py)
+    module_key: str = ""  # calls with the same key share one module (probe.build_module)
 
 
 @dataclass
@@ -201,7 +202,7 @@ def encode_call(call: Call) -> bytes:
             "kwargs": packer.value(call.kwargs), "read": list(call.read),
             "grad_weights": packer.value(call.grad_weights), "grad_of": list(call.grad_of),
             "grad_params": call.grad_params, "count_torch_calls": call.count_torch_calls,
-            "training": call.training, "dropout_seed": call.dropout_seed}
+            "training": call.training, "dropout_seed": call.dropout_seed, "module_key": call.module_key}
     return message(spec, packer.tensors)
 
 
@@ -214,4 +215,5 @@ def decode_call(spec: dict, tensors: dict) -> Call:
                             unpack_value(m["attributes"], tensors))
     return Call(spec["target"], module, unpack_value(spec["args"], tensors), unpack_value(spec["kwargs"], tensors),
                 tuple(spec["read"]), unpack_value(spec["grad_weights"], tensors), tuple(spec["grad_of"]),
-                spec["grad_params"], spec["count_torch_calls"], spec["training"], spec["dropout_seed"])
+                spec["grad_params"], spec["count_torch_calls"], spec["training"], spec["dropout_seed"],
+                str(spec.get("module_key", ""))[:200])

@@ -33,7 +33,7 @@ def causal_mask(query_length: int, key_length: int, device=None) -> torch.Tensor
 
 
 def sinusoidal_positional_encoding(max_length: int, hidden_size: int) -> torch.Tensor:
-    """The fixed float32 table PE of shape (max_length, H) with
+    """The fixed float32 table PE of shape (max_length, H), for an even H, with
     PE[pos, 2i] = sin(pos / 10000^(2i/H)) and PE[pos, 2i+1] = cos(pos / 10000^(2i/H)).
 
     README: Q1.2 Encoder
@@ -116,8 +116,9 @@ class MultiHeadAttention(nn.Module):
         """query (B, T, H), key and value (B, S, H) -> (B, T, H).
 
         Project with W_q, W_k, W_v, split into heads, score every query against every key with
-        q·k / sqrt(d), mask the future if causal, softmax over the keys, keep the weights in
-        `self.attention_weights`, apply dropout to them, mix the values, merge heads, project with W_o.
+        q·k / sqrt(d), mask the future if causal, softmax over the keys, keep those weights (before
+        dropout) in `self.attention_weights`, apply `self.dropout` to them, mix the values with the dropped
+        weights, merge heads, project with W_o.
 
         README: Q1.1 Multi-head attention
         """
@@ -165,7 +166,8 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, S, H) -> (B, S, H).
+        """(B, S, H) -> (B, S, H): x + dropout(attention(norm(x))), then + feed_forward(norm(...)) (the MLP
+        ends with its own dropout).
 
         README: Q1.2 Encoder
         """
@@ -190,7 +192,8 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, annotations: torch.Tensor) -> torch.Tensor:
-        """x (B, T, H), encoder annotations (B, S, H) -> (B, T, H).
+        """x (B, T, H), encoder annotations (B, S, H) -> (B, T, H): causal self-attention, then attention
+        over the annotations, each x + dropout(attention(norm(x))); then + feed_forward(norm(...)).
 
         README: Q1.3 Decoder
         """
@@ -216,7 +219,8 @@ class TransformerEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, source: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, S) -> annotations (B, S, H).
+        """Token ids (B, S) -> annotations (B, S, H): dropout(embeddings + positions), every layer, the
+        final LayerNorm.
 
         README: Q1.2 Encoder
         """
@@ -242,7 +246,8 @@ class TransformerDecoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, target_in: torch.Tensor, annotations: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) starting with SOS, annotations (B, S, H) -> logits (B, T, V).
+        """Token ids (B, T) starting with SOS, annotations (B, S, H) -> logits (B, T, V):
+        dropout(embeddings + positions), every layer, the final LayerNorm, the projection to V.
 
         README: Q1.3 Decoder
         """

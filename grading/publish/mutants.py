@@ -342,6 +342,47 @@ MUTANTS = [
       '''),
     M("residual-mixer-detached", f"{S}:ResidualBlock.forward", "the mixer's output cut from autograd", ("gradient",),
       ("return x + self.mixer(self.norm(x))", "return x + self.mixer(self.norm(x)).detach()")),
+    # --- what an outside corpus found next (dropout's place, state kept on the module, other ranks)
+    M("encoder-layer-drops-the-mlp-twice", f"{T}:EncoderLayer.forward", "self.dropout around the MLP, which drops already",
+      ("dropout",), ("return x + self.feed_forward(self.feed_forward_norm(x))",
+                     "return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))")),
+    M("encoder-layer-drops-the-residual", f"{T}:EncoderLayer.forward", "dropout on x + attention: the skip path dropped",
+      ("dropout",), ("x = x + self.dropout(self.self_attention(normed, normed, normed))",
+                     "x = self.dropout(x + self.self_attention(normed, normed, normed))")),
+    M("encoder-without-input-dropout", f"{T}:TransformerEncoder.forward", "no dropout on embeddings + positions",
+      ("dropout",), ("x = self.dropout(self.positions(self.embedding(source)))",
+                     "x = self.positions(self.embedding(source))")),
+    M("decoder-layer-without-dropout", f"{T}:DecoderLayer.forward", "neither attention's output dropped", ("dropout",),
+      ("x = x + self.dropout(self.self_attention(normed, normed, normed))",
+       "x = x + self.self_attention(normed, normed, normed)"),
+      ("x = x + self.dropout(self.cross_attention(normed, annotations, annotations))",
+       "x = x + self.cross_attention(normed, annotations, annotations)")),
+    M("decoder-drops-the-logits", f"{T}:TransformerDecoder.forward", "dropout moved from the input to the logits",
+      ("dropout",), ("x = self.dropout(self.positions(self.embedding(target_in)))",
+                     "x = self.positions(self.embedding(target_in))"),
+      ("return self.output(self.norm(x))", "return self.dropout(self.output(self.norm(x)))")),
+    M("attention-weights-kept-after-dropout", MHA, "self.attention_weights holds the dropped weights in training",
+      ("dropout",), ("weights = scores.softmax(dim=-1)", "weights = self.dropout(scores.softmax(dim=-1))"),
+      ("einsum(self.dropout(weights), v,", "einsum(weights, v,")),
+    M("merge-heads-keeps-the-first-length", f"{T}:MultiHeadAttention.merge_heads",
+      "the length of the first call kept on the module", ("state",), source='''
+      def merge_heads(self, x):
+          self._length = getattr(self, "_length", x.shape[2])
+          return x.transpose(1, 2).reshape(x.shape[0], self._length, -1)
+      '''),
+    M("attention-keeps-its-first-mask", f"{T}:MultiHeadAttention.forward", "the causal mask built once, kept on the module",
+      ("state",), ("mask = causal_mask(query.shape[1], key.shape[1], device=query.device)  # (T, S)",
+                   "mask = self.__dict__.setdefault('_mask', causal_mask(query.shape[1], key.shape[1], "
+                   "device=query.device))")),
+    M("block-keeps-the-first-length", f"{S}:MambaBlock.forward", "the length of the first call kept for the truncation",
+      ("state",), ("length = x.shape[1]", "length = self.__dict__.setdefault('_length', x.shape[1])")),
+    M("ssm-keeps-its-first-A", f"{S}:MambaBlock.ssm", "A computed once and kept: A_log's later values ignored",
+      ("state",), ("A = -torch.exp(self.A_log)", "A = self.__dict__.setdefault('_A', -torch.exp(self.A_log))")),
+    M("pscan-scans-axis-minus-three", f"{S}:pscan", "time taken as axis −3: right for (B, L, E, N) only",
+      ("shape",), ("a_star = torch.cumsum(log_a, dim=1)", "a_star = torch.cumsum(log_a, dim=-3)"),
+      ("torch.logcumsumexp(log_b - a_star, dim=1)", "torch.logcumsumexp(log_b - a_star, dim=-3)")),
+    M("mask-ignores-its-device", f"{T}:causal_mask", "made on the CPU whatever `device` says", ("device",),
+      ("dtype=torch.bool, device=device)", "dtype=torch.bool)")),
 ]
 
 ALTERNATIVES = [
@@ -390,34 +431,46 @@ ALTERNATIVES = [
           table[:, 1::2] = torch.cos(position * div_term)
           return table
       '''),
-    M("encoder-layer-step-by-step", f"{T}:EncoderLayer.forward", "dropout on both sublayers", source='''
-      def forward(self, x):
-          h = self.attention_norm(x)
-          x = x + self.dropout(self.self_attention(h, h, h))
-          return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
-      '''),
-    M("encoder-one-step-per-line", f"{T}:TransformerEncoder.forward", "no dropout at the input", source='''
-      def forward(self, source):
-          x = self.embedding(source)
-          x = self.positions(x)
-          for layer in self.layers:
-              x = layer(x)
-          return self.norm(x)
-      '''),
-    M("decoder-layer-named-steps", f"{T}:DecoderLayer.forward", "named intermediate results", source='''
-      def forward(self, x, annotations):
-          q = self.self_attention_norm(x)
-          after_self = x + self.self_attention(q, q, q)
-          q = self.cross_attention_norm(after_self)
-          after_cross = after_self + self.cross_attention(q, annotations, annotations)
-          return after_cross + self.feed_forward(self.feed_forward_norm(after_cross))
-      '''),
     M("decoder-with-functools-reduce", f"{T}:TransformerDecoder.forward", "a reduce over the layers", source='''
       def forward(self, target_in, annotations):
           import functools
           x = self.dropout(self.embedding(target_in) + self.positions.table[: target_in.shape[1]])
           x = functools.reduce(lambda h, layer: layer(h, annotations), self.layers, x)
           return self.output(self.norm(x))
+      '''),
+    M("encoder-layer-step-by-step", f"{T}:EncoderLayer.forward", "named steps, torch.add, keyword arguments",
+      source='''
+      def forward(self, x):
+          h = self.attention_norm(x)
+          attended = self.dropout(self.self_attention(query=h, key=h, value=h))
+          y = torch.add(x, attended)
+          return torch.add(y, self.feed_forward(self.feed_forward_norm(y)))
+      '''),
+    M("encoder-one-step-per-line", f"{T}:TransformerEncoder.forward", "one step a line, F.dropout", source='''
+      def forward(self, source):
+          x = self.embedding(source)
+          x = self.positions(x)
+          x = F.dropout(x, self.dropout.p, self.training)
+          for layer in self.layers:
+              x = layer(x)
+          return self.norm(x)
+      '''),
+    M("decoder-layer-named-steps", f"{T}:DecoderLayer.forward", "named intermediate results, keyword arguments",
+      source='''
+      def forward(self, x, annotations):
+          q = self.self_attention_norm(x)
+          after_self = x + self.dropout(self.self_attention(query=q, key=q, value=q))
+          q = self.cross_attention_norm(after_self)
+          after_cross = after_self + self.dropout(self.cross_attention(q, key=annotations, value=annotations))
+          return after_cross + self.feed_forward(self.feed_forward_norm(after_cross))
+      '''),
+    M("decoder-with-keyword-layers-and-functional-output", f"{T}:TransformerDecoder.forward",
+      "layers called by keyword, F.linear for the projection", source='''
+      def forward(self, target_in, annotations):
+          x = self.dropout(self.positions(self.embedding(target_in)))
+          for layer in self.layers:
+              x = layer(x, annotations=annotations)
+          return F.linear(self.norm(x), self.output.weight, self.output.bias)
       '''),
     M("bilinear-by-broadcasting", f"{S}:discretize_bilinear", "unsqueeze instead of einsum", source='''
       def discretize_bilinear(delta, A, B, alpha=0.5):
@@ -525,17 +578,6 @@ ALTERNATIVES = [
           mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                                  dropout_p=self.dropout.p if self.training else 0.0)
           return self.W_o(self.merge_heads(mixed))
-      '''),
-    M("attention-weights-kept-after-dropout", MHA, "self.attention_weights holds the dropped weights in training",
-      source='''
-      def forward(self, query, key, value):
-          q, k, v = self.split_heads(self.W_q(query)), self.split_heads(self.W_k(key)), self.split_heads(self.W_v(value))
-          scores = einsum(q, k, "b h t d, b h s d -> b h t s") / math.sqrt(self.head_size)
-          if self.causal:
-              scores = scores.masked_fill(~causal_mask(q.shape[2], k.shape[2], device=q.device), -1e9)
-          weights = self.dropout(scores.softmax(dim=-1))
-          self.attention_weights = weights.detach()
-          return self.W_o(self.merge_heads(einsum(weights, v, "b h t s, b h s d -> b h t d")))
       '''),
     M("mask-from-numpy", f"{T}:causal_mask", "numpy's tril, moved to the device", source='''
       def causal_mask(query_length, key_length, device=None):

@@ -24,7 +24,7 @@ NAME = re.compile(r"(output(\.\d{1,2}){0,2}|read\.[A-Za-z_][A-Za-z0-9_]{0,40}|gr
                   r"grad\.param\.[A-Za-z_][A-Za-z0-9_.]{0,80})(::re|::im)?")
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 META_KINDS = {"status": str, "error": str, "not_implemented": bool, "given_scan": bool, "stand_in_refused": bool,
-              "file": str, "line": int,
+              "device_used": bool, "file": str, "line": int,
               "torch_calls": int, "kinds": dict, "devices": dict}
 RESULT_LIMIT = 1 << 22  # values in one call's tensors: the tests' own outputs have a few thousand
 
