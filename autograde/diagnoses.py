@@ -76,31 +76,47 @@ def _failed(checked, facets=None):
 # --- the rules: each returns its findings for a test's checks -----------------------------------------------
 
 
+def _explains_every_failure(checked, applies, explains) -> bool:
+    """A structural explanation must explain every failure it applies to, and apply to one: a mask that
+    happens to equal the wrong-side mask for one row, say, proves nothing while its other failures differ.
+    Failures within ten times the tolerance (rounding, a dtype) are no structural mistake at all."""
+    failures = [item for item in _failed(checked, VALUES + ("train",))
+                if _tensors(item) and item.actual.shape == item.expected.shape and
+                not _near(item.actual, item.expected, item)]
+    relevant = [item for item in failures if applies(item)]
+    return bool(relevant) and all(explains(item) for item in relevant)
+
+
 def transposed(checked):
-    for item in _failed(checked, VALUES + ("train",)):
-        if _tensors(item) and item.actual.dim() >= 2 and item.actual.shape[-1] == item.actual.shape[-2] and \
-                _near(item.actual.transpose(-1, -2), item.expected, item):
-            return [Finding("transposed", "transposed", "the result is the expected one transposed (its last two axes "
-                                                        "swapped)")]
+    if _explains_every_failure(checked, lambda item: item.actual.dim() >= 2 and
+                               item.actual.shape[-1] == item.actual.shape[-2],
+                               lambda item: _near(item.actual.transpose(-1, -2), item.expected, item)):
+        return [Finding("transposed", "transposed", "the result is the expected one transposed (its last two axes "
+                                                    "swapped)")]
     return []
 
 
 def sign(checked):
-    for item in _failed(checked, VALUES):
-        if _tensors(item) and (item.expected < 0).any() and _near(item.actual, item.expected.abs(), item):
-            return [Finding("sign", "sign", "it is right where the expected values are positive and has the opposite "
-                                            "sign where they are negative: a sign is lost (an absolute value, or the "
-                                            "logarithm of a negative number taken as a real one)")]
+    if _explains_every_failure(checked, lambda item: bool((item.expected < 0).any()),
+                               lambda item: _near(item.actual, item.expected.abs(), item)):
+        return [Finding("sign", "sign", "it is right where the expected values are positive and has the opposite "
+                                        "sign where they are negative: a sign is lost (an absolute value, or the "
+                                        "logarithm of a negative number taken as a real one)")]
     return []
 
 
 def alternative(checked):
-    for item in _failed(checked, VALUES + ("train", "dropout")):
-        if not isinstance(item.actual, torch.Tensor):
-            continue
-        for label, (cause, tensor) in item.alternatives.items():
-            if _near(item.actual, tensor, item) and not _near(tensor, item.expected, item):
-                return [Finding(f"alternative:{cause}", cause, f"it matches what {label} would give")]
+    labels = dict.fromkeys(label for item in checked for label in item.alternatives)
+    for label in labels:
+        def applies(item, label=label):
+            return label in item.alternatives and not _near(item.alternatives[label][1], item.expected, item)
+
+        def explains(item, label=label):
+            return _near(item.actual, item.alternatives[label][1], item)
+
+        if _explains_every_failure(checked, applies, explains):
+            cause = next(item.alternatives[label][0] for item in checked if label in item.alternatives)
+            return [Finding(f"alternative:{cause}", cause, f"it matches what {label} would give")]
     return []
 
 
@@ -137,12 +153,18 @@ def dropout(checked):
 
 
 def batch(checked):
+    """Each row alone right, the batch wrong, and the batch's row differing from the same row computed alone:
+    the rows of a batch affect each other (a rounding difference in a larger tensor proves nothing)."""
     rows = [item for item in checked if item.facet == "row"]
-    settings = {item.where.get("setting") for item in rows}
-    whole = [item for item in _failed(checked, ("value",)) if item.where.get("setting") in settings]
-    if rows and all(item.passed for item in rows) and whole:
-        return [Finding("batch", "batch", "each row of the batch alone is right, and the same rows in one batch are "
-                                          "not: the rows of a batch affect each other's results")]
+    whole = [item for item in _failed(checked, ("value",)) if item.where.get("setting") == 0 and _tensors(item)]
+    if not rows or not all(item.passed for item in rows) or not whole:
+        return []
+    for row in rows:
+        for item in whole:
+            if _tensors(row) and item.actual.shape[1:] == row.actual.shape[1:] and item.actual.shape[0] > 1 and \
+                    not _near(item.actual[-1:], row.actual, row):
+                return [Finding("batch", "batch", "each row of the batch alone is right, and the same rows in one "
+                                                  "batch are not: the rows of a batch affect each other's results")]
     return []
 
 

@@ -613,7 +613,7 @@ EVERY_FUNCTION = (CAUSAL_MASK, SPLIT_HEADS, MERGE_HEADS, ATTENTION, POSITIONS, E
 
 # The same functions in the settings a test of their own checks.
 CAUSAL_ATTENTION = replace(ATTENTION, sizes={**ATTENTION.sizes, "causal": True, "queries": 7, "keys": 7},
-                           settings=({},), causal=(0, 1, 2))
+                           settings=({}, {"cross": True, "keys": 10}), causal=(0, 1, 2))
 CONFIGURED_SCAN = replace(SELECTIVE_SCAN, settings=(
     {"discretization": "zoh", "scan": SPY_SCAN, "length": 12},
     {"discretization": "bilinear", "scan": SPY_SCAN, "length": 12, "delta_scale": 6.0}))

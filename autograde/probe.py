@@ -494,9 +494,10 @@ def execute(call: wire.Call) -> wire.Outcome:
                 function = getattr(owner, name)
             else:
                 function = getattr(module, call.target.split(".")[-1])
-            args = list(call.args)
+            # Copies: code that writes into its inputs must not change the test's own tensors.
+            args = [arg.clone() if isinstance(arg, torch.Tensor) else arg for arg in call.args]
             for index in call.grad_of:
-                args[index] = args[index].detach().clone().requires_grad_(True)
+                args[index] = args[index].detach().requires_grad_(True)
             gradients = torch.enable_grad() if call.grad_of or call.grad_params else torch.no_grad()
             with gradients, FixedDropout(call.dropout_seed), counter, spy:
                 output = function(*args, **call.kwargs)

@@ -212,6 +212,8 @@ def causality(case: Case, fn: Function, run: Run):
         else:
             changed[:, keep:] = changed[:, keep:] + case.randn(*changed[:, keep:].shape, dtype=changed.dtype)
         args[i] = changed
+    # The two calls side by side, after every other: whatever an earlier call left behind affects both alike.
+    before = _call(case, fn, run.point, handle=run.handle, draw=run.draw)
     later = _call(case, fn, run.point, args=args, handle=run.handle, draw=run.draw)
     atol, rtol = fn.tolerance_at(run.point)
     shape = run.expected[0].shape
@@ -223,7 +225,7 @@ def causality(case: Case, fn: Function, run: Run):
                        what=f"outputs at positions 0-{keep - 1} after changing the inputs from position {keep} on "
                             f"(they should not change)")
 
-    case.expect(unchanged, run.result.output, later.result.output, what=fn.call_in_words(run.point),
+    case.expect(unchanged, before.result.output, later.result.output, what=fn.call_in_words(run.point),
                 facet="causal", where=_where(fn, run.point, causal=True), cause="causal")
 
 

@@ -70,7 +70,7 @@ def command_mutants(args) -> int:
     except CorpusError as error:
         print(f"grading mutants: {error}", file=sys.stderr)
         return 1
-    return run_corpus(verbose=True, extra=extra)
+    return run_corpus(verbose=True, extra=extra, report=Path(args.report) if args.report else None)
 
 
 # --- the course: rubric, roster, scores, similarity, gradebook, grades out ----------------------------------------
@@ -361,6 +361,8 @@ def main(argv=None) -> int:
                                                   "alternative, and tabulate which tests catch what")
     mutants.add_argument("--extra", metavar="FILE", help="a corpus of your own instead: a Python file with lists "
                          "WRONG and CORRECT of {name, target, why, kind, source} (grading/publish/corpus.py)")
+    mutants.add_argument("--report", metavar="FILE", help="also write every variant's results, messages and "
+                         "diagnoses to FILE as JSON")
     mutants.set_defaults(run=command_mutants)
     add_course_commands(commands)
     args = parser.parse_args(argv)

@@ -66,6 +66,16 @@ def test_a_result_matching_a_named_mistake_says_which_unless_that_mistake_gives_
     assert diagnose([harmless]) == []
 
 
+def test_an_explanation_must_explain_every_failure_it_applies_to_and_rounding_is_none():
+    wrong = expected() + 1
+    matched = checked(wrong, expected(), alternatives={"no D u_t term": ("missing-step", wrong)})
+    unexplained = checked(expected() * 3, expected(), alternatives={"no D u_t term": ("missing-step", wrong)})
+    assert causes([matched]) == {"missing-step"} and causes([matched, unexplained]) == set()
+    rounded = checked(expected().transpose(-1, -2) * (1 + 1e-9), expected().transpose(-1, -2))
+    rounded.passed = False  # off by far less than ten times the tolerance: no structural mistake
+    assert causes([rounded]) == set()
+
+
 def test_right_values_and_wrong_gradients_say_that_gradients_are_cut_and_wrong_values_do_not():
     right, wrong = checked(expected(), expected()), checked(expected() + 1, expected(), facet="gradient")
     assert causes([right, wrong]) == {"gradient"}

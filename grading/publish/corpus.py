@@ -219,10 +219,10 @@ def load_extra(path: Path) -> tuple[list, list]:
     return lists[0], lists[1]
 
 
-def run_corpus(verbose: bool = True, extra: tuple = None) -> int:
+def run_corpus(verbose: bool = True, extra: tuple = None, report: Path = None) -> int:
     """Every mutant must lose public points, every hidden-only mutant keep them and lose hidden ones, every
     alternative keep all of them; prints a table and the diagnoses' figures. Exit status. `extra`: a corpus of
-    (wrong, correct) variants to run instead of the project's (load_extra)."""
+    (wrong, correct) variants to run instead of the project's (load_extra); `report`: a JSON file of everything."""
     failures = 0
     mutants, alternatives = extra if extra else (MUTANTS, ALTERNATIVES)
     jobs = corpus_jobs() if not extra else [(variant, False) for variant in mutants + alternatives]
@@ -242,6 +242,13 @@ def run_corpus(verbose: bool = True, extra: tuple = None) -> int:
         if verbose:
             print(f"{verdict:14}  {variant.name:44} -{lost:g} public -{hidden_lost:g} hidden  {', '.join(caught)}")
     figures = diagnosis_figures(results, mutants + (HIDDEN_ONLY_MUTANTS if not extra else []))
+    if report is not None:  # every variant's rows, messages and diagnoses, for reading them all
+        import json
+
+        described = {variant.name: {"target": variant.target, "why": variant.why, "causes": list(variant.causes),
+                                    "correct": variant in alternatives, **results[variant.name]}
+                     for variant, _ in jobs}
+        report.write_text(json.dumps(described, indent=1) + "\n")
     wrong = figures["fired"] - figures["right"]
     failures += wrong
     if verbose:
