@@ -43,6 +43,7 @@ class Checked:
     expected: object = None
     alternatives: dict = field(default_factory=dict)  # label -> (cause, tensor a mistake of that cause gives)
     whole: bool = False  # a problem that is the whole story (a stub)
+    raised: bool = False  # no value to compare: the call raised, timed out, or returned no tensor
     proves: str = None  # a cause the failed check itself establishes (see Case.expect)
     atol: float = 0.0
     rtol: float = 0.0
@@ -121,9 +122,11 @@ def alternative(checked):
 
 
 def _right_then_wrong(checked, right: tuple, wrong: str) -> bool:
-    """Every check of the facets `right` held (and there was one), and a check of facet `wrong` failed."""
+    """Every check of the facets `right` held (and there was one), and a check of facet `wrong` compared a
+    value and failed (a call that raised is its own story: its message says what it raised)."""
     held = [item for item in checked if item.facet in right]
-    return bool(held) and all(item.passed for item in held) and bool(_failed(checked, (wrong,)))
+    return bool(held) and all(item.passed for item in held) and \
+        any(not item.raised for item in _failed(checked, (wrong,)))
 
 
 def gradient(checked):

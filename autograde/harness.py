@@ -417,7 +417,7 @@ class Case:
                 wanted = expected.resolve() if isinstance(expected, Value) else expected
             except CallProblem as problem:
                 message = str(problem) if problem.whole else f"{what}: {problem}"
-                return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole)
+                return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole, raised=True)
             if any(close(resolved, other, atol, rtol) for other in accept):
                 return diagnoses.Checked(True, None, facet, dict(where or {}))
             message = compare(resolved, wanted, atol=atol, rtol=rtol, what=what, hidden=self.hidden)
@@ -433,7 +433,7 @@ class Case:
                 resolved = [value.resolve() if isinstance(value, Value) else value for value in values]
             except CallProblem as problem:
                 message = str(problem) if problem.whole else f"{what}: {problem}"
-                return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole)
+                return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole, raised=True)
             message = predicate(*resolved)
             return diagnoses.Checked(message is None, None if message is None else f"{what}: {message}", facet,
                                      dict(where or {}), proves=cause if message is not None else None)
@@ -449,7 +449,8 @@ class Case:
                     value.resolve()
                 except CallProblem as problem:
                     message = str(problem) if problem.whole else f"{what}: {problem}"
-                    return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole)
+                    return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole,
+                                             raised=True)
             message = predicate(value.fact("kind"), value.fact("device"))
             return diagnoses.Checked(message is None, None if message is None else f"{what}: {message}", facet,
                                      dict(where or {}))
