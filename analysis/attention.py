@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from data.vocab import VOCAB
-from training.module import decode_budget, eval_mode, greedy_decode, with_sos
+from models.decoding import decode_budget, eval_mode, greedy_decode, with_sos
 
 WORDS = ("brown", "conditioning", "is")
 KINDS = {"encoder": "encoder self-attention", "decoder": "decoder self-attention", "cross": "cross-attention"}
