@@ -4,18 +4,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from grading.course.roster import course_folder, read_roster
+from grading.errors import GradingError
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def command_release(args) -> int:
-    from grading.publish.release import ReleaseError, release
-    from grading.publish.template import TemplateError
+    from grading.publish.release import release
 
-    try:
-        release(REPO, Path(args.out), check=not args.no_check)
-    except (ReleaseError, TemplateError) as error:
-        print(f"grading release: {error}", file=sys.stderr)
-        return 1
+    release(REPO, Path(args.out), check=not args.no_check)
     return 0
 
 
@@ -30,34 +28,22 @@ def run_regrade(args, out: Path):
 
 
 def command_regrade(args) -> int:
-    from grading.regrade.run import RegradeError
-
-    try:
-        run_regrade(args, Path(args.out))
-    except RegradeError as error:
-        print(f"grading regrade: {error}", file=sys.stderr)
-        return 1
+    run_regrade(args, Path(args.out))
     return 0
 
 
 def command_review(args) -> int:
-    from grading.regrade.run import RegradeError
     from grading.course.review import ReviewError, build_site
-    from grading.course.rubric import RubricError
-    from grading.regrade.submissions import SubmissionError, check_paths
+    from grading.regrade.submissions import check_paths
 
     site = Path(args.out)
-    try:
-        rubric = load_rubric(args)
-        if args.scores and not Path(args.scores).is_dir():
-            raise ReviewError(f"--scores {args.scores}: no such directory")
-        if args.grades is None:
-            run_regrade(args, site / "grades")
-        build_site(check_paths(args.submissions), Path(args.grades or site / "grades"), site, rubric=rubric,
-                   scores=Path(args.scores) if args.scores else None)
-    except (RegradeError, ReviewError, SubmissionError, RubricError) as error:
-        print(f"grading review: {error}", file=sys.stderr)
-        return 1
+    rubric = load_rubric(args)
+    if args.scores and not Path(args.scores).is_dir():
+        raise ReviewError(f"--scores {args.scores}: no such directory")
+    if args.grades is None:
+        run_regrade(args, site / "grades")
+    build_site(check_paths(args.submissions), Path(args.grades or site / "grades"), site, rubric=rubric,
+               scores=Path(args.scores) if args.scores else None)
     return 0
 
 
@@ -76,89 +62,57 @@ def load_rubric(args):
     return rubric.load(Path(args.rubric) if getattr(args, "rubric", None) else rubric.RUBRIC, REPO)
 
 
-def refused(command: str, error: Exception) -> int:
+def refused(command: str, error) -> int:
     """Bad input: one line per problem, each naming the command, and exit status 1."""
     for line in str(error).splitlines():
         print(f"grading {command}: {line}", file=sys.stderr)
     return 1
 
 
-def course_errors():
-    from grading.course.gradebook import CourseError
-    from grading.course.export import ExportError
-    from grading.course.roster import RosterError
-    from grading.course.rubric import RubricError
-    from grading.course.scores import ScoresError
-    from grading.course.similarity import SimilarityError
-    from grading.regrade.submissions import SubmissionError
-
-    return (CourseError, ExportError, RosterError, RubricError, ScoresError, SimilarityError, SubmissionError)
-
-
-def course_folder(text: str) -> Path:
-    from grading.course.roster import RosterError
-
-    course = Path(text)
-    if not (course / "roster.csv").is_file():
-        raise RosterError(f"{course}: not a course folder (it needs roster.csv: student,repository per line)")
-    return course
-
-
 def command_rubric(args) -> int:
     from grading.course import rubric
 
-    try:
-        loaded = load_rubric(args)
-        print(rubric.summary(loaded))
-        readme = REPO / "README.md"
-        if args.update_readme:
-            changed = rubric.update_readme(loaded, readme)
-            print(f"{readme}: {'rewrote the points table and headings' if changed else 'already in step'}")
-            return 0
-        problems = rubric.readme_problems(readme.read_text(encoding="utf-8"), loaded)
-        if problems:
-            raise rubric.RubricError("\n".join(problems + ["run python -m grading rubric --update-readme"]))
-        print(f"{readme}: in step with the rubric")
-    except course_errors() as error:
-        return refused("rubric", error)
+    loaded = load_rubric(args)
+    print(rubric.summary(loaded))
+    readme = REPO / "README.md"
+    if args.update_readme:
+        changed = rubric.update_readme(loaded, readme)
+        print(f"{readme}: {'rewrote the points table and headings' if changed else 'already in step'}")
+        return 0
+    problems = rubric.readme_problems(readme.read_text(encoding="utf-8"), loaded)
+    if problems:
+        raise rubric.RubricError("\n".join(problems + ["run python -m grading rubric --update-readme"]))
+    print(f"{readme}: in step with the rubric")
     return 0
 
 
 def command_collect(args) -> int:
-    from grading.course import roster
+    from grading.course.collect import collect, parse_when
 
-    try:
-        course = course_folder(args.course)
-        loaded = load_rubric(args)
-        problems = roster.collect(course, roster.parse_when(args.deadline), loaded.late, ref=args.ref)
-    except course_errors() as error:
-        return refused("collect", error)
+    course = course_folder(args.course)
+    loaded = load_rubric(args)
+    problems = collect(course, parse_when(args.deadline), loaded.late, ref=args.ref)
     print(f"regrade them with: python -m grading regrade {course}/submissions/* --out {course}/grades")
     return refused("collect", "\n".join(problems)) if problems else 0
 
 
 def roster_names(course: Path) -> list[str]:
-    from grading.course import roster
-
-    return [student.student for student in roster.read_roster(course)]
+    return [student.student for student in read_roster(course)]
 
 
 def command_scores(args) -> int:
     from grading.course import scores
     from grading.course.gradebook import read_results, test_names
 
-    try:
-        course = course_folder(args.course)
-        loaded = load_rubric(args)
-        names = roster_names(course)
-        results = read_results(course / "grades")
-        written = scores.write_skeletons(course / "scores", loaded, {name: results.get(name, {}).get("commit", "")
-                                                                     for name in names})
-        if written:
-            print(f"wrote {len(written)} scores file(s) to fill in: {', '.join(written)}")
-        marks = scores.load_all(course / "scores", loaded, names, test_names(results))
-    except course_errors() as error:
-        return refused("scores", error)
+    course = course_folder(args.course)
+    loaded = load_rubric(args)
+    names = roster_names(course)
+    results = read_results(course / "grades")
+    written = scores.write_skeletons(course / "scores", loaded, {name: results.get(name, {}).get("commit", "")
+                                                                 for name in names})
+    if written:
+        print(f"wrote {len(written)} scores file(s) to fill in: {', '.join(written)}")
+    marks = scores.load_all(course / "scores", loaded, names, test_names(results))
     for name, mark in marks.items():
         left = [item.id for item in loaded.items if not item.bonus and item.id not in mark.points]
         open_requests = [request["item"] for request in mark.requests if not request["response"]]
@@ -172,73 +126,50 @@ def command_request(args) -> int:
     from grading.course import scores
     from grading.course.gradebook import read_results, test_names
 
-    try:
-        course = course_folder(args.course)
-        loaded = load_rubric(args)
-        path = scores.append_request(course / "scores", loaded, args.student, roster_names(course), args.item,
-                                     args.text, test_names(read_results(course / "grades")))
-    except course_errors() as error:
-        return refused("request", error)
+    course = course_folder(args.course)
+    loaded = load_rubric(args)
+    path = scores.append_request(course / "scores", loaded, args.student, roster_names(course), args.item,
+                                 args.text, test_names(read_results(course / "grades")))
     print(f"noted in {path}: write your answer in its response, change the points, then python -m grading gradebook")
     return 0
 
 
 def command_similarity(args) -> int:
     from grading.course import similarity
-    from grading.publish.release import shipped_files
-    from grading.regrade.submissions import MODEL_FILES
-    from grading.publish.template import make_template
 
-    try:
-        course = course_folder(args.course)
-        paths = sorted((course / "submissions").glob("*.git"))
-        if not paths:
-            raise similarity.SimilarityError(f"{course}/submissions holds no repository: collect first")
-        shipped = shipped_files(REPO)
-        template = make_template({path: content for path, (content, _) in shipped.items()})
-        starter = [(path, template[path].decode()) for path in MODEL_FILES]
-        starter += [(path, (REPO / path).read_text(encoding="utf-8")) for path in MODEL_FILES]
-        similarity.run(paths, starter, course / "similarity", threshold=args.threshold, min_shared=args.min_shared,
-                       k=args.noise)
-    except course_errors() as error:
-        return refused("similarity", error)
+    course = course_folder(args.course)
+    paths = sorted((course / "submissions").glob("*.git"))
+    if not paths:
+        raise similarity.SimilarityError(f"{course}/submissions holds no repository: collect first")
+    similarity.run(paths, similarity.starter_code(REPO), course / "similarity", threshold=args.threshold, min_shared=args.min_shared,
+                   k=args.noise)
     return 0
 
 
 def command_gradebook(args) -> int:
     from grading.course import gradebook as course_module
 
-    try:
-        course_module.write_all(course_folder(args.course), load_rubric(args))
-    except course_errors() as error:
-        return refused("gradebook", error)
+    course_module.write_all(course_folder(args.course), load_rubric(args))
     return 0
 
 
 def command_export(args) -> int:
     from grading.course import gradebook as course_module
     from grading.course import export
-    from grading.course import roster
 
-    try:
-        course = course_folder(args.course)
-        loaded = load_rubric(args)
-        state = course_module.write_all(course, loaded, log=lambda line: None)
-        out = Path(args.out) if args.out else course / "final" / "canvas.csv"
-        export.write_canvas(out, state, roster.read_roster(course), loaded, args.assignment_id, args.partial)
-    except course_errors() as error:
-        return refused("export", error)
+    course = course_folder(args.course)
+    loaded = load_rubric(args)
+    state = course_module.write_all(course, loaded, log=lambda line: None)
+    out = Path(args.out) if args.out else course / "final" / "canvas.csv"
+    export.write_canvas(out, state, read_roster(course), loaded, args.assignment_id, args.partial)
     print(f"wrote {out}: import it in Canvas (Grades → Import)")
     return 0
 
 
 def command_feedback(args) -> int:
-    from grading.course import export
+    from grading.course.feedback import publish
 
-    try:
-        problems = export.publish(course_folder(args.course), load_rubric(args), push=args.push)
-    except course_errors() as error:
-        return refused("feedback", error)
+    problems = publish(course_folder(args.course), load_rubric(args), push=args.push)
     return refused("feedback", "\n".join(problems)) if problems else 0
 
 
@@ -347,6 +278,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except GradingError as error:
+        return refused(args.command, error)
     except ModuleNotFoundError as error:  # nbgrader, nh3, ...: instructor tools that requirements.txt leaves out
         print(f"python -m grading {args.command}: {error.name} is not installed: "
               "python -m pip install -r requirements-dev.txt", file=sys.stderr)

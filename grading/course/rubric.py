@@ -19,6 +19,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grading.errors import GradingError
+
 REPO = Path(__file__).resolve().parents[2]
 RUBRIC = Path(__file__).with_name("rubric.toml")
 WRITEUP = "\n## Your writeup\n"
@@ -26,7 +28,7 @@ BEGIN, END = "<!-- rubric: begin (python -m grading rubric --update-readme write
 ITEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-class RubricError(Exception):
+class RubricError(GradingError):
     """The rubric cannot be used: one line per problem."""
 
 

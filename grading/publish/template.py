@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from grading.errors import GradingError
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
@@ -33,7 +35,7 @@ PROSE_REWRITES = (
 )
 
 
-class TemplateError(Exception):
+class TemplateError(GradingError):
     """A solution region the release cannot turn into a stub: said in one line, with file and line."""
 
 

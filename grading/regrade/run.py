@@ -26,7 +26,6 @@ import json
 import queue
 import secrets
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -34,13 +33,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
-from grading.publish.release import shipped_files
+from grading.errors import GradingError
+from grading.git import git, succeeds
+from grading.publish.release import shipped_files, template_of
 from grading.regrade import judge, results, sandbox, submissions
 from grading.regrade.flags import review_flags
 from grading.regrade.submissions import MODEL_FILES, Submission, SubmissionError, blob_id
-from grading.publish.template import make_template
 
-class RegradeError(Exception):
+class RegradeError(GradingError):
     """The regrade cannot start: said in one line per problem."""
 
 
@@ -49,11 +49,8 @@ class RegradeError(Exception):
 
 def instructor_base(repo: Path) -> dict[str, tuple[bytes, int]]:
     """path -> (content, mode) of the clean tree: the student template plus the hidden tests."""
-    shipped = shipped_files(repo)
-    template = make_template({path: content for path, (content, _) in shipped.items()})
-    base = {path: (template[path], mode) for path, (_, mode) in shipped.items()}
-    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "tests/hidden"], capture_output=True,
-                            text=True, check=True).stdout
+    base = template_of(shipped_files(repo))
+    listed = git(repo, "ls-files", "-z", "tests/hidden")
     for path in filter(None, listed.split("\0")):
         if (repo / path).is_file():
             base[path] = ((repo / path).read_bytes(), 0o644)
@@ -67,7 +64,7 @@ def release_blobs(repo: Path, base: dict, release: Path = None) -> dict[str, str
     when given, else the template the instructor's tree makes now."""
     if release is None:
         return {path: blob_id(content) for path, (content, _) in base.items() if not path.startswith("tests/hidden/")}
-    listing = submissions.git(release, "ls-tree", "-r", "-z", "--full-tree", "main")
+    listing = git(release, "ls-tree", "-r", "-z", "--full-tree", "main")
     blobs = {}
     for entry in filter(None, listing.split("\0")):
         meta, _, path = entry.partition("\t")
@@ -235,8 +232,7 @@ def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline
         found = submissions.check_paths(paths)
     except SubmissionError as error:
         raise RegradeError(str(error)) from None
-    if release is not None and subprocess.run(["git", "-C", str(release), "rev-parse", "--verify", "-q", "main"],
-                                              capture_output=True).returncode:
+    if release is not None and not succeeds(release, "rev-parse", "--verify", "-q", "main"):
         raise RegradeError(f"--release {release}: not a release repository with a branch main")
     out.mkdir(parents=True, exist_ok=True)
     grader = Regrade(repo, out, limits, release, log, seed)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from grading.course import export
-from grading.course import roster
+from grading.course import collect, export, roster
 from grading.course import rubric
 from grading.course import scores
 from grading.course import similarity
@@ -79,7 +78,7 @@ def test_collect_grades_the_last_commit_of_the_late_window_and_skips_later_ones(
     late = student.push(DEADLINE + timedelta(days=2, hours=1), "late")
     student.push(DEADLINE + timedelta(days=3, hours=1), "too late")
     lines = []
-    problems = roster.collect(with_roster(course, student), DEADLINE, LATE, log=lines.append)
+    problems = collect.collect(with_roster(course, student), DEADLINE, LATE, log=lines.append)
     assert problems == [] and head(course, "ann") == late
     assert lines == [f"ann: {late[:7]}, dated 2026-10-04T00:59:00+00:00, 3 days late"]
 
@@ -87,19 +86,19 @@ def test_collect_grades_the_last_commit_of_the_late_window_and_skips_later_ones(
 def test_a_commit_within_the_grace_is_on_time_and_one_minute_after_it_a_day_late(tmp_path, course):
     student = Student(tmp_path, "ann")
     commit = student.push(DEADLINE + timedelta(minutes=15), "just in time")
-    assert roster.lateness(student.remote, commit, DEADLINE, LATE, []).days == 0
+    assert collect.lateness(student.remote, commit, DEADLINE, LATE, []).days == 0
     commit = student.push(DEADLINE + timedelta(minutes=16), "a minute late")
-    assert roster.lateness(student.remote, commit, DEADLINE, LATE, []).days == 1
+    assert collect.lateness(student.remote, commit, DEADLINE, LATE, []).days == 1
 
 
 def test_a_back_dated_commit_missing_from_a_fetch_after_the_deadline_counts_from_that_fetch(tmp_path, course):
     student = Student(tmp_path, "ann")
     student.push(DEADLINE - timedelta(days=1), "on time")
     with_roster(course, student)
-    roster.collect(course, DEADLINE, LATE, clock=clock_at(DEADLINE + timedelta(hours=1)))
+    collect.collect(course, DEADLINE, LATE, clock=clock_at(DEADLINE + timedelta(hours=1)))
     back_dated = student.push(DEADLINE - timedelta(hours=1), "dated before the deadline, pushed 30 hours after it")
     lines = []
-    roster.collect(course, DEADLINE, LATE, clock=clock_at(DEADLINE + timedelta(hours=30)), log=lines.append)
+    collect.collect(course, DEADLINE, LATE, clock=clock_at(DEADLINE + timedelta(hours=30)), log=lines.append)
     assert head(course, "ann") == back_dated
     assert lines == [f"ann: {back_dated[:7]}, dated 2026-10-01T22:59:00+00:00, 1 day late; dated "
                      "2026-10-01T22:59:00+00:00, but the branch did not have it when fetched at "
@@ -110,7 +109,7 @@ def test_a_commit_seen_by_a_fetch_before_the_deadline_is_on_time_whatever_its_da
     student = Student(tmp_path, "ann")
     commit = student.push(DEADLINE + timedelta(hours=5), "a clock five hours fast")
     lines = []
-    roster.collect(with_roster(course, student), DEADLINE, LATE, clock=clock_at(DEADLINE - timedelta(hours=1)),
+    collect.collect(with_roster(course, student), DEADLINE, LATE, clock=clock_at(DEADLINE - timedelta(hours=1)),
                    log=lines.append)
     assert lines == [f"ann: {commit[:7]}, dated 2026-10-02T04:59:00+00:00, on time; dated 2026-10-02T04:59:00+00:00, "
                      "after a fetch at 2026-10-01T22:59:00+00:00 that already had it: counted as arriving by then"]
@@ -122,7 +121,7 @@ def test_an_extension_moves_the_deadline_of_one_student(tmp_path, course):
     (course / "roster.csv").write_text(f"student,repository,extension_days\nann,{student.remote},2\n")
     (found,) = roster.read_roster(course)
     assert found.extension_days == 2
-    assert roster.lateness(student.remote, commit, DEADLINE, LATE, [], found.extension_days).days == 0
+    assert collect.lateness(student.remote, commit, DEADLINE, LATE, [], found.extension_days).days == 0
 
 
 def test_a_repository_that_cannot_be_fetched_is_named_and_the_others_are_collected(tmp_path, course):
