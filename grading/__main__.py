@@ -1,4 +1,5 @@
-"""The instructor's command line: `python -m grading <command>`; `python -m grading --help` lists them."""
+"""The instructor's command line, `python -m grading COMMAND`: one command per step of a course, and
+`python -m grading` alone lists them in that order (COMMANDS)."""
 
 import argparse
 import sys
@@ -87,12 +88,15 @@ def command_rubric(args) -> int:
 
 
 def command_collect(args) -> int:
-    from grading.course.collect import collect, parse_when
+    from grading.course.collect import collect, parse_when, regrade_command
+    from grading.publish.release import check_release
 
     course = course_folder(args.course)
     loaded = load_rubric(args)
-    problems = collect(course, parse_when(args.deadline), loaded.late, ref=args.ref)
-    print(f"regrade them with: python -m grading regrade {course}/submissions/* --out {course}/grades")
+    deadline = parse_when(args.deadline)
+    release = check_release(Path(args.release)) if args.release else None
+    problems = collect(course, deadline, loaded.late, ref=args.ref, release=release)
+    print(f"regrade them with: {regrade_command(course, args.release)}")
     return refused("collect", "\n".join(problems)) if problems else 0
 
 
@@ -173,46 +177,11 @@ def command_feedback(args) -> int:
     return refused("feedback", "\n".join(problems)) if problems else 0
 
 
-def add_course_commands(commands):
-    def command(name, run, help, course=True):
-        parser = commands.add_parser(name, help=help)
-        if course:
-            parser.add_argument("course", metavar="COURSE", help="the course folder: roster.csv and what the course "
-                                                                 "commands write (INSTRUCTOR.md, section 8)")
-        parser.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/course/rubric.toml)")
-        parser.set_defaults(run=run)
-        return parser
-
-    rubric = command("rubric", command_rubric, "check the rubric and that the README shows its points", course=False)
-    rubric.add_argument("--update-readme", action="store_true", help="rewrite the README's points from the rubric")
-    collect = command("collect", command_collect, "fetch every repository of COURSE/roster.csv into "
-                                                  "COURSE/submissions, at the commit to grade, with its lateness")
-    collect.add_argument("--deadline", required=True, metavar="WHEN", help="e.g. '2026-10-01 23:59 +0200'")
-    collect.add_argument("--ref", default="main", help="the branch to collect (default main)")
-    command("scores", command_scores, "write a scores file for each student that has none, check them all")
-    request = command("request", command_request, "note a student's regrade request against a rubric item or test")
-    request.add_argument("student")
-    request.add_argument("item", help="a rubric item's id (W3) or a graded test's name")
-    request.add_argument("text", help="the student's request, in their words")
-    similarity = command("similarity", command_similarity, "pairs of submissions whose own code is unusually alike "
-                                                           "(starter code and reference removed)")
-    similarity.add_argument("--threshold", type=float, default=0.5, help="share of own code that flags a pair "
-                                                                         "(default 0.5)")
-    similarity.add_argument("--min-shared", type=int, default=400, metavar="N",
-                            help="characters of shared tokens a flagged pair needs at least (default 400)")
-    similarity.add_argument("--noise", type=positive(int), default=25, metavar="K",
-                            help="characters of tokens in one fingerprint: shorter matches are ignored (default 25)")
-    command("gradebook", command_gradebook, "merge test points, scores, adjustments and late penalties into "
-                                            "COURSE/final: gradebook and feedback")
-    export = command("export", command_export, "the gradebook as Canvas's gradebook import CSV")
-    export.add_argument("--assignment-id", default="", metavar="N", help="the assignment's id in Canvas (the "
-                                                                          "number at the end of its address)")
-    export.add_argument("--partial", action="store_true", help="leave the cell of a student whose scores are "
-                                                               "missing empty instead of refusing")
-    export.add_argument("--out", metavar="FILE", help="default COURSE/final/canvas.csv")
-    feedback = command("feedback", command_feedback, "publish: each student's FEEDBACK.md on the branch feedback "
-                                                     "of their repository")
-    feedback.add_argument("--push", action="store_true", help="push each feedback branch to the student's repository")
+def course_options(parser, course: bool = True):
+    if course:
+        parser.add_argument("course", metavar="COURSE", help="the course folder: roster.csv and what the course "
+                                                             "commands write (INSTRUCTOR.md, section 9)")
+    parser.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/course/rubric.toml)")
 
 
 def positive(kind):
@@ -224,7 +193,21 @@ def positive(kind):
     return parse
 
 
-def add_regrade_options(parser):
+def release_options(parser):
+    parser.add_argument("out", metavar="OUT", help="a directory that does not exist yet, or an empty one")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the checks (leaks, scores, test runs): for looking at a draft only")
+
+
+def collect_options(parser):
+    course_options(parser)
+    parser.add_argument("--deadline", required=True, metavar="WHEN", help="e.g. '2026-10-01 23:59 +0200'")
+    parser.add_argument("--ref", default="main", help="the branch to collect (default main)")
+    parser.add_argument("--release", metavar="REPO", help="the repository `release` wrote, for the regrade that "
+                                                          "follows (remembered in COURSE/collected.json)")
+
+
+def regrade_options(parser):
     parser.add_argument("submissions", metavar="SUBMISSION", nargs="+",
                         help="student repositories: clones or bare repositories, one folder each (named after it)")
     parser.add_argument("--ref", default="HEAD", help="the branch, tag or commit to grade (default HEAD)")
@@ -247,34 +230,107 @@ def add_regrade_options(parser):
                         help="draw the tests' inputs with this secret instead of a fresh one (to reproduce a run)")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grading", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    release = commands.add_parser("release", help="write the student template (branch main) and the reference "
-                                                  "(branch solution) as a new git repository at OUT")
-    release.add_argument("out", metavar="OUT", help="a directory that does not exist yet, or an empty one")
-    release.add_argument("--no-check", action="store_true",
-                         help="skip the checks (leaks, scores, test runs): for looking at a draft only")
-    release.set_defaults(run=command_release)
-    regrade = commands.add_parser("regrade", help="grade student repositories with the instructor's public and "
-                                                  "hidden tests: gradebook.csv, feedback/, results/ in --out")
-    regrade.add_argument("--out", required=True, metavar="DIR", help="where the gradebook and feedback go")
-    add_regrade_options(regrade)
-    regrade.set_defaults(run=command_regrade)
-    review = commands.add_parser("review", help="one static site of the students' READMEs beside their grades, "
-                                                "tamper flags and feedback, with an index of the class")
-    review.add_argument("--out", required=True, metavar="DIR", help="where the site goes (DIR/index.html)")
-    review.add_argument("--grades", metavar="DIR", help="the output of an earlier regrade of these submissions "
+def grades_options(parser):
+    parser.add_argument("--out", required=True, metavar="DIR", help="where the gradebook and feedback go")
+    regrade_options(parser)
+
+
+def rubric_options(parser):
+    course_options(parser, course=False)
+    parser.add_argument("--update-readme", action="store_true", help="rewrite the README's points from the rubric")
+
+
+def similarity_options(parser):
+    course_options(parser)
+    parser.add_argument("--threshold", type=float, default=0.5, help="share of own code that flags a pair "
+                                                                     "(default 0.5)")
+    parser.add_argument("--min-shared", type=int, default=400, metavar="N",
+                        help="characters of shared tokens a flagged pair needs at least (default 400)")
+    parser.add_argument("--noise", type=positive(int), default=25, metavar="K",
+                        help="characters of tokens in one fingerprint: shorter matches are ignored (default 25)")
+
+
+def export_options(parser):
+    course_options(parser)
+    parser.add_argument("--assignment-id", default="", metavar="N", help="the assignment's id in Canvas (the "
+                                                                          "number at the end of its address)")
+    parser.add_argument("--partial", action="store_true", help="leave the cell of a student whose scores are "
+                                                               "missing empty instead of refusing")
+    parser.add_argument("--out", metavar="FILE", help="default COURSE/final/canvas.csv")
+
+
+def feedback_options(parser):
+    course_options(parser)
+    parser.add_argument("--push", action="store_true", help="push each feedback branch to the student's repository")
+
+
+def request_options(parser):
+    course_options(parser)
+    parser.add_argument("student")
+    parser.add_argument("item", help="a rubric item's id (W3) or a graded test's name")
+    parser.add_argument("text", help="the student's request, in their words")
+
+
+def review_options(parser):
+    parser.add_argument("--out", required=True, metavar="DIR", help="where the site goes (DIR/index.html)")
+    parser.add_argument("--grades", metavar="DIR", help="the output of an earlier regrade of these submissions "
                                                         "(default: regrade them now into DIR/grades)")
-    review.add_argument("--scores", metavar="DIR", help="the instructor's scores files (COURSE/scores), shown in "
+    parser.add_argument("--scores", metavar="DIR", help="the instructor's scores files (COURSE/scores), shown in "
                                                         "each page's rubric panel")
-    review.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/course/rubric.toml)")
-    add_regrade_options(review)
-    review.set_defaults(run=command_review)
-    mutants = commands.add_parser("mutants", help="run the graded tests against every mutant and correct "
-                                                  "alternative, and tabulate which tests catch what")
-    mutants.set_defaults(run=command_mutants)
-    add_course_commands(commands)
+    parser.add_argument("--rubric", metavar="FILE", help="the rubric (default grading/course/rubric.toml)")
+    regrade_options(parser)
+
+
+# Every command, in the order a course uses them: what it does (one line), its function, its options.
+COMMANDS = {
+    "release": ("publish: the student template (branch main) and the answers (branch solution), a new repository",
+                command_release, release_options),
+    "collect": ("fetch the roster's repositories into COURSE at the commits to grade, with days late",
+                command_collect, collect_options),
+    "regrade": ("the tests' grade of record: public and hidden tests, the students' code in a sandbox",
+                command_regrade, grades_options),
+    "rubric": ("check the rubric (what everything is worth) and that the README shows its points",
+               command_rubric, rubric_options),
+    "scores": ("a scores file per student for the items graded by hand; every one checked",
+               command_scores, course_options),
+    "similarity": ("pairs of submissions whose own code is alike (starter code and reference removed)",
+                   command_similarity, similarity_options),
+    "gradebook": ("the grade of record: test points, scores, adjustments, late penalty; each student's feedback",
+                  command_gradebook, course_options),
+    "export": ("grades out to the LMS: the gradebook as Canvas's import CSV", command_export, export_options),
+    "feedback": ("grades out to the students: FEEDBACK.md on a branch of each student's repository",
+                 command_feedback, feedback_options),
+    "request": ("note a student's regrade request against a rubric item or a graded test",
+                command_request, request_options),
+    "review": ("every writeup beside its grade, flags, feedback and rubric, as one static site",
+               command_review, review_options),
+    "mutants": ("check the graded tests: which of them catch each plausible student mistake",
+                command_mutants, lambda parser: None),
+}
+
+
+def listing() -> str:
+    """The commands, one line each, in the order a course uses them."""
+    width = max(map(len, COMMANDS))
+    return "\n".join(["usage: python -m grading COMMAND ...   (python -m grading COMMAND --help: its options)", "",
+                      "The instructor's tools, in the order a course uses them (INSTRUCTOR.md):"]
+                     + [f"  {name:<{width}}  {summary}" for name, (summary, _, _) in COMMANDS.items()])
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print(listing())
+        return 2
+    parser = argparse.ArgumentParser(prog="python -m grading", usage="python -m grading COMMAND ...",
+                                     description=listing().split("\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help=argparse.SUPPRESS,
+                                     prog="python -m grading")
+    for name, (summary, run, options) in COMMANDS.items():
+        command = commands.add_parser(name, description=summary)
+        options(command)
+        command.set_defaults(run=run)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

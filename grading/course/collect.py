@@ -15,6 +15,7 @@ Nothing is checked out: the copies are bare, and git runs no hook of the student
 import json
 import math
 import re
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -138,14 +139,18 @@ def fetch(mirror: Path, student: Student, ref: str, clock) -> dict:
     return {"started": iso(started), "finished": iso(finished), "head": head.strip()}
 
 
-def collect(course: Path, deadline: datetime, late: Late, ref: str = "main", log=print, clock=utc_now) -> list[str]:
+def collect(course: Path, deadline: datetime, late: Late, ref: str = "main", release: Path = None, log=print,
+            clock=utc_now) -> list[str]:
     """Fetches every student of the roster and points each copy's HEAD at the commit to grade; returns the
-    problems (one line each: a fetch that failed, a student with nothing to grade)."""
+    problems (one line each: a fetch that failed, a student with nothing to grade). `release`, the repository
+    `python -m grading release` wrote, is remembered for the regrade (`regrade_command`)."""
     students = read_roster(course)
     record = read_collected(course)
     if record.get("deadline") and record["deadline"] != iso(deadline):
         log(f"the deadline changed from {record['deadline']} to {iso(deadline)}")
     record.update(deadline=iso(deadline), ref=ref)
+    if release is not None:
+        record["release"] = str(Path(release).resolve())
     record.setdefault("students", {})
     (course / "submissions").mkdir(parents=True, exist_ok=True)
     problems = []
@@ -182,3 +187,14 @@ def collect(course: Path, deadline: datetime, late: Late, ref: str = "main", log
         write_json(course / "collected.json", record)
     return problems
 
+
+def regrade_command(course: Path, release: str = None) -> str:
+    """The command that regrades what `collect` fetched, with the release students received (`release`, or
+    the one an earlier collect remembered): the line to run next."""
+    release = release or read_collected(course).get("release")
+    command = (f"python -m grading regrade {shlex.quote(str(course / 'submissions'))}/* "
+               f"--out {shlex.quote(str(course / 'grades'))} --release ")
+    if release:
+        return command + shlex.quote(str(release))
+    return command + ("RELEASE (the repository python -m grading release wrote; collect --release RELEASE "
+                      "puts it here)")

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from grading.errors import GradingError
-from grading.git import git
+from grading.git import git, succeeds
 from grading.publish.template import TOTAL_POINTS, is_instructor_only, leaks, make_template, secret_lines
 
 # Who wrote the release's two commits, whatever the instructor's git config says.
@@ -27,6 +27,13 @@ AUTHOR = {"GIT_AUTHOR_NAME": "Assignment release", "GIT_AUTHOR_EMAIL": "release@
 
 class ReleaseError(GradingError):
     """The release was refused: what failed, one problem per line."""
+
+
+def check_release(repo: Path) -> Path:
+    """`repo`, refused unless it is a repository this command wrote (a branch main, the student template)."""
+    if not succeeds(repo, "rev-parse", "--verify", "-q", "main"):
+        raise ReleaseError(f"--release {repo}: not a release repository with a branch main")
+    return repo
 
 
 def shipped_files(source: Path) -> dict[str, tuple[bytes, int]]:

@@ -34,8 +34,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from grading.errors import GradingError
-from grading.git import git, succeeds
-from grading.publish.release import shipped_files, template_of
+from grading.git import git
+from grading.publish.release import check_release, shipped_files, template_of
 from grading.regrade import judge, results, sandbox, submissions
 from grading.regrade.flags import review_flags
 from grading.regrade.submissions import MODEL_FILES, Submission, SubmissionError, blob_id
@@ -232,8 +232,8 @@ def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline
         found = submissions.check_paths(paths)
     except SubmissionError as error:
         raise RegradeError(str(error)) from None
-    if release is not None and not succeeds(release, "rev-parse", "--verify", "-q", "main"):
-        raise RegradeError(f"--release {release}: not a release repository with a branch main")
+    if release is not None:
+        check_release(release)
     out.mkdir(parents=True, exist_ok=True)
     grader = Regrade(repo, out, limits, release, log, seed)
     try:

@@ -134,6 +134,49 @@ def test_a_repository_that_cannot_be_fetched_is_named_and_the_others_are_collect
     assert line.startswith(f"grading collect: gone: not collected from {tmp_path / 'nowhere.git'}: git fetch failed:")
 
 
+def test_collect_ends_with_the_regrade_to_run_release_included_and_remembers_the_release(tmp_path, course):
+    student = Student(tmp_path, "ann")
+    student.push(DEADLINE - timedelta(days=1), "on time")
+    with_roster(course, student)
+    release = student.remote  # any repository with a branch main stands in for the release here
+    regrade = f"python -m grading regrade {course}/submissions/* --out {course}/grades --release "
+    first = grading("collect", str(course), "--deadline", "2026-10-01 23:59 +0000", "--release", str(release))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == f"regrade them with: {regrade}{release}"
+    again = grading("collect", str(course), "--deadline", "2026-10-01 23:59 +0000")  # after the late window
+    assert again.stdout.splitlines()[-1] == f"regrade them with: {regrade}{release.resolve()}"
+
+
+def test_collect_without_a_release_says_where_it_goes_in_the_regrade_command(tmp_path, course):
+    student = Student(tmp_path, "ann")
+    student.push(DEADLINE - timedelta(days=1), "on time")
+    result = grading("collect", str(with_roster(course, student)), "--deadline", "2026-10-01 23:59 +0000")
+    assert result.stdout.splitlines()[-1] == (
+        f"regrade them with: python -m grading regrade {course}/submissions/* --out {course}/grades --release RELEASE "
+        "(the repository python -m grading release wrote; collect --release RELEASE puts it here)")
+
+
+def test_collect_refuses_a_release_that_is_not_one_before_fetching(tmp_path, course):
+    student = Student(tmp_path, "ann")
+    (tmp_path / "empty").mkdir()
+    result = grading("collect", str(with_roster(course, student)), "--deadline", "2026-10-01 23:59 +0000",
+                     "--release", str(tmp_path / "empty"))
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"grading collect: --release {tmp_path / 'empty'}: not a release repository with a branch main"]
+    assert not (course / "submissions").exists()
+
+
+def test_the_command_alone_lists_every_command_in_the_order_of_the_course():
+    result = grading()
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert listed == ["release", "collect", "regrade", "rubric", "scores", "similarity", "gradebook", "export",
+                      "feedback", "request", "review", "mutants"]
+    assert result.returncode == 2 and result.stderr == ""
+    described = [line for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert all(len(line.split(maxsplit=1)[1]) > 20 for line in described), "each command says what it does"
+    assert set(described) <= set(grading("--help").stdout.splitlines()), "--help lists them the same way"
+
+
 @pytest.mark.parametrize("rows, message", [
     ("student,repository\nann,\n", "roster.csv:2: student ann has no repository"),
     ("student,repository\nann,/a\nann,/b\n", "roster.csv:3: student ann is also on line 2"),
