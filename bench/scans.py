@@ -22,7 +22,7 @@ from models.mamba import SCANS, _PairScan, sscan
 
 try:
     from mambapy.pscan import pscan as mambapy_pscan
-except ImportError:  # an optional benchmark dependency (requirements-dev.txt)
+except ImportError:  # an optional benchmark dependency (requirements-optional.txt)
     mambapy_pscan = None
 
 NOT_INSTALLED = "not installed"

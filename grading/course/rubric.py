@@ -24,7 +24,9 @@ from grading.errors import GradingError
 REPO = Path(__file__).resolve().parents[2]
 RUBRIC = Path(__file__).with_name("rubric.toml")
 WRITEUP = "\n## Your writeup\n"
-BEGIN, END = "<!-- rubric: begin (python -m grading rubric --update-readme writes this table) -->", "<!-- rubric: end -->"
+# The README's points table lies between these (students read them too: they name no instructor tool).
+BEGIN = "<!-- rubric: begin (written from the course's rubric: change the rubric, not this table) -->"
+END = "<!-- rubric: end -->"
 ITEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 

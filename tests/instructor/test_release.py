@@ -3,6 +3,7 @@ the solution reaches the template's history. (Instructor-only. One release takes
 runs the whole suite on both branches before it lets the repository out.)"""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from grading.publish.release import ReleaseError, release
+from grading.publish.template import INSTRUCTOR_MENTION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,9 +51,26 @@ def test_instructor_only_files_are_on_neither_branch_and_the_autograder_is_on_bo
     for branch in ("main", "solution"):
         files = files_on(repo, branch)
         assert not [f for f in files if f.startswith(("grading/", "tests/instructor/", "tests/hidden/", ".ci/"))
-                    or f == "INSTRUCTOR.md"]
+                    or f in ("INSTRUCTOR.md", "requirements-dev.txt")]
         assert {".github/workflows/autograde.yml", "requirements-grading.txt", "autograde/plugin.py",
-                "tests/graded/test_q1_transformer.py", "tests/graded/test_q2_ssm.py"} <= files
+                "tests/graded/test_q1_transformer.py", "tests/graded/test_q2_ssm.py", "requirements.txt",
+                "requirements-optional.txt"} <= files
+
+
+def test_no_file_of_the_template_names_an_instructor_tool(released):
+    repo, _ = released
+    named = {path: INSTRUCTOR_MENTION.findall(git(repo, "show", f"main:{path}"))
+             for path in files_on(repo, "main") if not path.endswith((".png", ".csv", ".txt")) or "requirements" in path}
+    assert {path: found for path, found in named.items() if found} == {}
+
+
+def test_the_quickstart_the_template_ships_is_what_ci_runs_as_written():
+    """The README's three Quickstart lines: CI (.ci/run, instructor-only) installs and tests exactly so."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Quickstart", 1)[1]
+    install, _, test = re.search(r"```[a-z]*\n(.*?)```", section, re.S).group(1).strip().splitlines()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert any(line.startswith(install) for line in ci), f".ci/run should run the Quickstart's {install!r}"
+    assert test in ci, f".ci/run should run the Quickstart's {test!r} as written"
 
 
 def test_the_solution_branch_holds_the_reference_and_differs_from_main_only_in_the_student_files(released):
