@@ -5,6 +5,7 @@ git, so the test shows it would notice. (Instructor-only; seconds.)"""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,11 @@ def test_collect_and_feedback_push_run_nothing_of_the_students(hostile, tmp_path
     assert published.returncode == 0, published.stderr
     assert "FEEDBACK.md" in run("git", "ls-tree", "--name-only", "feedback", cwd=repo)  # the push went through
     assert not marker.exists(), marker.read_text()
+
+
+def test_no_grading_module_but_the_runner_starts_git_itself():
+    started = re.compile(r"""\[\s*["']git["']""")  # subprocess.run(["git", ...]) and the like
+    offenders = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "grading").rglob("*.py"))
+                 if path.name != "git.py" and started.search(path.read_text(encoding="utf-8"))]
+    assert offenders == [], "run git through grading.git.git, with the safe settings"
+    assert started.search((ROOT / "grading" / "git.py").read_text(encoding="utf-8"))
