@@ -29,7 +29,7 @@ from models.decoding import eval_mode, greedy_decode, model_budget, with_eos, wi
 from models.family import LENGTH_BOUND
 from training.config import Config, ConfigError, cpu_threads, locate
 from training.module import TrainingModule, build_model
-from training.run import check_accelerator, fit_run, write_metrics
+from training.run import check_accelerator, fit_run, preflight, resume_point, write_metrics
 
 
 class Seq2SeqModule(TrainingModule):
@@ -88,9 +88,10 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
                           f"{config.model}: use at least {needed}")
 
     check_accelerator(config)
+    resumed = resume_point(config, resume_dir)
     module = Seq2SeqModule(dataclasses.asdict(config))
-    fitted = fit_run(config, module, datamodule.train_dataloader(), "val_word_acc", resume_dir, quiet,
-                     datamodule=datamodule)
+    preflight(module, datamodule.train_dataloader())
+    fitted = fit_run(config, module, resumed, "val_word_acc", quiet, datamodule=datamodule)
 
     best_module = Seq2SeqModule.load_from_checkpoint(fitted.best.best_model_path, map_location="cpu")
     # A separate, logger-free Trainer: the training one would add a fake extra epoch to the logs.

@@ -235,15 +235,15 @@ class Fitted:
     seconds: float
 
 
-def fit_run(config: Config, module: L.LightningModule, first_batches, monitor: str, resume_dir: Path = None,
-            quiet: bool = False, what: str = "", deterministic=True, **data) -> Fitted:
-    """What every run does, Pig Latin's and the synthetic tasks': one checked step, then the run directory,
-    its config.json, the checkpoints (best by `monitor`), the logs, and `trainer.fit` on `data` (Lightning's
-    `datamodule=`, or `train_dataloaders=` and `val_dataloaders=`)."""
+def fit_run(config: Config, module: L.LightningModule, resumed: tuple, monitor: str, quiet: bool = False,
+            what: str = "", deterministic=True, **data) -> Fitted:
+    """What every run does once its module has passed `preflight`, Pig Latin's and the synthetic tasks': the
+    run directory (`resumed`: what `resume_point` said), its config.json, the checkpoints (best by `monitor`),
+    the logs, and `trainer.fit` on `data` (Lightning's `datamodule=`, or `train_dataloaders=` and
+    `val_dataloaders=`)."""
     # Lightning's INFO lines (which accelerators exist, tips) would bury the one line we print instead.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    run_dir, checkpoint_path, previous_seconds = resume_point(config, resume_dir)
-    preflight(module, first_batches)
+    run_dir, checkpoint_path, previous_seconds = resumed
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 

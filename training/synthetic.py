@@ -37,7 +37,7 @@ from models.hybrid import RecurrentTokenModel, causal_transformer, hybrid
 from models.mamba import Mamba
 from training.config import FAMILY_MODELS, Config, ConfigError
 from training.module import TrainingModule, family_options, mamba_options
-from training.run import check_accelerator, fit_run, write_metrics
+from training.run import check_accelerator, fit_run, preflight, resume_point, write_metrics
 
 EVAL_BATCH_SIZE = 256
 
@@ -188,9 +188,10 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     train_loader = DataLoader(as_dataset(splits["train"]), batch_size=config.batch_size, shuffle=True,
                               generator=order)
     val_loader = DataLoader(as_dataset(splits["val"]), batch_size=EVAL_BATCH_SIZE)
+    preflight(module, train_loader)
     on_gpu = config.accelerator != "cpu" and torch.cuda.is_available()
     # On a GPU some kernels have no deterministic version; say so rather than stop the run.
-    fitted = fit_run(config, module, train_loader, "val_acc", resume_dir, quiet,
+    fitted = fit_run(config, module, resume_point(config, resume_dir), "val_acc", quiet,
                      what=f"on {config.task} (length {seq_len(config)}) ", deterministic="warn" if on_gpu else True,
                      train_dataloaders=train_loader, val_dataloaders=val_loader)
 
