@@ -21,6 +21,7 @@ from grading.errors import GradingError
 
 SAFE = ("core.hooksPath=/dev/null", "core.fsmonitor=false", "log.showSignature=false", "protocol.ext.allow=never",
         "protocol.fd.allow=never")
+OVERRIDES = tuple(part for setting in SAFE for part in ("-c", setting))
 TIMEOUT = 600  # seconds: a fetch from a slow host, not one that hangs for ever
 
 
@@ -28,24 +29,22 @@ class GitError(GradingError):
     """A git command failed: which command, and git's last line about it."""
 
 
-def run(repo: Path, *args: str, input: bytes = None, env: dict = None, timeout: float = TIMEOUT):
+def run(repo: Path, *args: str, input: bytes = None, env: dict = None):
     """git `args` in `repo` (None: wherever git is started) with the safe settings; the CompletedProcess
-    (bytes), whatever its exit status. GitError if it does not finish within `timeout` seconds."""
+    (bytes), whatever its exit status. GitError if it does not finish within TIMEOUT seconds."""
     where = ["-C", str(repo)] if repo is not None else []
-    settings = [part for setting in SAFE for part in ("-c", setting)]
     environment = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", **(env or {})}
     try:
-        return subprocess.run(["git", *where, *settings, *args], capture_output=True, input=input, env=environment,
-                              timeout=timeout)
+        return subprocess.run(["git", *where, *OVERRIDES, *args], capture_output=True, input=input, env=environment,
+                              timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} took longer than {timeout:g} s") from None
+        raise GitError(f"git {args[0]} took longer than {TIMEOUT} s") from None
 
 
-def git(repo: Path, *args: str, input=None, binary: bool = False, check: bool = True, env: dict = None,
-        timeout: float = TIMEOUT):
+def git(repo: Path, *args: str, input=None, binary: bool = False, check: bool = True, env: dict = None):
     """What git `args` prints in `repo` (text, or bytes with `binary`); GitError if it fails, unless not `check`.
     `input`: text or bytes for its standard input; `env`: variables to add (an author, say)."""
-    result = run(repo, *args, input=input.encode() if isinstance(input, str) else input, env=env, timeout=timeout)
+    result = run(repo, *args, input=input.encode() if isinstance(input, str) else input, env=env)
     if check and result.returncode:
         last = (result.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
         raise GitError(f"git {args[0]} failed: {last}")
@@ -66,7 +65,7 @@ def is_local(url: str) -> bool:
 
 def answering_git(program: str) -> str:
     """The command that runs git's `program` (upload-pack, receive-pack) with the safe settings."""
-    return shlex.join(["git", *(part for setting in SAFE for part in ("-c", setting)), program])
+    return shlex.join(["git", *OVERRIDES, program])
 
 
 def upload_pack(url: str) -> list[str]:
