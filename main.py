@@ -87,7 +87,7 @@ def use_threads(count: int):
 def trainer_for(config):
     """The train function for the config's task: Pig Latin's, or the synthetic tasks' (training/synthetic.py)."""
     if config.task == "piglatin":
-        from training.run import train
+        from training.piglatin import train
     else:
         from training.synthetic import train
     return train
@@ -163,7 +163,7 @@ def load_checkpoint(path: str):
     if task not in (None, "piglatin"):
         raise UsageError(f"{path} was trained on {task}, not Pig Latin: translate reads Pig-Latin runs only "
                          f"(that run's test answers are in {path.parent.parent / 'samples.txt'})")
-    from training.module import Seq2SeqModule
+    from training.piglatin import Seq2SeqModule
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's remarks on a foreign file would break the one line
@@ -197,7 +197,7 @@ def run_translate(argv: list) -> int:
             raise UsageError(f"cannot translate {word!r}: words are letters a-z, optionally joined by dashes")
     use_threads(cpu_threads(Config()))
     module = load_checkpoint(checkpoint)
-    from training.module import model_budget
+    from models.decoding import model_budget
     longest = getattr(module.model, "max_length", None)  # the Transformer's position table; Mamba has none
     for word in words:
         if longest is not None and len(word) > longest:

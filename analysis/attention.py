@@ -7,7 +7,7 @@ writes, for each word (default: brown, conditioning, is), `attention_<word>_head
 `attention_<word>_model_view.html` (open them in a browser: they load their JavaScript from a CDN) and
 `attention_<word>.png` (every layer and head of the three attentions, as heatmaps for the writeup).
 `--screenshots` also renders the first word's views in headless Chromium into
-`bertviz_head_view.png` and `bertviz_model_view.png` (instructor tools: needs requirements-dev.txt,
+`bertviz_head_view.png` and `bertviz_model_view.png` (it needs requirements-optional.txt,
 `npm ci` and Chromium).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from data.vocab import VOCAB
-from training.module import decode_budget, eval_mode, greedy_decode, with_sos
+from models.decoding import decode_budget, eval_mode, greedy_decode, with_sos
 
 WORDS = ("brown", "conditioning", "is")
 KINDS = {"encoder": "encoder self-attention", "decoder": "decoder self-attention", "cross": "cross-attention"}

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from data.vocab import VOCAB
 from models.mamba import log_of_decay, pscan, sscan
-from training.module import decode_budget, eval_mode, greedy_decode
+from models.decoding import decode_budget, eval_mode, greedy_decode
 
 
 @dataclass

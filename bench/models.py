@@ -17,7 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench.measure import markdown_table, megabytes, mean_std, peak_memory_bytes, synchronize
 from models.mamba import SCANS
 from training.config import build_config
-from training.module import build_model, with_eos, with_sos
+from models.decoding import with_eos, with_sos
+from training.module import build_model
 
 PIGLATIN_SIZE = (64, 7, 9)  # batch, source length, target length
 

@@ -18,7 +18,8 @@ from bench.models import mean_and_std, model_variants
 from data.datamodule import PigLatinDataModule
 from data.vocab import VOCAB
 from training.config import build_config
-from training.module import FullRerun, Seq2SeqModule, eval_mode, start_decoding
+from models.decoding import FullRerun, eval_mode, start_decoding
+from training.piglatin import Seq2SeqModule
 
 
 def training_steps(module: Seq2SeqModule, batches: list, warmup: int) -> list[float]:

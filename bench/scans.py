@@ -23,7 +23,7 @@ from models.pair_scan import _PairScan
 
 try:
     from mambapy.pscan import pscan as mambapy_pscan
-except ImportError:  # an optional benchmark dependency (requirements-dev.txt)
+except ImportError:  # an optional benchmark dependency (requirements-optional.txt)
     mambapy_pscan = None
 
 NOT_INSTALLED = "not installed"

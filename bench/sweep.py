@@ -199,7 +199,7 @@ def positive(text: str) -> int:
     return value
 
 
-def main(argv=None) -> int:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plan", choices=sorted(PLANS), default="defaults")
@@ -216,27 +216,34 @@ def main(argv=None) -> int:
                              "(--keep-runs), also those a time limit stopped")
     parser.add_argument("--machine", default=None,
                         help="with --collect: the line that names the machine the runs trained on")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.collect:
-        rows = collect(Path(args.collect))
-        if not rows:
-            parser.error(f"--collect {args.collect}: no run directories with logs there")
-        stem = out / f"sweep_{args.plan}"
-        write_csv(rows, stem.with_suffix(".csv"))
-        write_report(rows, stem, args.machine or machine_header("cpu"))
-        return 0
-    if args.replot:
-        if not Path(args.replot).is_file():
-            parser.error(f"--replot {args.replot}: no such file")
-        with open(args.replot, newline="") as file:
-            rows = list(csv.DictReader(file))
-        report = Path(args.replot).with_suffix(".md")
-        header = report.read_text().split("\n\n")[1] if report.is_file() else "(machine not recorded)"
-        write_report(rows, out / Path(args.replot).stem, header)
-        return 0
+    return parser
 
+
+def report_collected(parser, args, out: Path) -> int:
+    """--collect: the CSV, table and figure of the run directories an earlier sweep kept."""
+    rows = collect(Path(args.collect))
+    if not rows:
+        parser.error(f"--collect {args.collect}: no run directories with logs there")
+    stem = out / f"sweep_{args.plan}"
+    write_csv(rows, stem.with_suffix(".csv"))
+    write_report(rows, stem, args.machine or machine_header("cpu"))
+    return 0
+
+
+def replot(parser, args, out: Path) -> int:
+    """--replot: the table and figure again, from an earlier sweep's CSV."""
+    if not Path(args.replot).is_file():
+        parser.error(f"--replot {args.replot}: no such file")
+    with open(args.replot, newline="") as file:
+        rows = list(csv.DictReader(file))
+    report = Path(args.replot).with_suffix(".md")
+    header = report.read_text().split("\n\n")[1] if report.is_file() else "(machine not recorded)"
+    write_report(rows, out / Path(args.replot).stem, header)
+    return 0
+
+
+def sweep(parser, args, out: Path) -> int:
+    """The runs of the plan, `--jobs` at a time; their CSV, table and figure. Status 1 if a run failed."""
     work = [(setting, config, options, seed) for seed in args.seeds for setting, config, options in PLANS[args.plan]
             if args.only in setting]  # seed-major: stopped early, every setting still has its first seeds
     if not work:
@@ -268,6 +275,18 @@ def main(argv=None) -> int:
     if failed:
         print(f"{len(failed)} of {len(rows)} runs failed (their rows say so)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = arguments()
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.collect:
+        return report_collected(parser, args, out)
+    if args.replot:
+        return replot(parser, args, out)
+    return sweep(parser, args, out)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The 29-token character vocabulary both models read and write.
+"""The 29-token character vocabulary every Pig-Latin model reads and writes.
 
     id:     0    1 .. 26    27       28
     token:  '-'  'a' .. 'z' '<SOS>'  '<EOS>'

@@ -1,19 +1,14 @@
-"""Instructor-only tools: release the student template and the hidden solution, and the mutant corpus
-that proves the graded tests can fail. Never shipped to students (see grading.publish.template.INSTRUCTOR_ONLY).
+"""The instructor's tools, never shipped to students (grading/publish/template.py: INSTRUCTOR_ONLY). One
+folder per part of the year, one command per step (`python -m grading` lists them in a course's order;
+INSTRUCTOR.md is the guide):
 
-    python -m grading release OUT      the two-branch repository: main = template, solution = reference
-    python -m grading regrade SUBMISSION... --out DIR   the tests' grade: public + hidden tests, sandboxed
-    python -m grading review SUBMISSION... --out DIR    the writeups beside grades and feedback, as a site
-                                                        (--course COURSE: the grade of record and its parts)
-    python -m grading mutants          which graded tests catch each plausible student mistake
+    publish/   what students receive: the template and the hidden solution (release), and the mutant corpus
+               that proves the graded tests fail wrong code (mutants, run by corpus)
+    regrade/   where a submission is judged: read from git, run in a sandbox, judged outside it: the tests'
+               grade (regrade; the graded-test framework it judges with is the package autograde/)
+    course/    the class, from a course folder (INSTRUCTOR.md, section 9): roster and collection, rubric,
+               scores, similarity, the grade of record (gradebook), grades out to the LMS (export) and to the
+               students (feedback), the review site (review)
 
-The course, from a folder COURSE holding roster.csv (INSTRUCTOR.md, section 8):
-    python -m grading rubric           check grading/course/rubric.toml and the README's points
-    python -m grading collect COURSE --deadline WHEN   fetch the roster's repositories, with lateness
-    python -m grading scores COURSE    the scores files of the items graded by hand
-    python -m grading similarity COURSE   pairs of submissions whose own code is alike
-    python -m grading gradebook COURSE    the grade of record and feedback: COURSE/final
-    python -m grading request COURSE STUDENT ITEM TEXT   note a regrade request
-    python -m grading export COURSE    Canvas's gradebook CSV
-    python -m grading feedback COURSE --push   FEEDBACK.md on each student's branch feedback
+errors.py holds the one error every command reports (GradingError), git.py the one way they run git.
 """

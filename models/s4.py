@@ -75,7 +75,7 @@ class LTILayer(nn.Module):
     def recurrent(self, u: torch.Tensor) -> torch.Tensor:
         """Recurrent mode over a whole sequence, one step at a time: u (B, L, H) -> y (B, L, H). Slow; the
         reference the convolution mode is tested against (this project's decoding of these layers reruns the
-        convolution instead: training/module.py's FullRerun)."""
+        convolution instead: models/decoding.py's FullRerun)."""
         matrices = self.step_matrices()  # the same at every step: that is what time-invariant means
         state = self.initial_state(u.shape[0])
         outputs = []

@@ -54,7 +54,7 @@ def missing_requirement():
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "Playwright is not installed (pip install -r requirements-dev.txt)"
+        return "Playwright is not installed (pip install -r requirements-optional.txt)"
     for library in LOCAL_LIBRARIES.values():
         if not (NODE_MODULES / library).is_file():
             return f"node_modules/{library} is missing: run `npm ci` in the repository root"

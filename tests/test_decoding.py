@@ -10,8 +10,7 @@ import torch
 
 from data.vocab import VOCAB
 from models import MambaSeq2Seq, RNNSeq2Seq, TransformerSeq2Seq
-from models.decoding import MambaStepper, TransformerStepper, stepper_for
-from training.module import FullRerun, greedy_decode, with_sos
+from models.decoding import FullRerun, MambaStepper, TransformerStepper, greedy_decode, stepper_for, with_sos
 
 pytestmark = pytest.mark.needs_solution
 

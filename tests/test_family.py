@@ -7,7 +7,8 @@ import torch
 from models.family import MODELS, FamilySeq2Seq, GatedMLPBlock, MambaMixerBlock, SelectiveSSM
 from models.mamba import MambaBlock
 from training.config import FAMILY_MODELS, build_config
-from training.module import Seq2SeqModule, build_model
+from training.module import build_model
+from training.piglatin import Seq2SeqModule
 
 EOS = 28
 
@@ -95,7 +96,7 @@ def test_only_the_ssm_dynamics_skip_weight_decay():
 
 @pytest.mark.usefixtures("single_torch_thread")
 def test_a_family_member_trains_through_main_and_its_optimizer_spares_the_ssm_dynamics(tiny_data_file, tmp_path):
-    from training.run import train
+    from training.piglatin import train
 
     options = {"model": "s4d_lin", "data": tiny_data_file, "val_fraction": 0.25, "hidden_size": 16, "num_layers": 1,
                "state_size": 4, "epochs": 1, "out_dir": tmp_path, "run_name": "tiny", "accelerator": "cpu",
@@ -115,7 +116,7 @@ def test_a_family_member_trains_through_main_and_its_optimizer_spares_the_ssm_dy
 def test_decoding_budget_fills_a_length_bound_members_table_exactly(model):
     """[source, EOS, SOS, generated] must fit in max_length: the budget is what is left after the source, so
     that many steps run and one more would not fit."""
-    from training.module import FullRerun, decode_budget, model_budget
+    from models.decoding import FullRerun, decode_budget, model_budget
 
     member = small(model).eval()  # max_length 32
     assert model_budget(small("s4d_real"), 10) == decode_budget(10)  # no table: the full budget
@@ -149,7 +150,7 @@ def test_a_max_length_too_short_for_the_word_pairs_is_refused_before_training(ti
 def test_translate_refuses_a_word_whose_translation_does_not_fit_and_decodes_one_that_does(tiny_data_file,
                                                                                           tmp_path, capsys):
     import main
-    from training.run import train
+    from training.piglatin import train
 
     needed = 2 + max(len(source) + len(target) for source, target in
                      (line.split() for line in tiny_data_file.read_text().splitlines() if line.strip()))

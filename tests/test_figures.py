@@ -9,7 +9,7 @@ import pytest
 
 from analysis.figures import main, read_run
 from training.config import build_config
-from training.run import train
+from training.piglatin import train
 
 pytestmark = [pytest.mark.usefixtures("single_torch_thread"), pytest.mark.needs_solution]
 

@@ -12,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 from training.config import build_config
-from training.run import train
+from training.piglatin import train
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -8,7 +8,7 @@ import torch
 
 import main
 from models.rnn import RNNSeq2Seq
-from training.module import greedy_decode, with_sos
+from models.decoding import greedy_decode, with_sos
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 CELLS = ["lstm", "gru"]

@@ -12,8 +12,8 @@ import main
 from data.synthetic import IGNORE
 from training.config import Config, ConfigError, build_config
 from bench.synthetic import read_curves
-from training.synthetic import (SyntheticModule, build_token_model, count_parameters, evaluate, make_task_splits,
-                                score, summarize)
+from training.run import count_parameters
+from training.synthetic import SyntheticModule, build_token_model, evaluate, make_task_splits, score, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_COPYING = ["--task", "selective_copying", "--seq_len", "12", "--num_tokens", "3", "--num_train", "64",

@@ -18,8 +18,8 @@ import torch
 import main
 from training.config import OPTIONS, build_config
 from data.vocab import VOCAB
-from training.module import Seq2SeqModule, greedy_decode, with_eos, with_sos
-from training.run import decoding_disagreement, train
+from models.decoding import greedy_decode, with_eos, with_sos
+from training.piglatin import Seq2SeqModule, decoding_disagreement, train
 
 EPOCHS = 3
 

@@ -1,13 +1,15 @@
-"""One training run: a run directory with logs, checkpoints, the resolved config, samples and metrics.
+"""One training run, whatever its task: a run directory with logs, checkpoints, the resolved config, samples
+and metrics. training/piglatin.py and training/synthetic.py each give it their module and data (`fit_run`)
+and then score the best checkpoint their own way (`write_metrics`).
 
     runs/<run_name>/
-        config.json          every option, as resolved from defaults, config file and command line
-        checkpoints/best.ckpt  the epoch with the best validation word accuracy
+        config.json            every option, as resolved from defaults, config file and command line
+        checkpoints/best.ckpt  the epoch with the best validation score
         checkpoints/last.ckpt  the latest epoch, for --resume
-        logs/metrics.csv     per-epoch train/val loss, val word accuracy, learning rate (CSV logger)
-        tensorboard/         the same for `tensorboard --logdir runs`
-        samples.txt          validation words, their reference and the model's translation
-        metrics.json         val_loss, val_word_acc, params, epochs, train_seconds, ...
+        logs/metrics.csv       per-epoch losses, validation scores and learning rate (CSV logger)
+        tensorboard/           the same for `tensorboard --logdir runs`
+        samples.txt            the task's examples and the model's answers
+        metrics.json           the task's scores, then params, epochs, train_seconds, device, ...
 """
 
 import csv
@@ -28,10 +30,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor,
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tqdm import tqdm
 
-from data.datamodule import PigLatinDataModule
-from training.config import Config, ConfigError, cpu_threads, locate, time_limit
-from models.family import LENGTH_BOUND
-from training.module import Seq2SeqModule, word_results
+from training.config import Config, ConfigError, time_limit
 
 # Lightning 2.6 trips over a torch deprecation of its own making on every validation; not ours to fix.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -226,88 +225,53 @@ def run_facts(config: Config, trainer: L.Trainer, best: ModelCheckpoint, model: 
     }
 
 
-def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
-    """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
+@dataclasses.dataclass
+class Fitted:
+    """A finished training: where it went, its Trainer, its best checkpoint, and its seconds (resumes included)."""
+
+    run_dir: Path
+    trainer: L.Trainer
+    best: ModelCheckpoint
+    seconds: float
+
+
+def fit_run(config: Config, module: L.LightningModule, resumed: tuple, monitor: str, quiet: bool = False,
+            what: str = "", deterministic=True, **data) -> Fitted:
+    """What every run does once its module has passed `preflight`, Pig Latin's and the synthetic tasks': the
+    run directory (`resumed`: what `resume_point` said), its config.json, the checkpoints (best by `monitor`),
+    the logs, and `trainer.fit` on `data` (Lightning's `datamodule=`, or `train_dataloaders=` and
+    `val_dataloaders=`)."""
     # Lightning's INFO lines (which accelerators exist, tips) would bury the one line we print instead.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    torch.set_num_threads(cpu_threads(config))
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    datamodule = PigLatinDataModule(locate(config.data), config.batch_size, config.val_fraction, config.seed)
-    datamodule.setup("fit")  # reads and checks the data now, before anything is written
-    needed = max(datamodule.max_source_length, datamodule.max_target_length) + 2  # + SOS/EOS
-    if config.model in LENGTH_BOUND:  # one sequence [source, EOS, SOS, target]; the Transformer's tables: one side
-        needed = datamodule.max_source_length + datamodule.max_target_length + 2
-    if config.model in ("transformer", *LENGTH_BOUND) and config.max_length < needed:
-        raise ConfigError(f"max_length={config.max_length} is too short for {config.data} with model "
-                          f"{config.model}: use at least {needed}")
-
-    check_accelerator(config)
-    run_dir, checkpoint_path, previous_seconds = resume_point(config, resume_dir)
-    module = Seq2SeqModule(dataclasses.asdict(config))
-    preflight(module, datamodule)
-
+    run_dir, checkpoint_path, previous_seconds = resumed
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
-    best, last = best_and_last(run_dir, "val_word_acc")
+    best, last = best_and_last(run_dir, monitor)
     callbacks = [best, last, LearningRateMonitor(logging_interval="epoch"), ReturnFreedMemory()]
     if config.ema_decay:
         # Validation, and so the best checkpoint, see the averaged weights; last.ckpt keeps both for --resume.
         callbacks.append(AveragedWeights(decay=config.ema_decay))
-    trainer = make_trainer(config, run_dir, callbacks, quiet)
+    trainer = make_trainer(config, run_dir, callbacks, quiet, deterministic)
     if not quiet:
-        print(f"training {config.model} ({count_parameters(module.model):,} parameters) on "
+        print(f"training {config.model} ({count_parameters(module.model):,} parameters) {what}on "
               f"{trainer.strategy.root_device} into {run_dir}", file=sys.stderr)
-    train_seconds = previous_seconds + fit(trainer, module, run_dir, checkpoint_path, datamodule=datamodule)
-
-    best_module = Seq2SeqModule.load_from_checkpoint(best.best_model_path, map_location="cpu")
-    # A separate, logger-free Trainer: the training one would add a fake extra epoch to the logs.
-    evaluator = L.Trainer(accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False,
-                          enable_model_summary=False, deterministic=True)
-    scores = evaluator.validate(best_module, datamodule=datamodule, verbose=False)[0]
-    write_samples(best_module, datamodule.val_pairs[: config.num_samples], run_dir / "samples.txt")
-    decoded, teacher_forced = word_results(best_module.model, datamodule.val_pairs)
-    decoded_accuracy = decoded.float().mean().item()
-    if warning := decoding_disagreement(config.model, decoded, teacher_forced):
-        print(warning, file=sys.stderr)
-    metrics = {
-        "val_loss": scores["val_loss"],
-        "val_word_acc": decoded_accuracy,
-        "val_word_acc_teacher_forced": scores["val_word_acc"],
-        **run_facts(config, trainer, best, best_module.model, train_seconds),
-    }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return run_dir
+    seconds = previous_seconds + fit(trainer, module, run_dir, checkpoint_path, **data)
+    return Fitted(run_dir, trainer, best, seconds)
 
 
-# Where to read when greedy decoding and the teacher-forced pass disagree: the code that can see the future.
-CAUSALITY_SECTION = {"transformer": "Q1.1 Multi-head attention", "mamba": "Q2.3 Mamba block"}
+def write_metrics(config: Config, fitted: Fitted, model: torch.nn.Module, scores: dict):
+    """metrics.json: the run's scores, then what every run says of itself (run_facts)."""
+    metrics = {**scores, **run_facts(config, fitted.trainer, fitted.best, model, fitted.seconds)}
+    (fitted.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
-def decoding_disagreement(model: str, decoded: torch.Tensor, teacher_forced: torch.Tensor):
-    """A warning if greedy decoding and the teacher-forced pass disagree on more words than rounding
-    explains (a near-tie can flip a word or two), else None. Both are (words,) bool, right or wrong.
-
-    Decoding runs the given step-by-step code (models/decoding.py); the teacher-forced pass runs your
-    `forward`. They disagree when `forward` sees future tokens, or computes something else than the steps.
-    """
-    words = len(decoded)
-    differing = int((decoded != teacher_forced).sum())
-    if differing <= max(1, 0.002 * words):
-        return None
-    section = CAUSALITY_SECTION.get(model)
-    return (f"warning: greedy decoding gets {decoded.float().mean():.4f} of the validation words right, but the "
-            f"teacher-forced pass (the per-epoch accuracy) says {teacher_forced.float().mean():.4f}; they "
-            f"disagree on {differing} of {words} words: does the {'decoder' if model == 'transformer' else 'model'} "
-            "see future tokens, or does its forward compute something else than step-by-step decoding "
-            f"(models/decoding.py)?" + (f" (README: {section})" if section else ""))
-
-
-def preflight(module: Seq2SeqModule, datamodule: PigLatinDataModule):
-    """One forward and backward pass on one batch, before anything is written or printed, so an
-    unfinished stub or a shape error stops the run at once, leaving no half-made run directory."""
+def preflight(module: L.LightningModule, batches):
+    """One forward and backward pass of `module.loss` on the first of `batches`, before anything is written
+    or printed, so an unfinished stub or a shape error stops the run at once, leaving no half-made run
+    directory."""
     with torch.random.fork_rng():  # leaves the seeded random state exactly as it was
-        module.loss(next(iter(datamodule.train_dataloader()))).backward()
+        module.loss(next(iter(batches))).backward()
     module.zero_grad(set_to_none=True)
 
 
@@ -320,12 +284,3 @@ def prepend_history(log_file: Path, history: str, resumed_at: int):
         writer = csv.DictWriter(file, columns)
         writer.writeheader()
         writer.writerows(old + new)
-
-
-def write_samples(module: Seq2SeqModule, pairs: list, path: Path):
-    """One line per word: english, the reference, the model's translation, and whether they agree."""
-    predictions = module.translate([english for english, _ in pairs])
-    lines = [f"{'english':<22}{'reference':<26}{'model':<26}ok"]
-    for (english, reference), predicted in zip(pairs, predictions):
-        lines.append(f"{english:<22}{reference:<26}{predicted:<26}{'yes' if predicted == reference else 'NO'}")
-    path.write_text("\n".join(lines) + "\n")

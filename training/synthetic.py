@@ -1,6 +1,6 @@
 """Training on the synthetic tasks (data/synthetic.py): `python main.py --config exps/args_selective_copying_mamba.txt`.
 
-The run directory is laid out as for Pig Latin (training/run.py):
+The run directory is laid out as for every run (training/run.py), with these files:
 
     runs/<run_name>/
         config.json            every option, as resolved
@@ -21,54 +21,43 @@ maps token ids (B, L) to logits (B, L, V) with position t seeing tokens 0 ... t 
 """
 
 import dataclasses
-import json
-import logging
-import sys
-import warnings
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import LearningRateMonitor
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from data.synthetic import DEFAULT_SEQ_LEN, IGNORE, TaskSettingError, make_splits, model_length
+from models.decoding import eval_mode
 from models.family import FamilySeq2Seq
 from models.hybrid import RecurrentTokenModel, causal_transformer, hybrid
 from models.mamba import Mamba
 from training.config import FAMILY_MODELS, Config, ConfigError
-from training.module import Seq2SeqModule, eval_mode
-from training.run import (AveragedWeights, best_and_last, check_accelerator, count_parameters, fit, make_trainer, resume_point,
-                          run_facts)
-
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+from training.module import TrainingModule, family_options, mamba_options
+from training.run import check_accelerator, fit_run, preflight, resume_point, write_metrics
 
 EVAL_BATCH_SIZE = 256
 
 
-def mamba_options(config: Config) -> dict:
-    """The MambaBlock options a config sets (the same as for Pig Latin)."""
-    return dict(state_size=config.state_size, expand=config.expand, conv_kernel=config.conv_kernel,
-                discretization=config.discretization, alpha=config.alpha, scan=config.scan, A_init=config.A_init,
-                dt_min=config.dt_min, dt_max=config.dt_max)
-
-
 TOKEN_MODELS = {
     "transformer": lambda config, vocab, length: causal_transformer(
-        vocab, config.hidden_size, config.num_heads, config.num_layers, length, config.dropout, config.positional),
+        vocab, hidden_size=config.hidden_size, num_heads=config.num_heads, num_layers=config.num_layers,
+        max_length=length, dropout=config.dropout, positional=config.positional),
     "mamba": lambda config, vocab, length: Mamba(
-        vocab, config.hidden_size, config.num_layers, config.dropout, **mamba_options(config)),
+        vocab, hidden_size=config.hidden_size, num_layers=config.num_layers, dropout=config.dropout,
+        **mamba_options(config)),
     "hybrid": lambda config, vocab, length: hybrid(
-        vocab, config.hidden_size, config.num_heads, config.hybrid_blocks, config.attention_layers,
-        config.mamba_layers, config.hybrid_join, config.hybrid_order, length, config.dropout, config.positional,
+        vocab, hidden_size=config.hidden_size, num_heads=config.num_heads, blocks=config.hybrid_blocks,
+        attention_layers=config.attention_layers, mamba_layers=config.mamba_layers, join=config.hybrid_join,
+        order=config.hybrid_order, max_length=length, dropout=config.dropout, positional=config.positional,
         **mamba_options(config)),
     "lstm": lambda config, vocab, length: RecurrentTokenModel(
-        vocab, "lstm", config.hidden_size, config.num_layers, config.dropout),
+        vocab, "lstm", hidden_size=config.hidden_size, num_layers=config.num_layers, dropout=config.dropout),
     "gru": lambda config, vocab, length: RecurrentTokenModel(
-        vocab, "gru", config.hidden_size, config.num_layers, config.dropout),
+        vocab, "gru", hidden_size=config.hidden_size, num_layers=config.num_layers, dropout=config.dropout),
 }
 
 
@@ -87,8 +76,7 @@ class FamilyLanguageModel(nn.Module):
 def family_builder(name: str):
     """The TOKEN_MODELS entry of one family member: its kernels and tables sized for the task's length."""
     return lambda config, vocab, length: FamilyLanguageModel(FamilySeq2Seq(
-        name, vocab, 0, config.hidden_size, config.num_layers, config.dropout, config.state_size, config.expand,
-        config.conv_kernel, length, config.scan, config.dt_min, config.dt_max))
+        name, vocab, 0, max_length=length, **family_options(config)))
 
 
 # S4, S4D, S6, Mamba with an LTI mixer (mamba_s4d_real: Mamba without selectivity), the gated MLP.
@@ -153,21 +141,24 @@ def evaluate(model: nn.Module, examples, batch_size: int = EVAL_BATCH_SIZE) -> d
     return summarize(totals)
 
 
-class SyntheticModule(L.LightningModule):
+class SyntheticModule(TrainingModule):
     """Trains a token model on `train_targets` (cross-entropy, IGNORE skipped); validates on `targets`."""
 
+    make_model = staticmethod(build_token_model)
+
     def __init__(self, config: dict):
-        super().__init__()
-        self.save_hyperparameters({"config": config})
-        self.config = Config(**config)
-        self.model = build_token_model(self.config)
+        super().__init__(config)
         self.totals = {}
 
-    def training_step(self, batch, batch_idx):
+    def loss(self, batch) -> torch.Tensor:
+        """Mean cross-entropy over the positions `train_targets` scores."""
         inputs, _, train_targets = batch
         logits = self.model(inputs)  # (B, L, V)
-        loss = F.cross_entropy(logits.flatten(0, 1), train_targets.flatten(), ignore_index=IGNORE)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=inputs.shape[0])
+        return F.cross_entropy(logits.flatten(0, 1), train_targets.flatten(), ignore_index=IGNORE)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.loss(batch)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
         return loss
 
     def on_validation_epoch_start(self):
@@ -186,13 +177,9 @@ class SyntheticModule(L.LightningModule):
         if summary["acc"] == 1.0 and not self.trainer.sanity_checking:
             self.trainer.should_stop = True  # nothing later could be chosen (see the module docstring)
 
-    # The Pig-Latin module's optimizer and schedule (AdamW, warm-up, cosine), so both kinds of run train alike.
-    configure_optimizers = Seq2SeqModule.configure_optimizers
-
 
 def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     splits = make_task_splits(config)  # refuses impossible settings before anything is written
     check_accelerator(config)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -201,38 +188,20 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     train_loader = DataLoader(as_dataset(splits["train"]), batch_size=config.batch_size, shuffle=True,
                               generator=order)
     val_loader = DataLoader(as_dataset(splits["val"]), batch_size=EVAL_BATCH_SIZE)
-    with torch.random.fork_rng():  # one step first: a stub or shape error stops here, before any file
-        inputs, _, train_targets = next(iter(train_loader))
-        F.cross_entropy(module.model(inputs).flatten(0, 1), train_targets.flatten(), ignore_index=IGNORE).backward()
-    module.zero_grad(set_to_none=True)
-
-    run_dir, checkpoint_path, previous_seconds = resume_point(config, resume_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-
-    best, last = best_and_last(run_dir, "val_acc")
+    preflight(module, train_loader)
     on_gpu = config.accelerator != "cpu" and torch.cuda.is_available()
     # On a GPU some kernels have no deterministic version; say so rather than stop the run.
-    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch")]
-    if config.ema_decay:  # validation, and so the best checkpoint, see the averaged weights, as for Pig Latin
-        callbacks.append(AveragedWeights(decay=config.ema_decay))
-    trainer = make_trainer(config, run_dir, callbacks, quiet, deterministic="warn" if on_gpu else True)
-    if not quiet:
-        print(f"training {config.model} ({count_parameters(module.model):,} parameters) on {config.task} "
-              f"(length {seq_len(config)}) on {trainer.strategy.root_device} into {run_dir}", file=sys.stderr)
-    train_seconds = previous_seconds + fit(trainer, module, run_dir, checkpoint_path,
-                                           train_dataloaders=train_loader, val_dataloaders=val_loader)
+    fitted = fit_run(config, module, resume_point(config, resume_dir), "val_acc", quiet,
+                     what=f"on {config.task} (length {seq_len(config)}) ", deterministic="warn" if on_gpu else True,
+                     train_dataloaders=train_loader, val_dataloaders=val_loader)
 
-    best_module = SyntheticModule.load_from_checkpoint(best.best_model_path, map_location=trainer.strategy.root_device)
+    best_module = SyntheticModule.load_from_checkpoint(fitted.best.best_model_path,
+                                                       map_location=fitted.trainer.strategy.root_device)
     val, test = evaluate(best_module.model, splits["val"]), evaluate(best_module.model, splits["test"])
-    write_samples(best_module.model, splits["test"], run_dir / "samples.txt", config.num_samples)
-    metrics = {
-        **{f"val_{name}": value for name, value in val.items()},
-        **{f"test_{name}": value for name, value in test.items()},
-        **run_facts(config, trainer, best, best_module.model, train_seconds),
-    }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return run_dir
+    write_samples(best_module.model, splits["test"], fitted.run_dir / "samples.txt", config.num_samples)
+    write_metrics(config, fitted, best_module.model, {**{f"val_{name}": value for name, value in val.items()},
+                                                      **{f"test_{name}": value for name, value in test.items()}})
+    return fitted.run_dir
 
 
 @torch.no_grad()

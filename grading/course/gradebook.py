@@ -22,15 +22,15 @@ import json
 import math
 from pathlib import Path
 
-from grading.course import roster
-from grading.course import scores
+from grading.course import collect, roster, scores
+from grading.errors import GradingError
 from grading.regrade.results import cell, format_points, test_details
 from grading.course.rubric import Rubric
 
 PUBLISHED = "published.json"
 
 
-class CourseError(Exception):
+class CourseError(GradingError):
     """The course folder cannot give a gradebook: one line per problem."""
 
 
@@ -94,7 +94,7 @@ def student_record(student: roster.Student, rubric: Rubric, result: dict, collec
     days, notes = 0, []
     if record["commit"] and deadline is not None and entry.get("fetches") is not None:
         mirror = course / "submissions" / f"{student.student}.git"
-        found = roster.lateness(mirror, record["commit"], deadline, rubric.late, entry["fetches"],
+        found = collect.lateness(mirror, record["commit"], deadline, rubric.late, entry["fetches"],
                                 student.extension_days)
         days, notes = found.days, found.notes
     elif record["commit"] and (result or {}).get("deadline"):  # not collected: the regrade's --deadline counted
@@ -119,8 +119,8 @@ def build(course: Path, rubric: Rubric) -> dict:
     if strangers:
         raise CourseError(f"{course / 'grades'}: results for students not in the roster: {', '.join(strangers)}")
     marks = scores.load_all(course / "scores", rubric, [student.student for student in students], test_names(results))
-    collected = roster.read_collected(course)
-    deadline = roster.parse_when(collected["deadline"]) if collected.get("deadline") else None
+    collected = collect.read_collected(course)
+    deadline = collect.parse_when(collected["deadline"]) if collected.get("deadline") else None
     stale = []  # one commit per student: the one collect chose is the one graded
     for name, entry in collected.get("students", {}).items():
         graded = results.get(name, {}).get("commit")
@@ -314,7 +314,7 @@ def write_all(course: Path, rubric: Rubric, log=print) -> dict:
         text = feedback_markdown(record, rubric, results.get(name), history)
         (final / "feedback" / f"{name}.md").write_text(text, encoding="utf-8")
     write_gradebook(final / "gradebook.csv", state, rubric)
-    roster.write_json(final / "state.json", state)
+    collect.write_json(final / "state.json", state)
     for change in pending:
         log(f"{change['student']}: {change['what']}: {format_points(change['old'])} → {format_points(change['new'])} "
             f"({change['why']})")

@@ -39,6 +39,7 @@ from markdown_it import MarkdownIt
 from mdit_py_plugins.anchors import anchors_plugin
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 
+from grading.errors import GradingError
 from grading.regrade import submissions
 from grading.regrade.results import format_points
 from grading.publish.template import TOTAL_POINTS
@@ -59,7 +60,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline';
 RASTER_IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 
 
-class ReviewError(Exception):
+class ReviewError(GradingError):
     """The site cannot be built: said in one line."""
 
 

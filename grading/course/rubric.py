@@ -19,14 +19,18 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grading.errors import GradingError
+
 REPO = Path(__file__).resolve().parents[2]
 RUBRIC = Path(__file__).with_name("rubric.toml")
 WRITEUP = "\n## Your writeup\n"
-BEGIN, END = "<!-- rubric: begin (python -m grading rubric --update-readme writes this table) -->", "<!-- rubric: end -->"
+# The README's points table lies between these (students read them too: they name no instructor tool).
+BEGIN = "<!-- rubric: begin (written from the course's rubric: change the rubric, not this table) -->"
+END = "<!-- rubric: end -->"
 ITEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-class RubricError(Exception):
+class RubricError(GradingError):
     """The rubric cannot be used: one line per problem."""
 
 
@@ -102,6 +106,21 @@ def load(path: Path = RUBRIC, repo: Path = REPO) -> Rubric:
 
     for key in sorted(set(data) - {"title", "total", "autograded", "late", "items"}):
         problem(f"unknown key {key!r} (title, total, [autograded], [late], [[items]])")
+    title, total, autograded = check_totals(data, problem)
+    late = check_late(data.get("late", {}), problem)
+    items = check_items(data.get("items", []), repo, problem)
+    rubric = Rubric(title, total, autograded, late, tuple(items), Path(path))
+    counted = rubric.autograded + rubric.graded_by_hand
+    if total and not math.isclose(counted, total):
+        problem(f"the points do not add up: autograded {rubric.autograded:g} + items {rubric.graded_by_hand:g} "
+                f"= {counted:g}, but total = {total:g}")
+    if problems:
+        raise RubricError("\n".join(problems))
+    return rubric
+
+
+def check_totals(data: dict, problem) -> tuple[str, float, float]:
+    """(title, total, autograded points) of the rubric, each checked (0 or empty after saying what is wrong)."""
     title = data.get("title")
     if not isinstance(title, str) or not title.strip():
         problem("title must be the assignment's name (text)")
@@ -116,28 +135,33 @@ def load(path: Path = RUBRIC, repo: Path = REPO) -> Rubric:
         autograded = {"points": 0}
     for key in sorted(set(autograded) - {"points"}):
         problem(f"[autograded]: unknown key {key!r} (points)")
-    late_table = data.get("late", {})
-    late = Late()
-    if not isinstance(late_table, dict):
+    return title, total, autograded["points"]
+
+
+def check_late(table, problem) -> Late:
+    """The [late] table as a Late policy (what is wrong with it said, and left at 0)."""
+    if not isinstance(table, dict):
         problem("[late] must be a table")
-    else:
-        for key in sorted(set(late_table) - {"grace_minutes", "penalty_per_day", "max_days"}):
-            problem(f"[late]: unknown key {key!r} (grace_minutes, penalty_per_day, max_days)")
-        values = {key: late_table.get(key, 0) for key in ("grace_minutes", "penalty_per_day", "max_days")}
-        for key, value in values.items():
-            if not number(value) or value < 0:
-                problem(f"[late] {key} must be a number, 0 or more, not {value!r}")
-                values[key] = 0
-        if values["max_days"] != int(values["max_days"]):
-            problem(f"[late] max_days must be a whole number of days, not {values['max_days']!r}")
-        late = Late(values["grace_minutes"], values["penalty_per_day"], int(values["max_days"]))
-    items = []
-    raw_items = data.get("items", [])
+        return Late()
+    for key in sorted(set(table) - {"grace_minutes", "penalty_per_day", "max_days"}):
+        problem(f"[late]: unknown key {key!r} (grace_minutes, penalty_per_day, max_days)")
+    values = {key: table.get(key, 0) for key in ("grace_minutes", "penalty_per_day", "max_days")}
+    for key, value in values.items():
+        if not number(value) or value < 0:
+            problem(f"[late] {key} must be a number, 0 or more, not {value!r}")
+            values[key] = 0
+    if values["max_days"] != int(values["max_days"]):
+        problem(f"[late] max_days must be a whole number of days, not {values['max_days']!r}")
+    return Late(values["grace_minutes"], values["penalty_per_day"], int(values["max_days"]))
+
+
+def check_items(raw_items, repo: Path, problem) -> list:
+    """The [[items]] tables as Items: each checked against the README and notebooks of `repo`, ids unique."""
     if not isinstance(raw_items, list) or not raw_items:
         problem("[[items]]: the rubric has no items graded by hand")
-        raw_items = []
-    readme = (repo / "README.md").read_text(encoding="utf-8")
-    headings = writeup_headings(readme)
+        return []
+    headings = writeup_headings((repo / "README.md").read_text(encoding="utf-8"))
+    items = []
     for index, raw in enumerate(raw_items, start=1):
         item = check_item(raw, index, repo, headings, problem)
         if item is None:
@@ -146,14 +170,7 @@ def load(path: Path = RUBRIC, repo: Path = REPO) -> Rubric:
             problem(f"[[items]] {item.id}: two items have this id")
             continue
         items.append(item)
-    rubric = Rubric(title, total, autograded["points"], late, tuple(items), Path(path))
-    counted = rubric.autograded + rubric.graded_by_hand
-    if total and not math.isclose(counted, total):
-        problem(f"the points do not add up: autograded {rubric.autograded:g} + items {rubric.graded_by_hand:g} "
-                f"= {counted:g}, but total = {total:g}")
-    if problems:
-        raise RubricError("\n".join(problems))
-    return rubric
+    return items
 
 
 def check_item(raw, index: int, repo: Path, headings: dict, problem):

@@ -28,9 +28,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from grading.course.rubric import Rubric
+from grading.errors import GradingError
 
 
-class ScoresError(Exception):
+class ScoresError(GradingError):
     """Scores that cannot be used: one line per problem."""
 
 

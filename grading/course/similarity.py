@@ -29,6 +29,8 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
+from grading.errors import GradingError
+from grading.publish.release import shipped_files, template_of
 from grading.regrade import submissions
 from grading.regrade.submissions import MODEL_FILES
 
@@ -41,7 +43,7 @@ THRESHOLD = 0.5
 MIN_SHARED = 30
 
 
-class SimilarityError(Exception):
+class SimilarityError(GradingError):
     """The report cannot be made: one line per problem."""
 
 
@@ -203,6 +205,14 @@ def report(pairs: list[Pair], texts: dict, skipped: dict, threshold: float, min_
     lines += [f"| {pair.a} | {pair.b} | {pair.share_a:.2f} | {pair.share_b:.2f} | {pair.shared} | "
               f"{'yes' if pair.flagged else ''} |" for pair in pairs]
     return "\n".join(lines) + "\n"
+
+
+def starter_code(repo: Path) -> list[tuple[str, str]]:
+    """(path, text) of the model files every submission starts from or may have seen: the template's stubs and
+    the reference solution of the instructor's repository `repo`. Their fingerprints are not the students' own."""
+    template = template_of(shipped_files(repo))
+    return ([(path, template[path][0].decode()) for path in MODEL_FILES]
+            + [(path, (repo / path).read_text(encoding="utf-8")) for path in MODEL_FILES])
 
 
 def run(paths: list[Path], starter: list[tuple[str, str]], out: Path, ref: str = "HEAD", threshold: float = THRESHOLD,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from grading.errors import GradingError
 from grading.publish.mutants import ALTERNATIVES, HIDDEN, HIDDEN_ONLY_MUTANTS, MUTANTS, QUESTION_FILES, REPO, \
     Variant, _resolve
 
@@ -187,7 +188,7 @@ def diagnosis_figures(results: dict, mutants: list = None) -> dict:
     return {"mutants": len(mutants), "covered": covered, "fired": fired, "right": right, "rules": rules}
 
 
-class CorpusError(Exception):
+class CorpusError(GradingError):
     """A corpus file that cannot be read: said in one line."""
 
 

@@ -16,20 +16,24 @@ import sys
 import tempfile
 from pathlib import Path
 
+from grading.errors import GradingError
+from grading.git import git, succeeds
 from grading.publish.template import TOTAL_POINTS, is_instructor_only, leaks, make_template, secret_lines
 
-AUTHOR = ["-c", "user.name=Assignment release", "-c", "user.email=release@example.invalid"]
+# Who wrote the release's two commits, whatever the instructor's git config says.
+AUTHOR = {"GIT_AUTHOR_NAME": "Assignment release", "GIT_AUTHOR_EMAIL": "release@example.invalid",
+          "GIT_COMMITTER_NAME": "Assignment release", "GIT_COMMITTER_EMAIL": "release@example.invalid"}
 
 
-class ReleaseError(Exception):
+class ReleaseError(GradingError):
     """The release was refused: what failed, one problem per line."""
 
 
-def git(repo: Path, *args: str, capture: bool = True) -> str:
-    result = subprocess.run(["git", *AUTHOR, *args], cwd=repo, capture_output=capture, text=True)
-    if result.returncode:
-        raise ReleaseError(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}")
-    return result.stdout
+def check_release(repo: Path) -> Path:
+    """`repo`, refused unless it is a repository this command wrote (a branch main, the student template)."""
+    if not succeeds(repo, "rev-parse", "--verify", "-q", "main"):
+        raise ReleaseError(f"--release {repo}: not a release repository with a branch main")
+    return repo
 
 
 def shipped_files(source: Path) -> dict[str, tuple[bytes, int]]:
@@ -42,6 +46,12 @@ def shipped_files(source: Path) -> dict[str, tuple[bytes, int]]:
             continue
         files[path] = (full.read_bytes(), full.stat().st_mode & 0o777)
     return files
+
+
+def template_of(shipped: dict[str, tuple[bytes, int]]) -> dict[str, tuple[bytes, int]]:
+    """The student template (path -> (content, mode)) of the files `shipped_files` gives."""
+    template = make_template({path: content for path, (content, _) in shipped.items()})
+    return {path: (template[path], mode) for path, (_, mode) in shipped.items()}
 
 
 def write_tree(root: Path, files: dict[str, tuple[bytes, int]]):
@@ -59,17 +69,16 @@ def write_tree(root: Path, files: dict[str, tuple[bytes, int]]):
 def build(source: Path, staging: Path) -> set[str]:
     """Writes the two-branch repository into `staging`; returns the secret lines to check for."""
     solution = shipped_files(source)
-    template_content = make_template({path: content for path, (content, _) in solution.items()})
-    template = {path: (template_content[path], mode) for path, (_, mode) in solution.items()}
+    template = template_of(solution)
     staging.mkdir(parents=True)
     git(staging, "init", "-q", "-b", "main")
     write_tree(staging, template)
     git(staging, "add", "-A")
-    git(staging, "commit", "-q", "-m", "Student template")
+    git(staging, "commit", "-q", "-m", "Student template", env=AUTHOR)
     git(staging, "checkout", "-q", "-b", "solution")
     write_tree(staging, solution)
     git(staging, "add", "-A")
-    git(staging, "commit", "-q", "-m", "Reference solution")
+    git(staging, "commit", "-q", "-m", "Reference solution", env=AUTHOR)
     git(staging, "checkout", "-q", "main")
     return secret_lines({path: content for path, (content, _) in solution.items()})
 
@@ -92,7 +101,7 @@ def history_leaks(repo: Path, branch: str, secrets: set[str]) -> list[str]:
         if is_instructor_only(path):
             problems.append(f"{branch}: instructor-only file {path}")
             continue
-        content = subprocess.run(["git", "cat-file", "blob", sha], cwd=repo, capture_output=True).stdout
+        content = git(repo, "cat-file", "blob", sha, binary=True)
         problems += [f"{branch}: {problem}" for problem in leaks(path, content, secrets)]
     return problems
 

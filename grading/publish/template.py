@@ -18,6 +18,8 @@ from pathlib import Path, PurePosixPath
 
 from autograde import points
 
+from grading.errors import GradingError
+
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
@@ -25,7 +27,10 @@ MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN T
 # instructor documents, and this development repository's own CI.
 TOTAL_POINTS = points.total(Path(__file__).resolve().parents[2])  # what the public graded tests are worth
 
-INSTRUCTOR_ONLY = ("grading/", "tests/instructor/", "tests/hidden/", "INSTRUCTOR.md", ".ci/")
+INSTRUCTOR_ONLY = ("grading/", "tests/instructor/", "tests/hidden/", "INSTRUCTOR.md", ".ci/", "requirements-dev.txt")
+# What no template file may name, in code or prose: the instructor's tools and files, which students never get.
+INSTRUCTOR_MENTION = re.compile(r"python -m grading|(?<![\w-])grading[/.]\w[\w./]*|tests/(?:instructor|hidden)\b|"
+                                r"INSTRUCTOR\.md|requirements-dev\.txt|(?<![\w.])\.ci/")
 
 
 # Prose about the markers (module docstrings, the README) says, in the template, what students see there.
@@ -35,7 +40,7 @@ PROSE_REWRITES = (
 )
 
 
-class TemplateError(Exception):
+class TemplateError(GradingError):
     """A solution region the release cannot turn into a stub: said in one line, with file and line."""
 
 
@@ -218,7 +223,8 @@ def secret_lines(files: dict[str, bytes]) -> set[str]:
 
 
 def leaks(path: str, content: bytes, secrets: set[str]) -> list[str]:
-    """What in one template file gives a solution away: markers, secret lines, notebook outputs."""
+    """What in one template file gives a solution away (markers, secret lines, notebook outputs) or points
+    at the instructor's tools."""
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
@@ -238,4 +244,7 @@ def leaks(path: str, content: bytes, secrets: set[str]) -> list[str]:
         lines = text.splitlines()
     found = sorted({line.strip() for line in lines} & secrets)
     problems += [f"{path}: solution line {line!r}" for line in found[:5]]
+    named = [(number, match.group(0)) for number, line in enumerate(text.splitlines(), start=1)
+             for match in [INSTRUCTOR_MENTION.search(line)] if match]
+    problems += [f"{path}:{number}: names {what!r}, which students do not get" for number, what in named[:3]]
     return problems

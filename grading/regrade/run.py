@@ -26,7 +26,6 @@ import json
 import queue
 import secrets
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -35,19 +34,20 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from grading.course import roster
+from grading.course import collect
 from grading.course.rubric import Late
-from grading.publish.release import shipped_files
+from grading.errors import GradingError
+from grading.git import git
+from grading.publish.release import check_release, shipped_files, template_of
 from grading.regrade import judge, results, sandbox, submissions
 from grading.regrade.flags import review_flags
 from grading.regrade.submissions import MODEL_FILES, Submission, SubmissionError, blob_id
-from grading.publish.template import make_template
 
 # What a deadline adds to a result (see Regrade.run).
 LATENESS = ("deadline", "days_late", "late_notes", "late_penalty")
 
 
-class RegradeError(Exception):
+class RegradeError(GradingError):
     """The regrade cannot start: said in one line per problem."""
 
 
@@ -56,11 +56,8 @@ class RegradeError(Exception):
 
 def instructor_base(repo: Path) -> dict[str, tuple[bytes, int]]:
     """path -> (content, mode) of the clean tree: the student template plus the hidden tests."""
-    shipped = shipped_files(repo)
-    template = make_template({path: content for path, (content, _) in shipped.items()})
-    base = {path: (template[path], mode) for path, (_, mode) in shipped.items()}
-    listed = subprocess.run(["git", "-C", str(repo), "ls-files", "-z", "tests/hidden"], capture_output=True,
-                            text=True, check=True).stdout
+    base = template_of(shipped_files(repo))
+    listed = git(repo, "ls-files", "-z", "tests/hidden")
     for path in filter(None, listed.split("\0")):
         if (repo / path).is_file():
             base[path] = ((repo / path).read_bytes(), 0o644)
@@ -74,7 +71,7 @@ def release_blobs(repo: Path, base: dict, release: Path = None) -> dict[str, str
     when given, else the template the instructor's tree makes now."""
     if release is None:
         return {path: blob_id(content) for path, (content, _) in base.items() if not path.startswith("tests/hidden/")}
-    listing = submissions.git(release, "ls-tree", "-r", "-z", "--full-tree", "main")
+    listing = git(release, "ls-tree", "-r", "-z", "--full-tree", "main")
     blobs = {}
     for entry in filter(None, listing.split("\0")):
         meta, _, path = entry.partition("\t")
@@ -215,7 +212,7 @@ class Regrade:
         self.check_reference()
         graded = {}
         tests = judge.describe(self.checks)
-        window_end = roster.iso(roster.cutoff(deadline, late)) if deadline else ""
+        window_end = collect.iso(collect.cutoff(deadline, late)) if deadline else ""
 
         def grade_one(path: Path) -> dict:
             submission = submissions.read(path, ref, window_end)
@@ -227,8 +224,8 @@ class Regrade:
             for key in LATENESS:  # a cached result keeps what the last run's deadline gave
                 result.pop(key, None)
             if deadline and submission.commit:
-                found = roster.lateness(path, submission.commit, deadline, late, [])
-                result.update(deadline=roster.iso(deadline), days_late=found.days, late_notes=found.notes,
+                found = collect.lateness(path, submission.commit, deadline, late, [])
+                result.update(deadline=collect.iso(deadline), days_late=found.days, late_notes=found.notes,
                               late_penalty=found.days * late.penalty_per_day)
             return result
 
@@ -261,16 +258,15 @@ def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline
     already points at its commit to grade, and is refused with a deadline (one rule, applied once)."""
     try:
         found = submissions.check_paths(paths)
-        when = roster.parse_when(deadline) if deadline else None
-    except (SubmissionError, roster.RosterError) as error:
+        when = collect.parse_when(deadline) if deadline else None
+    except (SubmissionError, collect.CollectError) as error:
         raise RegradeError(str(error)) from None
-    collected = [path for path in found if when and roster.is_collected(path)]
+    collected = [path for path in found if when and collect.is_collected(path)]
     if collected:
         raise RegradeError("\n".join(f"{path}: collect chose its commit to grade, and counts its days late, at "
                                      "its deadline: regrade it without --deadline" for path in collected))
-    if release is not None and subprocess.run(["git", "-C", str(release), "rev-parse", "--verify", "-q", "main"],
-                                              capture_output=True).returncode:
-        raise RegradeError(f"--release {release}: not a release repository with a branch main")
+    if release is not None:
+        check_release(release)
     out.mkdir(parents=True, exist_ok=True)
     grader = Regrade(repo, out, limits, release, log, seed)
     try:

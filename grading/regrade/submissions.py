@@ -11,9 +11,11 @@ in `exps/`. Every other path is protected: a protected file changed, deleted or 
 """
 
 import hashlib
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from grading.errors import GradingError
+from grading.git import GitError, git, succeeds
 
 STUDENT_FILES = ("models/transformer.py", "models/mamba.py", "README.md")
 MODEL_FILES = ("models/transformer.py", "models/mamba.py")
@@ -28,7 +30,7 @@ MAX_FILE_BYTES = 25 << 20  # each README, notebook or asset
 MAX_STUDENT_BYTES = 100 << 20  # all of the student's files together
 
 
-class SubmissionError(Exception):
+class SubmissionError(GradingError):
     """A submission that cannot be read at all: said in one line."""
 
 
@@ -39,14 +41,6 @@ def is_student_file(path: str) -> bool:
 def blob_id(content: bytes) -> str:
     """git's object id of a file with this content (what `git hash-object` prints)."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
-
-
-def git(repo: Path, *args: str, binary: bool = False, input: bytes = None):
-    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, input=input)
-    if result.returncode:
-        raise SubmissionError(f"git {' '.join(args)} failed in {repo}: "
-                              f"{result.stderr.decode(errors='replace').strip().splitlines()[-1:] or ['?']}")
-    return result.stdout if binary else result.stdout.decode()
 
 
 @dataclass
@@ -87,7 +81,7 @@ def check_paths(paths: list[str]) -> list[Path]:
         path = Path(text)
         if not path.is_dir():
             problems.append(f"{text}: no such directory")
-        elif subprocess.run(["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True).returncode:
+        elif not succeeds(path, "rev-parse", "--git-dir"):
             problems.append(f"{text}: not a git repository (a clone or a bare repository)")
         elif submission_name(path) in names:
             problems.append(f"{text}: the same name as {names[submission_name(path)]} ({submission_name(path)})")
@@ -101,7 +95,7 @@ def check_paths(paths: list[str]) -> list[Path]:
 
 def read(path: Path, ref: str = "HEAD", deadline: str = "") -> Submission:
     """The submission at `ref`, or at the last commit of `ref` dated before `deadline` (the end of the late
-    window, which grading.course.roster.cutoff sets)."""
+    window, which grading.course.collect.cutoff sets)."""
     submission = Submission(submission_name(path), path)
     try:
         if deadline:
@@ -112,7 +106,7 @@ def read(path: Path, ref: str = "HEAD", deadline: str = "") -> Submission:
         else:
             submission.commit = git(path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
         listing = git(path, "ls-tree", "-r", "-z", "-l", "--full-tree", submission.commit, binary=True)
-    except SubmissionError as error:
+    except GitError as error:
         submission.problem = f"cannot read {ref}: {error}"
         return submission
     entries = [entry for entry in listing.split(b"\0") if entry]

@@ -83,11 +83,6 @@ def notebook_with_answer(release: Path, path: str, grade_id: str, answer: str) -
     return json.dumps(notebook, indent=1) + "\n"
 
 
-def template_file(release: Path, path: str) -> str:
-    return subprocess.run(["git", "show", f"main:{path}"], cwd=release, capture_output=True, text=True,
-                          check=True).stdout
-
-
 def students(release: Path, remotes: Path) -> dict[str, Path]:
     """name -> the bare repository ("GitHub") of each student of the semester."""
     transformer, mamba = reference("transformer.py"), reference("mamba.py")

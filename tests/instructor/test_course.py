@@ -7,6 +7,7 @@ About a minute and a half on two cores: one regrade of five submissions.)"""
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,12 @@ def gradebook(course: Path) -> dict[str, dict]:
         return {row["student"]: row for row in csv.DictReader(file)}
 
 
+def in_shell(command: str) -> subprocess.CompletedProcess:
+    """A command line as the instructor would paste it into a shell at the repository's root."""
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    return subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
@@ -83,9 +90,10 @@ def semester(tmp_path_factory):
     course = root / "course"
     course.mkdir()
     (course / "roster.csv").write_text(ROSTER.format(**{name: str(path) for name, path in repositories.items()}))
-    steps = {"collect": ok(grading("collect", str(course), "--deadline", DEADLINE))}
-    steps["regrade"] = ok(regrade(*map(str, sorted((course / "submissions").glob("*.git"))), "--out",
-                                  str(course / "grades"), "--release", str(release), *LIMITS))
+    steps = {"collect": ok(grading("collect", str(course), "--deadline", DEADLINE, "--release", str(release)))}
+    # The regrade is the one collect says to run, as it says it (the test's limits added).
+    steps["suggested"] = steps["collect"].split("regrade them with: ", 1)[1].splitlines()[0]
+    steps["regrade"] = ok(in_shell(f"{steps['suggested']} {' '.join(LIMITS)}"))
     steps["scores"] = ok(grading("scores", str(course)))
     steps["skeletons"] = sorted(path.name for path in (course / "scores").iterdir())
     for name, marks in SCORES.items():
@@ -116,6 +124,15 @@ def semester(tmp_path_factory):
     steps["regraded"] = ok(grading("gradebook", str(course)))
     steps["republished"] = ok(grading("feedback", str(course), "--push"))
     return course, remotes, root / "site", steps, before, canvas
+
+
+def test_collect_ends_with_the_regrade_command_that_was_run_release_included(semester):
+    course, _, _, steps, _, _ = semester
+    release = course.parent / "release"
+    assert steps["suggested"] == (f"python -m grading regrade {course}/submissions/* --out {course}/grades "
+                                  f"--release {release}")
+    assert sorted(path.stem for path in (course / "grades" / "results").glob("*.json")) == [
+        "alice", "bob", "carol", "dana", "eve"]
 
 
 def test_collect_takes_each_last_commit_in_the_late_window_and_counts_days_late(semester):

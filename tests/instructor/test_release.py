@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from grading.publish.release import ReleaseError, release
+from grading.publish.template import INSTRUCTOR_MENTION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,9 +50,29 @@ def test_instructor_only_files_are_on_neither_branch_and_the_autograder_is_on_bo
     for branch in ("main", "solution"):
         files = files_on(repo, branch)
         assert not [f for f in files if f.startswith(("grading/", "tests/instructor/", "tests/hidden/", ".ci/"))
-                    or f == "INSTRUCTOR.md"]
+                    or f in ("INSTRUCTOR.md", "requirements-dev.txt")]
         assert {".github/workflows/autograde.yml", "requirements-grading.txt", "autograde/plugin.py",
-                "tests/graded/test_q1_transformer.py", "tests/graded/test_q2_ssm.py"} <= files
+                "tests/graded/test_q1_transformer.py", "tests/graded/test_q2_ssm.py", "requirements.txt",
+                "requirements-optional.txt"} <= files
+
+
+def test_no_file_of_the_template_names_an_instructor_tool(released):
+    repo, _ = released
+    named = {path: INSTRUCTOR_MENTION.findall(git(repo, "show", f"main:{path}"))
+             for path in files_on(repo, "main") if not path.endswith((".png", ".csv", ".txt")) or "requirements" in path}
+    assert {path: found for path, found in named.items() if found} == {}
+
+
+def test_the_quickstart_the_template_ships_is_what_ci_runs_as_written():
+    """The README's Quickstart block: CI (.ci/run, instructor-only) makes its venv, installs and tests exactly so
+    (the CPU-torch line aside: CI installs torch from requirements.txt, pinned)."""
+    from tests.test_readme import quickstart_lines
+
+    venv, activate, _, install, _, test = quickstart_lines()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    for line in (venv, activate, install):
+        assert any(ci_line.startswith(line) for ci_line in ci), f".ci/run should run the Quickstart's {line!r}"
+    assert test in ci, f".ci/run should run the Quickstart's {test!r} as written"
 
 
 def test_the_solution_branch_holds_the_reference_and_differs_from_main_only_in_the_student_files(released):

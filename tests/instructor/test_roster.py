@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from grading.course import export
-from grading.course import roster
+from grading.course import collect, export, roster
 from grading.course import rubric
 from grading.course import scores
 from grading.course import similarity
@@ -80,7 +79,7 @@ def test_collect_grades_the_last_commit_of_the_late_window_and_skips_later_ones(
     late = student.push(DEADLINE + timedelta(days=2, hours=1), "late")
     student.push(DEADLINE + timedelta(days=3, hours=1), "too late")
     lines = []
-    problems = roster.collect(with_roster(course, student), DEADLINE, LATE, log=lines.append)
+    problems = collect.collect(with_roster(course, student), DEADLINE, LATE, log=lines.append)
     assert problems == [] and head(course, "ann") == late
     assert lines == [f"ann: {late[:7]}, dated 2026-10-04T00:59:00+00:00, 3 days late"]
 
@@ -88,19 +87,19 @@ def test_collect_grades_the_last_commit_of_the_late_window_and_skips_later_ones(
 def test_a_commit_within_the_grace_is_on_time_and_one_minute_after_it_a_day_late(tmp_path, course):
     student = Student(tmp_path, "ann")
     commit = student.push(DEADLINE + timedelta(minutes=15), "just in time")
-    assert roster.lateness(student.remote, commit, DEADLINE, LATE, []).days == 0
+    assert collect.lateness(student.remote, commit, DEADLINE, LATE, []).days == 0
     commit = student.push(DEADLINE + timedelta(minutes=16), "a minute late")
-    assert roster.lateness(student.remote, commit, DEADLINE, LATE, []).days == 1
+    assert collect.lateness(student.remote, commit, DEADLINE, LATE, []).days == 1
 
 
 def test_a_back_dated_commit_missing_from_a_fetch_after_the_deadline_counts_from_that_fetch(tmp_path, course):
     student = Student(tmp_path, "ann")
     student.push(DEADLINE - timedelta(days=1), "on time")
     with_roster(course, student)
-    roster.collect(course, DEADLINE, LATE, clock=clock_at(DEADLINE + timedelta(hours=1)))
+    collect.collect(course, DEADLINE, LATE, clock=clock_at(DEADLINE + timedelta(hours=1)))
     back_dated = student.push(DEADLINE - timedelta(hours=1), "dated before the deadline, pushed 30 hours after it")
     lines = []
-    roster.collect(course, DEADLINE, LATE, clock=clock_at(DEADLINE + timedelta(hours=30)), log=lines.append)
+    collect.collect(course, DEADLINE, LATE, clock=clock_at(DEADLINE + timedelta(hours=30)), log=lines.append)
     assert head(course, "ann") == back_dated
     assert lines == [f"ann: {back_dated[:7]}, dated 2026-10-01T22:59:00+00:00, 1 day late; dated "
                      "2026-10-01T22:59:00+00:00, but the branch did not have it when fetched at "
@@ -111,7 +110,7 @@ def test_a_commit_seen_by_a_fetch_before_the_deadline_is_on_time_whatever_its_da
     student = Student(tmp_path, "ann")
     commit = student.push(DEADLINE + timedelta(hours=5), "a clock five hours fast")
     lines = []
-    roster.collect(with_roster(course, student), DEADLINE, LATE, clock=clock_at(DEADLINE - timedelta(hours=1)),
+    collect.collect(with_roster(course, student), DEADLINE, LATE, clock=clock_at(DEADLINE - timedelta(hours=1)),
                    log=lines.append)
     assert lines == [f"ann: {commit[:7]}, dated 2026-10-02T04:59:00+00:00, on time; dated 2026-10-02T04:59:00+00:00, "
                      "after a fetch at 2026-10-01T22:59:00+00:00 that already had it: counted as arriving by then"]
@@ -123,7 +122,7 @@ def test_an_extension_moves_the_deadline_of_one_student(tmp_path, course):
     (course / "roster.csv").write_text(f"student,repository,extension_days\nann,{student.remote},2\n")
     (found,) = roster.read_roster(course)
     assert found.extension_days == 2
-    assert roster.lateness(student.remote, commit, DEADLINE, LATE, [], found.extension_days).days == 0
+    assert collect.lateness(student.remote, commit, DEADLINE, LATE, [], found.extension_days).days == 0
 
 
 def test_a_repository_that_cannot_be_fetched_is_named_and_the_others_are_collected(tmp_path, course):
@@ -134,6 +133,49 @@ def test_a_repository_that_cannot_be_fetched_is_named_and_the_others_are_collect
     assert result.returncode == 1 and "ann: " in result.stdout and ", on time" in result.stdout
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"grading collect: gone: not collected from {tmp_path / 'nowhere.git'}: git fetch failed:")
+
+
+def test_collect_ends_with_the_regrade_to_run_release_included_and_remembers_the_release(tmp_path, course):
+    student = Student(tmp_path, "ann")
+    student.push(DEADLINE - timedelta(days=1), "on time")
+    with_roster(course, student)
+    release = student.remote  # any repository with a branch main stands in for the release here
+    regrade = f"python -m grading regrade {course}/submissions/* --out {course}/grades --release "
+    first = grading("collect", str(course), "--deadline", "2026-10-01 23:59 +0000", "--release", str(release))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == f"regrade them with: {regrade}{release}"
+    again = grading("collect", str(course), "--deadline", "2026-10-01 23:59 +0000")  # after the late window
+    assert again.stdout.splitlines()[-1] == f"regrade them with: {regrade}{release.resolve()}"
+
+
+def test_collect_without_a_release_says_where_it_goes_in_the_regrade_command(tmp_path, course):
+    student = Student(tmp_path, "ann")
+    student.push(DEADLINE - timedelta(days=1), "on time")
+    result = grading("collect", str(with_roster(course, student)), "--deadline", "2026-10-01 23:59 +0000")
+    assert result.stdout.splitlines()[-1] == (
+        f"regrade them with: python -m grading regrade {course}/submissions/* --out {course}/grades --release RELEASE "
+        "(the repository python -m grading release wrote; collect --release RELEASE puts it here)")
+
+
+def test_collect_refuses_a_release_that_is_not_one_before_fetching(tmp_path, course):
+    student = Student(tmp_path, "ann")
+    (tmp_path / "empty").mkdir()
+    result = grading("collect", str(with_roster(course, student)), "--deadline", "2026-10-01 23:59 +0000",
+                     "--release", str(tmp_path / "empty"))
+    assert result.returncode == 1 and result.stderr.splitlines() == [
+        f"grading collect: --release {tmp_path / 'empty'}: not a release repository with a branch main"]
+    assert not (course / "submissions").exists()
+
+
+def test_the_command_alone_lists_every_command_in_the_order_of_the_course():
+    result = grading()
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert listed == ["release", "collect", "regrade", "rubric", "scores", "similarity", "gradebook", "export",
+                      "feedback", "request", "review", "mutants"]
+    assert result.returncode == 2 and result.stderr == ""
+    described = [line for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert all(len(line.split(maxsplit=1)[1]) > 20 for line in described), "each command says what it does"
+    assert set(described) <= set(grading("--help").stdout.splitlines()), "--help lists them the same way"
 
 
 @pytest.mark.parametrize("rows, message", [
@@ -280,7 +322,7 @@ def test_feedback_is_not_published_while_scores_are_missing_and_with_partial_say
 
     student = Student(tmp_path, "ann")
     commit = student.push(DEADLINE - timedelta(days=1), "on time")
-    roster.collect(with_roster(course, student), DEADLINE, LATE, log=lambda line: None)
+    collect.collect(with_roster(course, student), DEADLINE, LATE, log=lambda line: None)
     (course / "grades" / "results").mkdir(parents=True)
     (course / "grades" / "results" / "ann.json").write_text(json.dumps(a_result("ann", commit, 10.0)))
     (course / "scores").mkdir()
@@ -311,12 +353,12 @@ def test_the_gradebook_refuses_results_of_another_commit_than_the_one_collect_ch
 
     student = Student(tmp_path, "ann")
     first = student.push(DEADLINE - timedelta(days=2), "first")
-    roster.collect(with_roster(course, student), DEADLINE, LATE, log=lambda line: None)
+    collect.collect(with_roster(course, student), DEADLINE, LATE, log=lambda line: None)
     (course / "grades" / "results").mkdir(parents=True)
     (course / "grades" / "results" / "ann.json").write_text(json.dumps(a_result("ann", first, 10.0)))
     assert grading("gradebook", str(course)).returncode == 0
     second = student.push(DEADLINE - timedelta(days=1), "second")
-    roster.collect(course, DEADLINE, LATE, log=lambda line: None)
+    collect.collect(course, DEADLINE, LATE, log=lambda line: None)
     result = grading("gradebook", str(course))
     assert result.returncode == 1 and result.stderr == (
         f"grading gradebook: ann: the regrade graded {first[:7]}, but collect chose {second[:7]} since: regrade "

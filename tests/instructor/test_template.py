@@ -9,8 +9,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+import submit_check
 from grading.publish.release import score_problems
 from grading.publish.template import (
+    Region,
     TemplateError,
     find_regions,
     is_instructor_only,
@@ -142,11 +144,37 @@ def test_leak_check_finds_a_solution_line_in_a_notebook_output_and_in_a_python_f
 
 @pytest.mark.parametrize("path, only_for_instructors", [
     ("grading/publish/release.py", True), ("tests/instructor/test_release.py", True), ("INSTRUCTOR.md", True),
-    ("tests/hidden/test_more.py", True), (".ci/run", True), ("tests/graded/test_q1_transformer.py", False),
-    ("models/mamba.py", False), (".github/workflows/autograde.yml", False), ("gradingnotes.md", False),
+    ("tests/hidden/test_more.py", True), (".ci/run", True), ("requirements-dev.txt", True),
+    ("tests/graded/test_q1_transformer.py", False), ("models/mamba.py", False),
+    (".github/workflows/autograde.yml", False), ("requirements-grading.txt", False),
+    ("requirements-optional.txt", False), ("autograde/plugin.py", False), ("gradingnotes.md", False),
 ])
 def test_instructor_only_paths(path, only_for_instructors):
     assert is_instructor_only(path) == only_for_instructors
+
+
+@pytest.mark.parametrize("line, named", [
+    ("# regenerate it with python -m grading rubric --update-readme", "python -m grading"),
+    ("from grading.publish.template import Region", "grading.publish.template"),
+    ("see grading/course/rubric.toml", "grading/course/rubric.toml"),
+    ("pip install -r requirements-dev.txt", "requirements-dev.txt"),
+    ("INSTRUCTOR.md, section 9", "INSTRUCTOR.md"),
+    ("pytest.skip('.ci/run is the instructor's CI')", ".ci/"),
+    ("the tests in tests/hidden are the instructor's", "tests/hidden"),
+    ("python -m pip install -r requirements-grading.txt", None),
+    ("name: Autograding Tests", None),
+    ("pytest_plugins = ['autograde.plugin']", None),
+    ("The grading. Then the regrade.", None),
+])
+def test_a_template_file_that_names_an_instructor_tool_is_a_leak(line, named):
+    problems = leaks("tests/test_x.py", f"import os\n{line}\n".encode(), set())
+    assert problems == ([f"tests/test_x.py:2: names {named!r}, which students do not get"] if named else [])
+
+
+def test_the_stub_the_release_writes_is_the_stub_submit_check_looks_for():
+    _, stub = Region("models/mamba.py", "MambaBlock.ssm", "Q2.3 Mamba block", 0, 1, "        ").stub()
+    match = submit_check.STUB.search(stub)
+    assert match and match.groups() == ("MambaBlock.ssm", "Q2.3 Mamba block"), stub
 
 
 def score(total, failed=None, skipped=None):
