@@ -226,8 +226,9 @@ def run_facts(config: Config, trainer: L.Trainer, best: ModelCheckpoint, model: 
     }
 
 
-def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
-    """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
+def train(config: Config, resume_dir: Path = None, quiet: bool = False, callbacks: tuple = ()) -> Path:
+    """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run;
+    `callbacks` are Lightning callbacks added to the run's own (the analyses of bench/small_data.py)."""
     # Lightning's INFO lines (which accelerators exist, tips) would bury the one line we print instead.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     torch.set_num_threads(cpu_threads(config))
@@ -250,7 +251,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
     best, last = best_and_last(run_dir, "val_word_acc")
-    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch"), ReturnFreedMemory()]
+    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch"), ReturnFreedMemory(), *callbacks]
     if config.ema_decay:
         # Validation, and so the best checkpoint, see the averaged weights; last.ckpt keeps both for --resume.
         callbacks.append(AveragedWeights(decay=config.ema_decay))
