@@ -53,7 +53,9 @@ def curve(run: dict) -> list:
 def complete(run: dict) -> bool:
     """Did the run train to its end: finished, stopped early by a perfect validation score (synthetic tasks),
     or at least through all its epochs before it ended? A run its deadline cut short does not count."""
-    return "metrics" in run or len(curve(run)) >= planned_epochs(run)
+    values = curve(run)
+    perfect = "val_acc" in run["curves"] and bool(values) and values[-1] == 1.0  # a synthetic run stops there
+    return "metrics" in run or perfect or len(values) >= planned_epochs(run)
 
 
 def final_accuracy(run: dict):
@@ -78,7 +80,8 @@ def by_setting(runs: list) -> dict:
 
 
 def summary_rows(runs: list) -> list:
-    """One row per setting: [setting, seeds, mean (range), per seed, training words wrong, epochs, s/epoch, device]."""
+    """One row per setting: [setting, seeds, mean (range), per seed, training words wrong, epochs, s/epoch,
+    CPU minutes of the whole run (where recorded), device and processor]."""
     rows = []
     for name, group in by_setting(runs).items():
         accuracy = [final_accuracy(run) for run in group]
@@ -86,6 +89,7 @@ def summary_rows(runs: list) -> list:
         epochs = sorted({len(curve(run)) for run in group})
         train_wrong = [len(run["words"]["train_wrong"]) for run in group if "words" in run]
         per_epoch = [run["metrics"]["seconds_per_epoch"] for run in group if "metrics" in run]
+        cpu = [run["cpu_seconds"] / 60 for run in group if "cpu_seconds" in run]
         rows.append([
             name, " ".join(str(run["seed"]) for run in group),
             f"{sum(accuracy) / len(accuracy):.4f} ({min(accuracy):.4f}–{max(accuracy):.4f})",
@@ -94,9 +98,15 @@ def summary_rows(runs: list) -> list:
             "–".join(map(str, (epochs[0], epochs[-1]) if len(epochs) > 1 else epochs))
             + (f" ({len(unevaluated)} without the final evaluation)" if unevaluated else ""),
             f"{sum(per_epoch) / len(per_epoch):.1f}" if per_epoch else "",
-            ", ".join(sorted({run["device"] for run in group})),
+            f"{min(cpu):.1f}–{max(cpu):.1f}" if cpu else "",
+            ", ".join(sorted({f"{run['device']}, {processor(run['machine'])}" for run in group})),
         ])
     return rows
+
+
+def processor(machine: str) -> str:
+    """'AMD EPYC' from a results file's 'Machine: AMD EPYC (2 cores visible, ...); ...' line."""
+    return machine.removeprefix("Machine: ").split(" (")[0]
 
 
 def pooled_errors(group: list) -> dict:
@@ -137,8 +147,8 @@ def markdown(rows: list) -> str:
     from bench.measure import markdown_table
 
     columns = ["setting", "seeds", "val accuracy, mean (range)", "per seed", "training words wrong", "epochs",
-               "s/epoch", "device"]
-    return markdown_table(columns, rows, "llrrrrrl")
+               "s/epoch (wall)", "CPU minutes (whole run)", "where"]
+    return markdown_table(columns, rows, "llrrrrrrl")
 
 
 def pyplot():
@@ -192,7 +202,8 @@ def plot_dynamics(groups: dict, path: Path):
         for number, label in enumerate(label for label in LENGTH_LABELS if label in curves):
             axis.plot(range(1, len(curves[label]) + 1), curves[label], color=plt.cm.viridis(number / 7),
                       label=f"{label} letters")
-        loss = [min(run["curves"]["train_loss"][epoch] for run in group) for epoch in range(len(curves[LENGTH_LABELS[1]]))]
+        epochs = len(next(iter(curves.values())))
+        loss = [min(run["curves"]["train_loss"][epoch] for run in group) for epoch in range(epochs)]
         twin = axis.twinx()
         twin.plot(range(1, len(loss) + 1), loss, color="black", linestyle="--", label="training loss (best seed)")
         twin.set(yscale="log", ylabel="training loss per character")

@@ -2,7 +2,8 @@
 recording which validation words it gets right after every epoch (docs/mamba-small-data.md).
 
     python -m bench.small_data --plan screen --cpu-jobs 8 --gpu-jobs 8 --deadline 480 --out results/
-    python -m bench.small_data --plan screen --only "mamba default" --seeds 0 --cpu-jobs 1 --out results/
+    python -m bench.small_data --plan screen --only "mamba lr 6e-3" --seeds 0 --cpu-jobs 1 --out results/
+    python -m bench.small_data --plan final --seeds 0 1 2 --cpu-jobs 2 --out results/   # the two-core machine
 
 Each run is its own process, trained by training/run.py's `train` from a config in exps/ plus the setting's
 options, on one CPU thread or on the GPU (a plan says which; without a GPU every run takes the CPU). Two
@@ -15,10 +16,11 @@ things are added to a Pig-Latin run:
 
 A setting may swap our Mamba blocks for mambapy's (an independent implementation, in requirements-dev.txt):
 `mambapy` puts mambapy's residual blocks inside our embedding, dropout, final norm and output layer;
-`mambapy_lm` also initialises every weight as mambapy's language model does (`mambapy_lm_initialisation`). Synthetic-task
-settings (a selective-copying config) train as main.py trains them. Everything the runs leave gathers into
-small_data_<plan>.json in --out (a run stopped by --deadline with the epochs it finished), which
-`python -m analysis.small_data` turns into tables and figures.
+`mambapy_lm` also initialises every weight as mambapy's language model does (`mambapy_lm_initialisation`).
+A setting may also add a loss for copying the source (`use_copy_loss`). Synthetic-task settings (a
+selective-copying config) train as main.py trains them. Everything the runs leave gathers into
+small_data_<plan>.json in --out (a run stopped by --deadline with the epochs it finished, and each run's
+CPU time), which `python -m analysis.small_data` turns into tables and figures.
 """
 
 import argparse
@@ -94,7 +96,7 @@ PLANS = {
         Setting("transformer lr 5e-3 dropout 0.2", SMALL_TRANSFORMER, ("--lr", "5e-3", "--dropout", "0.2")),
         Setting("mamba twice copy loss", SMALL_MAMBA, OLD_LR + ("--layout", "twice"), copy_loss=True, seeds=(0,),
                 device="laptop"),
-        Setting("transformer default", SMALL_TRANSFORMER, seeds=(0,), device="laptop"),
+        Setting("transformer default on the two-core machine", SMALL_TRANSFORMER, seeds=(0,), device="laptop"),
     ],
     # The final default (lr 6e-3), on one thread of the two-core machine itself.
     "final": [
@@ -348,7 +350,8 @@ def launch(setting: Setting, seed: int, device: str, plan: str, out: Path, deadl
                str(seed), "--device", device, "--out", str(out)]
     started = time.monotonic()
     try:
-        result = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=None if remaining == float("inf") else remaining,
+        result = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True,
+                                timeout=None if remaining == float("inf") else remaining,
                                 env={**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         status, error = ("finished", "") if result.returncode == 0 else ("failed", result.stderr[-1500:])
     except subprocess.TimeoutExpired:

@@ -64,7 +64,7 @@ def run(setting, seed, accuracy, status="finished", curve=None, words=None, righ
     row = {"setting": setting, "config": small_data.SMALL_MAMBA, "options": "--epochs 3", "implementation": "ours",
            "seed": seed, "device": "cpu", "status": status, "curves": {"val_word_acc": curve or [0.1, 0.5, accuracy],
                                                                         "train_loss": [1.0, 0.5, 0.1]},
-           "machine": "Machine: test"}
+           "machine": "Machine: test (1 core); torch"}
     if status == "finished":
         row["metrics"] = {"val_word_acc": accuracy, "seconds_per_epoch": 2.0}
     if words is not None:
@@ -80,6 +80,14 @@ def test_summary_averages_complete_runs_and_leaves_out_those_a_deadline_cut_shor
     rows = {row[0]: row for row in analysis.summary_rows(runs)}
     assert rows["a"][1:4] == ["0 1", "0.8500 (0.8000–0.9000)", "0.9000 / 0.8000"]
     assert rows["b"][2] == "0.5000 (0.5000–0.5000)" and "1 without the final evaluation" in rows["b"][5]
+    assert rows["a"][8] == "cpu, test"
+
+
+def test_a_synthetic_run_that_stopped_at_a_perfect_score_counts_though_its_evaluation_failed():
+    perfect = {**run("c", 0, 1.0, status="failed"), "curves": {"val_acc": [0.5, 1.0]}}
+    cut = {**run("c", 1, 0.9, status="stopped"), "curves": {"val_acc": [0.5, 0.9]}}
+    rows = analysis.summary_rows([perfect, cut])
+    assert rows[0][1:3] == ["0", "1.0000 (1.0000–1.0000)"]
 
 
 def test_a_seed_run_twice_counts_once():
