@@ -259,8 +259,10 @@ def train_one(setting: Setting, seed: int, device: str, out_dir: Path) -> Path:
     from training.config import build_config
 
     options = [*setting.options, "--seed", str(seed), "--threads", "1", "--accelerator", device,
-               "--num_samples", "0", "--out_dir", str(out_dir), "--run_name", run_name(setting, seed)]
+               "--out_dir", str(out_dir), "--run_name", run_name(setting, seed)]
     config = build_config(REPOSITORY / setting.config, options)
+    if config.task == "piglatin":
+        config.num_samples = 0  # words.json has every validation word's translation
     if setting.implementation != "ours":
         use_mambapy(setting.implementation)  # in this child process only
     if setting.copy_loss:
