@@ -388,8 +388,8 @@ class Mamba(nn.Module):
         return self.output(self.dropout(self.norm(x)))
 
 
-# How the source is laid out before SOS (README: Mamba on the small set). Mamba must carry the word in its
-# state; these change what it has read when the target starts.
+# How the source is laid out before SOS (README: Bonus; docs/mamba-small-data.md measures each). Mamba must
+# carry the word in its state; these change what it has read when the target starts.
 LAYOUTS = ("source", "reversed", "twice")
 
 

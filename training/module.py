@@ -37,9 +37,9 @@ def build_model(config: Config) -> nn.Module:
         )
     return MambaSeq2Seq(
         len(VOCAB), VOCAB.EOS, config.hidden_size, config.num_layers, config.dropout, layout=config.layout,
-        state_size=config.state_size,
-        expand=config.expand, conv_kernel=config.conv_kernel, discretization=config.discretization,
-        alpha=config.alpha, scan=config.scan, A_init=config.A_init, dt_min=config.dt_min, dt_max=config.dt_max,
+        state_size=config.state_size, expand=config.expand, conv_kernel=config.conv_kernel,
+        discretization=config.discretization, alpha=config.alpha, scan=config.scan, A_init=config.A_init,
+        dt_min=config.dt_min, dt_max=config.dt_max,
     )
 
 
