@@ -30,9 +30,10 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def supports(log_a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Can the kernel run this scan? float32, real, on a CUDA GPU (or Triton's interpreter), equal shapes."""
+    """Can the kernel run this scan? float32, real, on a CUDA GPU (or Triton's interpreter), equal shapes, not
+    empty (a launch needs a block to run)."""
     return (triton is not None and (b.is_cuda or INTERPRETED) and b.dtype == torch.float32
-            and log_a.dtype == torch.float32 and log_a.shape == b.shape and b.dim() >= 2)
+            and log_a.dtype == torch.float32 and log_a.shape == b.shape and b.dim() >= 2 and b.numel() > 0)
 
 
 if triton is not None:

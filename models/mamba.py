@@ -287,23 +287,40 @@ class Mamba(nn.Module):
         return self.output(self.dropout(self.norm(x)))
 
 
+# How the source is laid out before SOS (README: Bonus; docs/mamba-small-data.md measures each). Mamba must
+# carry the word in its state; these change what it has read when the target starts.
+LAYOUTS = ("source", "reversed", "twice")
+
+
 class MambaSeq2Seq(nn.Module):
     """Translation with one causal model: it reads `[source, EOS, SOS, target]` and predicts each next
-    character, so it must carry the whole word through its state past EOS."""
+    character, so it must carry the whole word through its state past EOS.
+
+    `layout` sets the prefix before SOS: `source` is [source, EOS]; `reversed` is the source backwards,
+    [reversed source, EOS] (Sutskever et al. 2014 reversed the source for LSTMs); `twice` reads it twice,
+    [source, EOS, source, EOS] (Arora et al. 2024, "Just read twice", for recurrent models' recall).
+    """
 
     def __init__(self, vocab_size: int, eos_id: int, hidden_size: int = 64, num_layers: int = 2,
-                 dropout: float = 0.0, **block_options):
+                 dropout: float = 0.0, layout: str = "source", **block_options):
         super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
         self.eos_id = eos_id
+        self.layout = layout
         self.mamba = Mamba(vocab_size, hidden_size, num_layers, dropout, **block_options)
 
     def encode(self, source: torch.Tensor) -> torch.Tensor:
-        """(B, S) -> (B, S+1): the source and its EOS, the prefix every target is read after."""
+        """(B, S) -> (B, P): the prefix every target is read after, P = S+1 (2S+2 for `twice`)."""
         eos = torch.full_like(source[:, :1], self.eos_id)
+        if self.layout == "reversed":
+            return torch.cat([source.flip(1), eos], dim=1)
+        if self.layout == "twice":
+            return torch.cat([source, eos, source, eos], dim=1)
         return torch.cat([source, eos], dim=1)
 
     def decode(self, target_in: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
-        """(B, T) starting with SOS, prefix (B, S+1) -> logits (B, T, V) at the target positions."""
+        """(B, T) starting with SOS, prefix (B, P) -> logits (B, T, V) at the target positions."""
         logits = self.mamba(torch.cat([prefix, target_in], dim=1))
         return logits[:, prefix.shape[1]:]
 

@@ -50,6 +50,16 @@ def test_mamba_steps_give_the_logits_of_the_whole_sequence(discretization, scan)
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("layout", ["reversed", "twice"])
+def test_mamba_steps_read_the_source_in_the_models_layout(layout):
+    model = mamba(layout=layout)
+    source, target = words(3, 5, 7, seed=2)
+    with torch.no_grad():
+        expected = model(source, with_sos(target))
+        got = stepped_logits(MambaStepper(model, source), with_sos(target))
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+
+
 def test_mamba_steps_agree_where_the_bilinear_decay_is_negative():
     model = mamba(discretization="bilinear", dt_min=2.0, dt_max=4.0)  # Δ ≈ 3: Ā = (1 + ΔA/2)/(1 − ΔA/2) < 0
     block = model.mamba.layers[0].mixer

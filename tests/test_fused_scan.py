@@ -70,3 +70,13 @@ def test_pair_scan_on_a_gpu_runs_the_fused_kernel_and_keeps_complex_decays_on_it
 def test_fused_scan_refuses_tensors_it_cannot_run_in_one_line():
     with pytest.raises(ValueError, match="CUDA GPU"):
         fused.fused_scan(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2))
+
+
+@runs_kernel
+def test_pair_scan_of_an_empty_batch_is_empty_instead_of_a_failed_launch():
+    log_a, b = mamba_like((0, 20, 4, 3))
+    assert not fused.supports(log_a, b)
+    h = pair_scan(log_a.requires_grad_(), b.requires_grad_())
+    assert h.shape == (0, 20, 4, 3)
+    h.sum().backward()
+    assert b.grad.shape == b.shape

@@ -133,6 +133,26 @@ def test_seq2seq_ignores_future_target_tokens():
     torch.testing.assert_close(model(source, target)[:, :4], model(source, changed)[:, :4])
 
 
+@pytest.mark.needs_solution
+@pytest.mark.parametrize("layout, prefix", [
+    ("source", lambda source, eos: [source, eos]),
+    ("reversed", lambda source, eos: [source.flip(1), eos]),
+    ("twice", lambda source, eos: [source, eos, source, eos]),
+])
+def test_seq2seq_layout_sets_what_is_read_before_the_target(layout, prefix):
+    torch.manual_seed(0)
+    model = MambaSeq2Seq(29, EOS, hidden_size=16, num_layers=2, layout=layout).eval()
+    source, target = torch.randint(0, 27, (3, 5)), torch.randint(0, 29, (3, 7))
+    read = torch.cat(prefix(source, torch.full((3, 1), EOS)), dim=1)
+    torch.testing.assert_close(model.encode(source), read, rtol=0, atol=0)
+    torch.testing.assert_close(model(source, target), model.mamba(torch.cat([read, target], dim=1))[:, read.shape[1]:])
+
+
+def test_unknown_layout_is_refused():
+    with pytest.raises(ValueError, match="layout must be one of source, reversed, twice"):
+        MambaSeq2Seq(29, EOS, hidden_size=8, layout="backwards")
+
+
 def test_unknown_scan_or_discretisation_is_refused():
     with pytest.raises(ValueError, match="scan"):
         MambaBlock(hidden_size=8, scan="fast")

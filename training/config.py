@@ -73,6 +73,8 @@ class Config:
     A_init: str = _option("s4d_real", "initial A", ["s4d_real", "s4d_lin", "constant"])
     dt_min: float = _option(1e-3, "smallest initial step size Δ")
     dt_max: float = _option(1e-1, "largest initial step size Δ")
+    layout: str = _option("source", "what Mamba reads before SOS: [source, EOS], the source reversed, or the "
+                          "source twice [source, EOS, source, EOS]", ["source", "reversed", "twice"])
 
     # synthetic tasks (data/synthetic.py, models/hybrid.py; README: Bonus question: why selectivity matters)
     task: str = _option("piglatin", "what to learn: Pig Latin, or a synthetic task of the MAD suite",
@@ -143,10 +145,11 @@ class Config:
         if pairs and self.state_size % 2:
             raise ConfigError(f"model {self.model} keeps its states in conjugate pairs: state_size must be even, "
                               f"got {self.state_size}")
-        for name in ("discretization", "alpha", "A_init"):
+        for name in ("discretization", "alpha", "A_init", "layout"):
             if getattr(self, name) != OPTION_DEFAULTS[name]:
+                always = {"A_init": "its own initial A", "layout": "[source, EOS, SOS, target]"}
                 raise ConfigError(f"--{name} applies to --model mamba only; model {self.model} always uses "
-                                  f"{'zero-order hold' if name != 'A_init' else 'its own initial A'}")
+                                  f"{always.get(name, 'zero-order hold')}")
 
     def _check_task(self):
         """Refuses a hybrid on Pig Latin, an empty hybrid, and task settings no example can meet."""

@@ -44,7 +44,7 @@ def build_model(config: Config) -> nn.Module:
     if config.model in FAMILY_MODELS:
         return FamilySeq2Seq(config.model, len(VOCAB), VOCAB.EOS, max_length=config.max_length, **family_options(config))
     return MambaSeq2Seq(len(VOCAB), VOCAB.EOS, hidden_size=config.hidden_size, num_layers=config.num_layers,
-                        dropout=config.dropout, **mamba_options(config))
+                        dropout=config.dropout, layout=config.layout, **mamba_options(config))
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -74,8 +74,9 @@ class Seq2SeqModule(TrainingModule):
         return results
 
 
-def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
-    """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run."""
+def train(config: Config, resume_dir: Path = None, quiet: bool = False, callbacks: tuple = ()) -> Path:
+    """Trains as `config` says and returns the run directory. `resume_dir` continues an earlier run;
+    `callbacks` are Lightning callbacks added to the run's own (the analyses of bench/small_data.py)."""
     torch.set_num_threads(cpu_threads(config))
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = PigLatinDataModule(locate(config.data), config.batch_size, config.val_fraction, config.seed)
@@ -91,7 +92,7 @@ def train(config: Config, resume_dir: Path = None, quiet: bool = False) -> Path:
     resumed = resume_point(config, resume_dir)
     module = Seq2SeqModule(dataclasses.asdict(config))
     preflight(module, datamodule.train_dataloader())
-    fitted = fit_run(config, module, resumed, "val_word_acc", quiet, datamodule=datamodule)
+    fitted = fit_run(config, module, resumed, "val_word_acc", quiet, callbacks=callbacks, datamodule=datamodule)
 
     best_module = Seq2SeqModule.load_from_checkpoint(fitted.best.best_model_path, map_location="cpu")
     # A separate, logger-free Trainer: the training one would add a fake extra epoch to the logs.

@@ -236,11 +236,11 @@ class Fitted:
 
 
 def fit_run(config: Config, module: L.LightningModule, resumed: tuple, monitor: str, quiet: bool = False,
-            what: str = "", deterministic=True, **data) -> Fitted:
+            what: str = "", deterministic=True, callbacks: tuple = (), **data) -> Fitted:
     """What every run does once its module has passed `preflight`, Pig Latin's and the synthetic tasks': the
     run directory (`resumed`: what `resume_point` said), its config.json, the checkpoints (best by `monitor`),
     the logs, and `trainer.fit` on `data` (Lightning's `datamodule=`, or `train_dataloaders=` and
-    `val_dataloaders=`)."""
+    `val_dataloaders=`); `callbacks` are added to the run's own."""
     # Lightning's INFO lines (which accelerators exist, tips) would bury the one line we print instead.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     run_dir, checkpoint_path, previous_seconds = resumed
@@ -248,7 +248,7 @@ def fit_run(config: Config, module: L.LightningModule, resumed: tuple, monitor: 
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
 
     best, last = best_and_last(run_dir, monitor)
-    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch"), ReturnFreedMemory()]
+    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch"), ReturnFreedMemory(), *callbacks]
     if config.ema_decay:
         # Validation, and so the best checkpoint, see the averaged weights; last.ckpt keeps both for --resume.
         callbacks.append(AveragedWeights(decay=config.ema_decay))
