@@ -213,7 +213,8 @@ def summary(checked: list) -> list:
     right = Counter(item.facet for item in checked if item.passed and item.facet not in wrong_facets)
     lines = []
     if failed:
-        lines.append("also wrong: " + ", ".join(f"{FACETS.get(facet, facet)} ({count})" for facet, count in failed.items()))
+        lines.append("also wrong: " + ", ".join(f"{FACETS.get(facet, facet)} ({count})"
+                                                for facet, count in failed.items()))
     if right:
         lines.append("right: " + ", ".join(FACETS.get(facet, facet) for facet in right))
     return lines

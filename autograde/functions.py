@@ -111,7 +111,8 @@ def mask_alternatives(handle, args, point):
     return {
         "a mask on the wrong side of the diagonal (each position sees the future, not the past)":
             ("mask-side", (torch.arange(S)[None, :] >= torch.arange(T)[:, None])),
-        "a mask that hides each position from itself": ("mask-off-by-one", expected & ~torch.eye(T, S, dtype=torch.bool)),
+        "a mask that hides each position from itself":
+            ("mask-off-by-one", expected & ~torch.eye(T, S, dtype=torch.bool)),
         "a mask that lets each position see the next one":
             ("mask-off-by-one", torch.arange(S)[None, :] <= torch.arange(T)[:, None] + 1),
     }
@@ -330,7 +331,8 @@ DECODER_LAYER = Function(
 def stack_draw(case, point):
     dtype, hidden, batch = dtype_of(point), point["hidden"], point["batch"]
     module = {"vocab_size": VOCAB_SIZE, "hidden_size": hidden, "num_heads": point["heads"],
-              "num_layers": point["layers"], "dropout": point.get("dropout", DROPOUT), "positional": point["positional"]}
+              "num_layers": point["layers"], "dropout": point.get("dropout", DROPOUT),
+              "positional": point["positional"]}
     tokens = case.randint(0, VOCAB_SIZE, (batch, point["length"]))
     if "source" not in point:
         return Draw(module=module, args=[tokens])

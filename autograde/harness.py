@@ -226,7 +226,7 @@ def describe_failed_call(result: Result) -> str:
     error = meta.get("error")
     file, line = meta.get("file"), meta.get("line")
     at_line = isinstance(line, int) and not isinstance(line, bool)
-    if error in ("SyntaxError", "IndentationError", "TabError") and file in probe.STUDENT_FILES:
+    if error in ("SyntaxError", "IndentationError", "TabError") and file in probe.MODEL_MODULES:
         return f"models/{file}.py does not import: {error}" + (f" at line {line}" if at_line else "")
     exception = getattr(builtins, error, None) if isinstance(error, str) and error.isidentifier() else None
     kind = error if isinstance(exception, type) and issubclass(exception, BaseException) else "an exception"
@@ -235,7 +235,7 @@ def describe_failed_call(result: Result) -> str:
     if local is not None:  # in your own process the message is yours to read
         message = str(local).strip().splitlines()[0] if str(local).strip() else ""
         text = f"your code raised {type(local).__name__}: {message}"
-    if file in probe.STUDENT_FILES and at_line:
+    if file in probe.MODEL_MODULES and at_line:
         text += f"\n  at models/{file}.py, line {line}"
     return text
 

@@ -38,7 +38,7 @@ from autograde.dropout import FixedDropout
 
 SPY_SCAN = "graded_scan"  # a scan the tests register in SCANS: the loop, with its states scaled by SPY_SCALE
 SPY_SCALE = 1.5
-STUDENT_FILES = ("transformer", "mamba")
+MODEL_MODULES = ("transformer", "mamba")  # the model files students write, as modules of models/
 
 # Every function students write ("module:qualified name"), and the ones each calls: while a target runs,
 # those (and only those) are answered by stand-ins. In the regrade the grader refuses any other.
@@ -565,7 +565,7 @@ def serve(stream, output_fd: int) -> int:
     header = json.loads(wire.read_frame(stream))
     SKIPPED_MODULES.update(header.get("skip", ()))
     BACKEND = RemoteBackend(stream, output_fd)
-    for short_name in STUDENT_FILES:
+    for short_name in MODEL_MODULES:
         if short_name in SKIPPED_MODULES:
             continue
         wire.write_frame(output_fd, json.dumps({"event": "import", "module": short_name}).encode())

@@ -128,7 +128,8 @@ def gradients(case: Case, fn: Function, run: Run, where: dict):
         outputs = _outputs(fn.oracle(handle, [inputs.get(i, arg) for i, arg in enumerate(args)], run.point))
         loss = sum((output * weight).sum() for output, weight in zip(outputs[:fn.returns], weights))
         grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
-    expected = {key: torch.zeros_like(leaf) if grad is None else grad for (key, leaf), grad in zip(leaves.items(), grads)}
+    expected = {key: torch.zeros_like(leaf) if grad is None else grad
+                for (key, leaf), grad in zip(leaves.items(), grads)}
     atol, rtol = fn.tolerance_at(run.point)
 
     def tolerance(grad: torch.Tensor) -> tuple:

@@ -120,7 +120,8 @@ def to_real(tensors: dict) -> dict:
     for name, tensor in tensors.items():
         tensor = tensor.detach().cpu()
         if tensor.is_complex():
-            real[f"{name}::re"], real[f"{name}::im"] = tensor.real.contiguous().clone(), tensor.imag.contiguous().clone()
+            real[f"{name}::re"] = tensor.real.contiguous().clone()
+            real[f"{name}::im"] = tensor.imag.contiguous().clone()
         else:
             real[name] = tensor.contiguous().clone()
     return real

@@ -148,7 +148,7 @@ def run_variants(jobs: list) -> list[dict]:
         torch.set_num_threads(threads)
     reference, *results = loop.results
     if len(loop.results) != len(jobs) + 1 or reference["lost"] or reference["hidden_lost"]:
-        raise RuntimeError(f"the reference itself loses {reference['lost']:g} public and "
+        raise GradingError(f"the reference itself loses {reference['lost']:g} public and "
                            f"{reference['hidden_lost']:g} hidden points")
     for result in results:
         result["max"], result["hidden_max"] = reference["max"], reference["hidden_max"]

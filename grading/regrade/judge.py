@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograde import standins, wire
+from grading.errors import GradingError
 from grading.regrade import sandbox
 
 TEST_FOLDERS = ("graded", "hidden")  # under tests/
@@ -29,7 +30,7 @@ META_KINDS = {"status": str, "error": str, "not_implemented": bool, "given_scan"
 RESULT_LIMIT = 1 << 22  # values in one call's tensors: the tests' own outputs have a few thousand
 
 
-class CheckError(Exception):
+class CheckError(GradingError):
     """A graded test cannot be planned (a mistake in the test itself): said in one line."""
 
 
@@ -49,7 +50,7 @@ def question_of(file: str) -> str:
     return parts[1].upper() if len(parts) > 1 and parts[1][:1] == "q" else Path(file).stem
 
 
-def collect(repo: Path) -> list[Check]:
+def graded_checks(repo: Path) -> list[Check]:
     """Every graded test function of the instructor's tests/graded and tests/hidden, with its points."""
     tests = str(repo / "tests")
     for path in (str(repo), tests):
@@ -189,7 +190,7 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
     import json
     import time
 
-    from autograde.probe import STUDENT_FILES
+    from autograde.probe import MODEL_MODULES
 
     outcomes, notes, logs, skip = [None] * len(calls), [], [], set()
     pending, attempts, barren = list(range(len(calls))), 0, 0
@@ -202,7 +203,7 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
         run = sandbox.run_probe(folder, wire.frame(json.dumps({"skip": sorted(skip)}).encode()),
                                 [wire.encode_call(calls[i]) for i in runnable],
                                 lambda local, event, blob: answer_for(runnable[local], event, blob),
-                                [name for name in STUDENT_FILES if name not in skip], limits, deadline, program)
+                                [name for name in MODEL_MODULES if name not in skip], limits, deadline, program)
         logs.append(run.log)
         for local, (meta, blob) in run.results.items():
             outcomes[runnable[local]] = wire.Outcome(clean_meta(meta), load_tensors(blob))

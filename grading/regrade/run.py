@@ -106,7 +106,7 @@ class Regrade:
         self.base = instructor_base(self.repo)
         self.release = release_blobs(self.repo, self.base, release)
         try:
-            self.checks = judge.collect(self.repo)
+            self.checks = judge.graded_checks(self.repo)
             self.plans = queue.SimpleQueue()  # a plan holds one submission's outcomes at a time: one per worker
             self.plans.put([judge.plan(check, self.secret) for check in self.checks])
         except judge.CheckError as error:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograde import wire
+from grading.errors import GradingError
 
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX_ROOT = "/sandbox"  # where the submission's folder appears inside
@@ -49,7 +50,7 @@ INSTALL_HINT = ("Debian/Ubuntu: sudo apt-get install bubblewrap; then python -m 
                 "requirements-dev.txt")
 
 
-class SandboxUnavailable(Exception):
+class SandboxUnavailable(GradingError):
     """The machine cannot run the sandbox: said in one line, with what to install or change."""
 
 
@@ -240,7 +241,7 @@ class Run:
     log: bytes = b""
 
 
-class ProtocolError(Exception):
+class ProtocolError(GradingError):
     """The probe's output is not what the probe writes: the run is stopped."""
 
 

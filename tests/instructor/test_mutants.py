@@ -14,7 +14,7 @@ from grading.publish.mutants import ALTERNATIVES, HIDDEN_ONLY_MUTANTS, MUTANTS
 from grading.publish.template import find_regions
 
 ROOT = Path(__file__).resolve().parents[2]
-STUDENT_FILES = {"models.transformer": ROOT / "models" / "transformer.py", "models.mamba": ROOT / "models" / "mamba.py"}
+MODEL_FILES = {"models.transformer": ROOT / "models" / "transformer.py", "models.mamba": ROOT / "models" / "mamba.py"}
 # The kinds of mistake the graders must see, each with a mutant of every kind (issue 19): wrong only in the
 # gradient, only in training mode, only on a second call, only in a promised type, and property-only answers.
 KINDS = {"gradient", "training", "dropout", "state", "dtype", "batch", "squeeze", "causal", "wrong", "shape"}
@@ -28,7 +28,7 @@ def results() -> dict:
 
 
 def graded_functions() -> set[str]:
-    return {f"{module}:{region.qualname}" for module, path in STUDENT_FILES.items()
+    return {f"{module}:{region.qualname}" for module, path in MODEL_FILES.items()
             for region in find_regions(path.read_text(), str(path))}
 
 
