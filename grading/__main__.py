@@ -27,11 +27,18 @@ def run_regrade(args, out: Path):
                     memory_mb=args.memory, output_mb=args.output_limit)
     regrade(REPO, args.submissions, out, ref=args.ref, deadline=args.deadline,
             release=Path(args.release) if args.release else None, jobs=args.jobs, limits=limits, seed=args.seed,
-            late=load_rubric(args).late if args.deadline else Late())
+            late=load_rubric(args).late if args.deadline else Late(), shard=getattr(args, "shard", None))
 
 
 def command_regrade(args) -> int:
     run_regrade(args, Path(args.out))
+    return 0
+
+
+def command_merge(args) -> int:
+    from grading.regrade.shards import merge
+
+    merge([Path(folder) for folder in args.shards], Path(args.out))
     return 0
 
 
@@ -243,6 +250,22 @@ def grades_options(parser):
     parser.add_argument("--rubric", metavar="FILE", help="the rubric whose late policy --deadline applies "
                                                          "(default grading/course/rubric.toml)")
     regrade_options(parser)
+    parser.add_argument("--shard", type=shard_type, metavar="I/N",
+                        help="grade only the I-th of N equal shares of the class (by name), for `merge`; needs --seed")
+
+
+def shard_type(text: str):
+    from grading.regrade.shards import ShardError, parse
+
+    try:
+        return parse(text)
+    except ShardError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def merge_options(parser):
+    parser.add_argument("shards", metavar="SHARD", nargs="+", help="the --out folder of every regrade --shard I/N")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where the class's gradebook and feedback go")
 
 
 def rubric_options(parser):
@@ -311,6 +334,8 @@ COMMANDS = {
                 command_collect, collect_options),
     "regrade": ("the tests' grade: public and hidden tests, the students' code in a sandbox, judged outside it",
                 command_regrade, grades_options),
+    "merge": ("one gradebook from the shards of a class that several machines regraded (regrade --shard)",
+              command_merge, merge_options),
     "rubric": ("check the rubric (what everything is worth) and that the README shows its points",
                command_rubric, rubric_options),
     "scores": ("a scores file per student for the items graded by hand; every one checked",

@@ -39,7 +39,7 @@ from grading.course.rubric import Late
 from grading.errors import GradingError
 from grading.git import git
 from grading.publish.release import check_release, shipped_files, template_of
-from grading.regrade import judge, results, sandbox, submissions
+from grading.regrade import judge, results, sandbox, shards, submissions
 from grading.regrade.flags import review_flags
 from grading.regrade.submissions import MODEL_FILES, Submission, SubmissionError, blob_id
 
@@ -105,6 +105,7 @@ class Regrade:
         self.secret = secrets.randbits(62) if seed is None else seed
         self.base = instructor_base(self.repo)
         self.release = release_blobs(self.repo, self.base, release)
+        self.release_key = digest(*sorted(self.release.items()))
         try:
             self.checks = judge.graded_checks(self.repo)
             self.plans = queue.SimpleQueue()  # a plan holds one submission's outcomes at a time: one per worker
@@ -204,9 +205,11 @@ class Regrade:
                                f"({', '.join(sorted(lost))}): {' / '.join(first)}" + (f"; {notes[0]}" if notes else ""))
         self.log(f"the reference solution earns every point in the sandbox ({time.monotonic() - started:.1f} s)")
 
-    def run(self, paths: list[Path], ref: str, deadline: datetime, late: Late, jobs: int) -> list[dict]:
+    def run(self, paths: list[Path], ref: str, deadline: datetime, late: Late, jobs: int,
+            shard: tuple[int, int] = None) -> list[dict]:
         """Grades each submission at `ref`, or with a deadline at the commit the course's deadline rule chooses
-        (grading.course.roster: the last one dated inside the late window), with its days late."""
+        (grading.course.roster: the last one dated inside the late window), with its days late. A shard
+        (I, N) also writes shard.json, for `merge` (grading/regrade/shards.py)."""
         self.log(f"regrading {len(paths)} submission{'s' if len(paths) != 1 else ''}, {jobs} at a time, "
                  f"{len(self.checks)} graded tests; {self.isolation}")
         self.check_reference()
@@ -238,6 +241,10 @@ class Regrade:
                 self.log(f"[{done}/{len(paths)}] {results.progress_line(result)}")
         ordered = [graded[name] for name in sorted(graded)]
         results.write_gradebook(self.out / "gradebook.csv", ordered, tests)
+        if shard:
+            shards.write_manifest(self.out, shard, list(graded), self.secret,
+                                  digest(*self.key_parts, ref, deadline and collect.iso(deadline), self.release_key),
+                                  tests)
         self.log(f"wrote {self.out / 'gradebook.csv'} and {len(ordered)} feedback files in {self.out / 'feedback'}")
         self.log(f"the judge's memory peaked at {peak_memory_mb():.0f} MB")
         return ordered
@@ -252,24 +259,30 @@ def peak_memory_mb() -> float:
 
 def regrade(repo: Path, paths: list[str], out: Path, ref: str = "HEAD", deadline: str = "", release: Path = None,
             jobs: int = 2, limits: sandbox.Limits = sandbox.Limits(), log=print, seed: int = None,
-            late: Late = Late()) -> list[dict]:
+            late: Late = Late(), shard: tuple[int, int] = None) -> list[dict]:
     """Grades every submission; returns their results (also written to `out`). With a deadline, `late` (the
     rubric's late policy) sets the late window and the days late, as `collect` does; a copy `collect` made
-    already points at its commit to grade, and is refused with a deadline (one rule, applied once)."""
+    already points at its commit to grade, and is refused with a deadline (one rule, applied once). With a
+    shard (I, N), only that shard's share of the class, with the secret all shards share (`seed`)."""
+    if shard and seed is None:
+        raise RegradeError(f"--shard {shard[0]}/{shard[1]} needs --seed: every shard must draw the tests' inputs "
+                           "with the same secret")
     try:
         found = submissions.check_paths(paths)
         when = collect.parse_when(deadline) if deadline else None
     except (SubmissionError, collect.CollectError) as error:
         raise RegradeError(str(error)) from None
+    if shard:
+        found = shards.select(found, shard)
     collected = [path for path in found if when and collect.is_collected(path)]
     if collected:
         raise RegradeError("\n".join(f"{path}: collect chose its commit to grade, and counts its days late, at "
                                      "its deadline: regrade it without --deadline" for path in collected))
     if release is not None:
         check_release(release)
+    grader = Regrade(repo, out, limits, release, log, seed)  # refuses a machine without the sandbox first
     out.mkdir(parents=True, exist_ok=True)
-    grader = Regrade(repo, out, limits, release, log, seed)
     try:
-        return grader.run(found, ref, when, late, jobs)
+        return grader.run(found, ref, when, late, jobs, shard)
     finally:
         grader.close()
