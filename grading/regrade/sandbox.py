@@ -170,6 +170,39 @@ def limited(command: list[str], limits: Limits) -> list[str]:
             f"--fsize={limits.tmp_mb << 20}", "--core=0", f"--nofile={limits.open_files}", "--", *command]
 
 
+def in_container() -> bool:
+    """Whether this runs in a container: the regrade's image says so (PIGLATIN_CONTAINER), Docker and Podman
+    leave a file at the root."""
+    return bool(os.environ.get("PIGLATIN_CONTAINER")) or any(
+        Path(marker).exists() for marker in ("/.dockerenv", "/run/.containerenv"))
+
+
+# What a container runtime withholds by default, by what bubblewrap says when it meets it: (its words, the
+# setting to give `docker run` or `podman run`). INSTRUCTOR.md, "Regrade in a container", explains each.
+CONTAINER_SETTINGS = (
+    (("Creating new namespace failed", "No permissions to create", "setting up uid map", "Can't set hostname"),
+     "the runtime's seccomp profile refuses the namespace calls; run it with --security-opt seccomp=unconfined"),
+    (("Can't mount proc",),
+     "the runtime masks parts of /proc, so no fresh /proc can be mounted; run it with --security-opt "
+     "systempaths=unconfined (Docker) or --security-opt unmask=ALL (Podman)"),
+    (("Permission denied",),
+     "AppArmor refuses the mounts; run it with --security-opt apparmor=unconfined"),
+)
+
+
+def container_setting(detail: str) -> str:
+    """The container setting that bubblewrap's message `detail` asks for, in words."""
+    if os.geteuid() == 0:
+        return ("the regrade runs as root here, and a container's root lacks what bubblewrap needs; let the "
+                "image's entry point start it (it leaves root), or run it with --user UID:GID")
+    for words, setting in CONTAINER_SETTINGS:
+        if any(word in detail for word in words):
+            return setting
+    return ("run it as INSTRUCTOR.md's 'Regrade in a container' says: --security-opt seccomp=unconfined, "
+            "--security-opt systempaths=unconfined (Podman: unmask=ALL) and, where AppArmor runs, "
+            "--security-opt apparmor=unconfined")
+
+
 @functools.cache
 def check_available() -> str:
     """A one-line description of the isolation, or SandboxUnavailable saying what is missing."""
@@ -191,6 +224,9 @@ def check_available() -> str:
         os.close(read)
     if trial.returncode:
         detail = (trial.stderr.strip().splitlines() or ["no message"])[-1]
+        if in_container():
+            raise SandboxUnavailable(f"bubblewrap cannot make its sandbox in this container ({detail}): "
+                                     f"{container_setting(detail)}")
         raise SandboxUnavailable(f"bubblewrap cannot make its namespaces here ({detail}); unprivileged user "
                                  f"namespaces must be allowed (sysctl kernel.unprivileged_userns_clone=1, or "
                                  f"kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu)")

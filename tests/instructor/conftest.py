@@ -23,7 +23,7 @@ PYTHON_TOOLS = {"nbgrader": "nbgrader", "pytest_timeout": "pytest-timeout", "pla
 
 def missing_tools() -> list[str]:
     missing = [package for module, package in PYTHON_TOOLS.items() if importlib.util.find_spec(module) is None]
-    return missing + [tool for tool in ("bwrap", "actionlint") if shutil.which(tool) is None]
+    return missing + [tool for tool in ("bwrap", "actionlint", "hadolint") if shutil.which(tool) is None]
 
 
 SKIPPED = []  # (how many tests, why), for the one line at the end
