@@ -27,7 +27,8 @@ MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN T
 # instructor documents, and this development repository's own CI.
 TOTAL_POINTS = points.total(Path(__file__).resolve().parents[2])  # what the public graded tests are worth
 
-INSTRUCTOR_ONLY = ("grading/", "tests/instructor/", "tests/hidden/", "INSTRUCTOR.md", ".ci/", "requirements-dev.txt")
+INSTRUCTOR_ONLY = ("grading/", "tests/instructor/", "tests/hidden/", "INSTRUCTOR.md", ".ci/", "requirements-dev.txt",
+                   ".github/workflows/regrade-class.yml")
 # What no template file may name, in code or prose: the instructor's tools and files, which students never get.
 INSTRUCTOR_MENTION = re.compile(r"python -m grading|(?<![\w-])grading[/.]\w[\w./]*|tests/(?:instructor|hidden)\b|"
                                 r"INSTRUCTOR\.md|requirements-dev\.txt|(?<![\w.])\.ci/")

@@ -1,0 +1,115 @@
+"""The class regrade's workflow (.github/workflows/regrade-class.yml) is valid GitHub Actions and keeps the
+regrade's promises on GitHub's runners: started by hand only, the roster token only in a secret and only
+where git needs it, one secret for every shard, a matrix of shards that merge only when all succeeded,
+every shard's output and log kept, the template's torch and the sandbox's bubblewrap. The shard-and-merge
+logic itself: tests/instructor/test_shards.py. (Instructor-only.)"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grading.publish.template import is_instructor_only
+from test_workflow import CURRENT_MAJORS
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / ".github" / "workflows" / "regrade-class.yml"
+MAJORS = {**CURRENT_MAJORS, "actions/download-artifact": 8}
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def steps_of(workflow, job: str) -> list[dict]:
+    return workflow["jobs"][job]["steps"]
+
+
+def runs(workflow, job: str) -> str:
+    return "\n".join(step.get("run", "") for step in steps_of(workflow, job))
+
+
+def test_actionlint_finds_nothing_wrong_with_it():
+    actionlint = shutil.which("actionlint")
+    if actionlint is None:
+        pytest.skip("actionlint is not installed (pip install -r requirements-dev.txt installs it)")
+    result = subprocess.run([actionlint, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"actionlint:\n{result.stdout}{result.stderr}"
+
+
+def test_only_the_instructor_starts_it_and_students_never_receive_it(workflow):
+    trigger = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the key `on` as true
+    assert list(trigger) == ["workflow_dispatch"], "no push, schedule or pull request starts a regrade"
+    assert is_instructor_only(".github/workflows/regrade-class.yml")
+    assert workflow["permissions"] == {"contents": "read"}
+
+
+def test_every_action_is_githubs_own_at_a_current_major_and_keeps_no_credentials(workflow):
+    for job in workflow["jobs"]:
+        for step in steps_of(workflow, job):
+            if "uses" not in step:
+                continue
+            name, _, version = step["uses"].partition("@")
+            assert name in MAJORS and re.fullmatch(r"v\d+", version) and int(version[1:]) >= MAJORS[name], step["uses"]
+            if name == "actions/checkout":
+                assert step["with"]["persist-credentials"] is False, "no token left in .git/config for student code"
+
+
+def test_the_roster_token_is_read_from_a_secret_by_git_alone(workflow):
+    text = WORKFLOW.read_text()
+    assert re.findall(r"\$\{\{\s*secrets\.(\w+)", text) == ["ROSTER_TOKEN"]
+    for job in workflow["jobs"]:
+        for step in steps_of(workflow, job):
+            assert "${{" not in step.get("run", ""), "an expression expanded into a script: its value shows in the log"
+            if "ROSTER_TOKEN" in str(step.get("env", {})):
+                assert job == "collect" and "insteadOf" in step["run"]
+    assert "ROSTER_TOKEN" not in str(workflow["jobs"]["regrade"]), "the shards that run student code never see it"
+
+
+def test_every_shard_draws_with_the_one_secret_collect_drew(workflow):
+    plan = next(step for step in steps_of(workflow, "collect") if step.get("id") == "plan")
+    assert "secrets.randbits" in plan["run"] and "secret=" in plan["run"]
+    regrade = workflow["jobs"]["regrade"]
+    assert regrade["strategy"]["matrix"]["shard"] == "${{ fromJSON(needs.collect.outputs.shards) }}"
+    assert regrade["strategy"]["fail-fast"] is False, "one shard's trouble should not cancel the others"
+    step = next(step for step in steps_of(workflow, "regrade") if "grading regrade" in step.get("run", ""))
+    assert step["env"]["SECRET"] == "${{ needs.collect.outputs.secret }}"
+    command = step["run"]
+    assert '--shard "$SHARD/$SHARDS"' in command and '--seed "$SECRET"' in command
+    assert command.index("::add-mask::$SECRET") < command.index("python -m grading regrade")
+    assert step["shell"] == "bash", "bash with pipefail: a failed regrade fails the step despite its tee"
+
+
+def test_the_plan_lists_every_shard_once(workflow):
+    plan = next(step for step in steps_of(workflow, "collect") if step.get("id") == "plan")
+    line = next(line for line in plan["run"].splitlines() if line.startswith('echo "shards='))
+    script = re.search(r"python -c '([^']+)'", line)[1]
+    trigger = workflow.get("on", workflow.get(True))
+    for count in trigger["workflow_dispatch"]["inputs"]["shards"]["options"]:
+        printed = subprocess.run(["python3", "-c", script, count], capture_output=True, text=True, check=True).stdout
+        assert yaml.safe_load(printed) == list(range(1, int(count) + 1))
+
+
+def test_each_shard_keeps_its_output_and_log_and_merge_waits_for_all(workflow):
+    upload = next(step for step in steps_of(workflow, "regrade") if step.get("uses", "").startswith(
+        "actions/upload-artifact"))
+    assert upload.get("if") == "always()" and upload["with"]["path"] == "shard-${{ matrix.shard }}"
+    assert "tee \"shard-$SHARD/regrade.log\"" in runs(workflow, "regrade")
+    merge = workflow["jobs"]["merge"]
+    assert merge["needs"] == "regrade" and "if" not in merge, "a gradebook only from every shard"
+    assert "python -m grading merge shards/shard-* --out" in runs(workflow, "merge")
+
+
+def test_the_runners_get_the_pinned_cpu_torch_and_a_sandbox_that_can_start(workflow):
+    pinned = re.search(r"^torch==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)[1]
+    assert workflow["env"]["TORCH_VERSION"] == pinned
+    script = runs(workflow, "regrade")
+    assert '"torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu' in script
+    assert "-r grading/regrade/container/requirements.txt" in script
+    assert "apt-get install -y -qq bubblewrap" in script
+    assert "kernel.apparmor_restrict_unprivileged_userns=0" in script, "Ubuntu 24.04 refuses bwrap's namespaces"
+    assert all(job["runs-on"].startswith("ubuntu-") for job in workflow["jobs"].values())
