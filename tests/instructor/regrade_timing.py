@@ -4,7 +4,8 @@
 
 Builds a draft release and `--students` copies of the reference solution in a scratch folder and times
 `python -m grading regrade` on them (the whole command, the reference's own check included), each into a
-fresh output folder. Prints a Markdown table headed by the machine. Not a test: times are only as good as
+fresh output folder. Prints a Markdown table headed by the machine, with the submissions it grades an hour
+(after the fixed start) and that figure a core. Not a test: times are only as good as
 the machine is quiet; INSTRUCTOR.md records what it printed.
 """
 
@@ -50,6 +51,13 @@ def main(argv=None) -> int:
     print(f"| one correct submission (the reference's check included) | {one:.1f} s |")
     print(f"| {args.students} submissions, --jobs 1 | {serial:.1f} s |")
     print(f"| {args.students} submissions, --jobs {args.jobs} | {parallel:.1f} s ({serial / parallel:.2f}× faster) |")
+    # What a class costs beyond the fixed start (the reference's check), at the better --jobs.
+    best = min(serial, parallel)
+    each = (best - one) / (args.students - 1) if args.students > 1 else best
+    hourly = 3600 / each
+    cores = os.cpu_count() or 1
+    print(f"| each further submission | {each:.1f} s |")
+    print(f"| correct submissions an hour on this machine | {hourly:,.0f} ({hourly / cores:,.0f} a core) |")
     return 0
 
 

@@ -20,12 +20,13 @@ GUIDE = ROOT / "INSTRUCTOR.md"
 RELEASE = "python -m grading release ../pig-latin-release"
 
 
-def guide_blocks() -> list[str]:
-    """The fenced code blocks of the guide, in order; each must be marked sh."""
+def guide_blocks(kind: str = "sh") -> list[str]:
+    """The fenced code blocks of the guide marked `kind`, in order. Each is marked sh (this test runs it) or
+    console (a container's commands, which tests/instructor/test_container.py checks)."""
     fenced = re.findall(r"^```(\w*)\n(.*?)^```", GUIDE.read_text(), flags=re.M | re.S)
-    unmarked = [body for language, body in fenced if language != "sh"]
-    assert not unmarked, f"INSTRUCTOR.md: every fenced block must be a ```sh block this test runs: {unmarked}"
-    return [body for _, body in fenced]
+    unmarked = [body for language, body in fenced if language not in ("sh", "console")]
+    assert not unmarked, f"INSTRUCTOR.md: every fenced block must be ```sh (run here) or ```console: {unmarked}"
+    return [body for language, body in fenced if language == kind]
 
 
 def test_the_checked_release_command_is_the_release_tests_own():
@@ -81,6 +82,16 @@ def test_the_regrade_grades_the_class_and_the_rerun_skips_it(course):
     assert (grades["alice"]["grade"], grades["bob"]["grade"]) == ("10", "0")
     assert grades["alice"]["tamper"] == grades["bob"]["tamper"] == ""
     assert output.count("unchanged since the last run") == 2
+
+
+def test_the_class_in_two_shards_merges_into_the_same_grades(course):
+    scratch, output = course
+    with open(scratch / "class" / "merged" / "gradebook.csv", newline="") as file:
+        merged = {row["student"]: row for row in csv.DictReader(file)}
+    with open(scratch / "class" / "grades" / "gradebook.csv", newline="") as file:
+        whole = {row["student"]: row for row in csv.DictReader(file)}
+    assert {name: row["grade"] for name, row in merged.items()} == {name: row["grade"] for name, row in whole.items()}
+    assert "merged 2 shards, 2 students" in output
 
 
 def test_the_hidden_tests_the_corpus_and_the_review_sites_ran(course):
