@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from grading.regrade import sandbox
-from synthetic_submissions import ROOT, make_release, make_submission, mutated, reference, regrade
+from synthetic_submissions import (ROOT, make_release, make_submission, mutated, reference, regrade,
+                                   with_first_lines)
 
 CONTAINER = ROOT / "grading" / "regrade" / "container"
 ENTRYPOINT = CONTAINER / "entrypoint.py"
@@ -249,8 +250,12 @@ def small_class(tmp_path_factory):
     release = make_release(work / "release")
     T, M = "models/transformer.py", "models/mamba.py"
     transformer, mamba = reference("transformer.py"), reference("mamba.py")
+    # "dee" reaches for what the container holds beside the sandbox: the hidden tests, the class folder.
+    peek = ["import pathlib", "pathlib.Path('/class/peeked').write_text(pathlib.Path('/repo/tests/hidden/"
+            "secret_sizes.py').read_text())"]
     for name, files in {"ada": {T: transformer, M: mamba}, "bo": {"README.md": "# Not started\n"},
-                        "cy": {T: transformer, M: mutated(mamba, "truncation-hard-codes-kernel-4")}}.items():
+                        "cy": {T: transformer, M: mutated(mamba, "truncation-hard-codes-kernel-4")},
+                        "dee": {T: with_first_lines(transformer, T, "causal_mask", peek), M: mamba}}.items():
         make_submission(release, work / "submissions", name, files, bare=True)
     # This machine's grades first: git here refuses repositories that another user owns.
     here = regrade(*map(str, sorted((work / "submissions").iterdir())), "--out", str(root / "here"),
@@ -270,7 +275,9 @@ def test_the_image_writes_the_gradebook_this_machine_writes(image, small_class):
     inside = (work / "grades" / "gradebook.csv").read_text()
     assert inside == (here / "gradebook.csv").read_text()
     grades = {row["student"]: row["grade"] for row in csv.DictReader(inside.splitlines())}
-    assert grades == {"ada": "10", "bo": "0", "cy": "9.79"}
+    # dee loses causal_mask's tests, public (0.5) and hidden (0.25), and nothing else: 11.25 of 12
+    assert grades == {"ada": "10", "bo": "0", "cy": "9.79", "dee": "9.38"}
+    assert not (work / "peeked").exists(), "student code reached the class folder or the hidden tests"
     if os.geteuid() == 0:
         assert (work / "grades" / "gradebook.csv").stat().st_uid == 1234, "written as the class folder's owner"
 
