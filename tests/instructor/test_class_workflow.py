@@ -1,11 +1,11 @@
 """The class regrade's workflow (.github/workflows/regrade-class.yml) is valid GitHub Actions and keeps the
 regrade's promises on GitHub's runners: started by hand only, the roster token only in a secret and only
 where git needs it, one secret for every shard, a matrix of shards that merge only when all succeeded,
-every shard's output and log kept, the template's torch and the sandbox's bubblewrap. The shard-and-merge
-logic itself: tests/instructor/test_shards.py. (Instructor-only.)"""
+every shard's output and log kept, the template's torch and the sandbox's bubblewrap. actionlint checks it
+in tests/instructor/test_workflow.py; the shard-and-merge logic itself, tests/instructor/test_shards.py.
+(Instructor-only.)"""
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -31,14 +31,6 @@ def steps_of(workflow, job: str) -> list[dict]:
 
 def runs(workflow, job: str) -> str:
     return "\n".join(step.get("run", "") for step in steps_of(workflow, job))
-
-
-def test_actionlint_finds_nothing_wrong_with_it():
-    actionlint = shutil.which("actionlint")
-    if actionlint is None:
-        pytest.skip("actionlint is not installed (pip install -r requirements-dev.txt installs it)")
-    result = subprocess.run([actionlint, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"actionlint:\n{result.stdout}{result.stderr}"
 
 
 def test_only_the_instructor_starts_it_and_students_never_receive_it(workflow):

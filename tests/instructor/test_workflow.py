@@ -43,11 +43,13 @@ def step(steps, uses=None, step_id=None) -> tuple[int, dict]:
     return found[0]
 
 
-def test_actionlint_finds_nothing_wrong_with_the_workflow():
+@pytest.mark.parametrize("path", sorted(WORKFLOW.parent.glob("*.yml")), ids=lambda path: path.name)
+def test_actionlint_finds_nothing_wrong_with_any_workflow(path):
+    """The autograder's, and the instructor's class regrade (tests/instructor/test_class_workflow.py)."""
     actionlint = shutil.which("actionlint")
     if actionlint is None:
         pytest.skip("actionlint is not installed (pip install -r requirements-dev.txt installs it)")
-    result = subprocess.run([actionlint, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([actionlint, "-no-color", str(path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"actionlint:\n{result.stdout}{result.stderr}"
 
 
@@ -110,7 +112,7 @@ def runs_on_push(trigger: dict, ref: str) -> bool:
 
 
 def test_students_pushes_and_a_manual_run_start_it_but_the_courses_feedback_branch_and_tags_do_not(workflow):
-    from grading.course.export import FEEDBACK_BRANCH
+    from grading.course.feedback import FEEDBACK_BRANCH
 
     trigger = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the key `on` as true
     assert "workflow_dispatch" in trigger
