@@ -14,8 +14,8 @@ import re
 from grading.regrade.submissions import MODEL_FILES
 
 # What a model file may import without a flag for the instructor's review (the grade never depends on it).
-USUAL_IMPORTS = {"torch", "einops", "math", "functools", "itertools", "typing", "dataclasses", "collections",
-                 "numbers", "__future__", "models"}
+USUAL_IMPORTS = {"torch", "einops", "numpy", "math", "functools", "itertools", "typing", "dataclasses",
+                 "collections", "numbers", "__future__", "models"}
 UNUSUAL_CALLS = {"exec", "eval", "compile", "__import__", "open", "globals", "vars", "breakpoint", "input"}
 # The interpreter's modules that reach files, processes, memory or other objects: by any attribute of this
 # name (torch.os, numpy.sys, einops.…) or any getattr that names one.
