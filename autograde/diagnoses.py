@@ -1,10 +1,9 @@
 """The likely cause of a failure, said only where a rule is sure.
 
 A failure message always says what differs: on which inputs, where, by how much. It adds a *likely cause*
-only when one of the rules below fires, and every rule is tested against the project's own mutants, each
-labelled with its cause (grading/publish/mutants.py): a rule may fire only on mutants of its cause
-(tests/instructor/test_diagnoses.py). A wrong diagnosis costs a student more than none, so a rule that
-cannot be sure stays silent.
+only when one of the rules below fires, and every rule is tested against the course staff's corpus of
+mistakes, each labelled with its cause: a rule may fire only on mistakes of its cause. A wrong diagnosis
+costs a student more than none, so a rule that cannot be sure stays silent.
 
 Each rule reads the checks a test made (`Checked`): which facet of the function each looked at (its
 values, its gradients, training mode, a second call, ...), whether it passed, and the tensors compared.

@@ -1,11 +1,12 @@
 """What the graded tests are worth, read from their markers: `@pytest.mark.points(n, readme=...)` on each
-test function of tests/graded (public) and tests/hidden (the course staff's). Every total in the project
-comes from here, so that changing a marker changes every total with it. The files are parsed, never run."""
+test function of a test folder: tests/graded (the public tests, PUBLIC), and the course staff's hidden tests
+beside it. Every total in the project comes from here, so that changing a marker changes every total with
+it. The files are parsed, never run."""
 
 import ast
 from pathlib import Path
 
-PUBLIC, HIDDEN = "tests/graded", "tests/hidden"
+PUBLIC = "tests/graded"
 
 
 def markers(folder: Path) -> list[tuple[str, str, float, str]]:

@@ -14,7 +14,7 @@ things are added to a Pig-Latin run:
 - at the end, words.json holds the best checkpoint's greedy translations of the validation words and the
   training words it gets wrong.
 
-A setting may swap our Mamba blocks for mambapy's (an independent implementation, in requirements-dev.txt):
+A setting may swap our Mamba blocks for mambapy's (an independent implementation, in requirements-optional.txt):
 `mambapy` puts mambapy's residual blocks inside our embedding, dropout, final norm and output layer;
 `mambapy_lm` also initialises every weight as mambapy's language model does (`mambapy_lm_initialisation`).
 A setting may also add a loss for copying the source (`use_copy_loss`). Synthetic-task settings (a

@@ -1,8 +1,8 @@
 """What a failed graded test tells the student (autograde/harness.py, autograde/diagnoses.py): what was
 compared, expected, got, where, by how much, the tolerance; what else failed and what was right; and a
 likely cause only where a rule is sure. Each rule is shown firing on the evidence it needs and staying
-silent on evidence that only looks like it (tests/instructor/test_diagnoses.py checks every rule against
-the labelled mutants)."""
+silent on evidence that only looks like it (the course staff's corpus of labelled mistakes checks every
+rule)."""
 
 import math
 
