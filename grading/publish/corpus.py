@@ -192,10 +192,16 @@ class CorpusError(GradingError):
     """A corpus file that cannot be read: said in one line."""
 
 
+def causes(kind) -> tuple:
+    """A corpus entry's kind, one cause or a list of them, as a Variant's causes."""
+    return tuple(kind) if isinstance(kind, (list, tuple)) else (kind,)
+
+
 def load_extra(path: Path) -> tuple[list, list]:
     """(wrong, correct) Variants from a corpus file of your own: a Python file whose lists WRONG and CORRECT
     hold dicts {"name", "target" ("models.mamba:pscan"), "why", "kind", "source" (the whole function)}. A
-    wrong one's kind is its cause for the diagnoses' figures (autograde/diagnoses.py's words, or any other)."""
+    wrong one's kind is its cause, or a list of its causes, for the diagnoses' figures (autograde/diagnoses.py's
+    words, or any other)."""
     import runpy
 
     try:
@@ -209,7 +215,7 @@ def load_extra(path: Path) -> tuple[list, list]:
                                                     set(entry) for entry in entries):
             raise CorpusError(f"{path}: {key} must be a list of dicts with name, target and source")
         variants = [Variant(entry["name"], entry["target"], entry.get("why", ""), (), entry["source"],
-                            (entry.get("kind", "other"),) if key == "WRONG" else ()) for entry in entries]
+                            causes(entry.get("kind", "other")) if key == "WRONG" else ()) for entry in entries]
         for variant in variants:
             try:
                 _resolve(variant.target)
