@@ -159,8 +159,8 @@ def command_similarity(args) -> int:
     paths = sorted((course / "submissions").glob("*.git"))
     if not paths:
         raise similarity.SimilarityError(f"{course}/submissions holds no repository: collect first")
-    similarity.run(paths, similarity.starter_code(REPO), course / "similarity", threshold=args.threshold, min_shared=args.min_shared,
-                   k=args.noise)
+    similarity.run(paths, similarity.starter_code(REPO), course / "similarity", threshold=args.threshold,
+                   min_shared=args.min_shared, k=args.noise)
     return 0
 
 
@@ -240,7 +240,7 @@ def regrade_options(parser):
     parser.add_argument("--memory", type=positive(int), default=4096, metavar="MB",
                         help="address space of the sandboxed process (default 4096)")
     parser.add_argument("--output-limit", type=positive(int), default=64, metavar="MB",
-                        help="data the sandbox may send back (default 64)")
+                        help="data a submission's sandboxes may send back, public and hidden calls each (default 64)")
     parser.add_argument("--seed", type=int, default=None, metavar="N",
                         help="draw the tests' inputs with this secret instead of a fresh one (to reproduce a run)")
 

@@ -195,7 +195,9 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
     outcomes, notes, logs, skip = [None] * len(calls), [], [], set()
     pending, attempts, barren = list(range(len(calls))), 0, 0
     answer_for = stand_in_server(calls)
-    while pending and attempts <= len(calls) + 2 and barren < 3 and time.monotonic() < deadline:
+    budget = sandbox.OutputBudget(limits.output_mb << 20)  # for all the runs: a restart does not refill it
+    while (pending and attempts <= len(calls) + 2 and barren < 3 and time.monotonic() < deadline
+           and budget.left > 0):
         attempts += 1
         runnable = [i for i in pending if calls[i].target.split(":")[0] not in skip]
         if not runnable:
@@ -203,7 +205,8 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
         run = sandbox.run_probe(folder, wire.frame(json.dumps({"skip": sorted(skip)}).encode()),
                                 [wire.encode_call(calls[i]) for i in runnable],
                                 lambda local, event, blob: answer_for(runnable[local], event, blob),
-                                [name for name in MODEL_MODULES if name not in skip], limits, deadline, program)
+                                [name for name in MODEL_MODULES if name not in skip], limits, deadline, program,
+                                budget)
         logs.append(run.log)
         for local, (meta, blob) in run.results.items():
             outcomes[runnable[local]] = wire.Outcome(clean_meta(meta), load_tensors(blob))
@@ -227,6 +230,7 @@ def run_calls(calls: list, folder: Path, limits: sandbox.Limits, program: bytes,
         before, pending = len(pending), [i for i in pending if outcomes[i] is None]
         barren = barren + 1 if len(pending) == before else 0  # three restarts that settle nothing: give up
     why = (f"the submission's {limits.run_seconds:g} s were used up" if time.monotonic() >= deadline
+           else f"its calls had sent {limits.output_mb} MB of output in all" if budget.left <= 0
            else "the sandbox kept stopping before any call gave a result")
     for i in pending:
         outcomes[i] = wire.Outcome({"status": "not run", "why": why}, {})

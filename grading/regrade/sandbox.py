@@ -286,16 +286,25 @@ FRAME_LIMIT = 1 << 20  # a JSON frame from the sandbox
 KNOWN_EVENTS = ("import", "imported", "stand-in", "stand-in-backward", "result", "finished")
 
 
-def read_frames(stream, events: queue.Queue, limit: int):
+class OutputBudget:
+    """The bytes a submission's sandbox runs may still send (JSON and tensors alike), shared by every run of
+    one side (public or hidden): a sandbox restarted after a crash does not start afresh."""
+
+    def __init__(self, limit: int):
+        self.limit, self.left = limit, limit
+
+    def spend(self, size: int):
+        self.left -= size
+        if self.left < 0:
+            raise ProtocolError(f"more than {self.limit >> 20} MB of output in all")
+
+
+def read_frames(stream, events: queue.Queue, budget: OutputBudget):
     """Reads the probe's messages into `events` as (event dict, tensors blob or None), until the pipe closes
-    or what comes breaks the protocol or passes `limit` bytes in all (JSON and tensors alike)."""
-    total = 0
+    or what comes breaks the protocol or spends more than the budget."""
 
     def counted(payload: bytes) -> bytes:
-        nonlocal total
-        total += len(payload) + 8
-        if total > limit:
-            raise ProtocolError(f"more than {limit >> 20} MB of output")
+        budget.spend(len(payload) + 8)
         return payload
 
     try:
@@ -303,7 +312,8 @@ def read_frames(stream, events: queue.Queue, limit: int):
             event = json.loads(counted(wire.read_frame(stream, FRAME_LIMIT)))
             if not isinstance(event, dict) or event.get("event") not in KNOWN_EVENTS:
                 raise ProtocolError("a message of no kind the probe sends")
-            blob = counted(wire.read_frame(stream, limit)) if event["event"] in wire.EVENTS_WITH_TENSORS else None
+            tensors = event["event"] in wire.EVENTS_WITH_TENSORS
+            blob = counted(wire.read_frame(stream, budget.limit)) if tensors else None
             events.put((event, blob))
     except EOFError:
         pass
@@ -346,13 +356,13 @@ class _Stop(Exception):
 class _Session:
     """One run's conversation with the probe: the events it sends, the answers the grader writes."""
 
-    def __init__(self, process, limits: Limits, deadline: float, run: Run, events_read: int):
+    def __init__(self, process, limits: Limits, deadline: float, run: Run, events_read: int, budget: OutputBudget):
         self.limits, self.deadline, self.run = limits, deadline, run
         self.events, self.log = queue.Queue(), []
         # The probe reads each answer before it asks again: one waiting answer more means it stopped reading.
         self.outbox = queue.Queue(maxsize=2)
-        self.threads = [threading.Thread(target=read_frames, args=(os.fdopen(events_read, "rb"), self.events,
-                                                                   limits.output_mb << 20), daemon=True),
+        self.threads = [threading.Thread(target=read_frames, args=(os.fdopen(events_read, "rb"), self.events, budget),
+                                         daemon=True),
                         threading.Thread(target=keep_log, args=(process.stdout, limits.log_kb << 10, self.log),
                                          daemon=True),
                         threading.Thread(target=write_messages, args=(process.stdin, self.outbox), daemon=True)]
@@ -419,13 +429,15 @@ class _Session:
 
 
 def run_probe(folder: Path, header: bytes, messages: list, answer, imports: list, limits: Limits,
-              deadline: float, program: bytes) -> Run:
+              deadline: float, program: bytes, budget: OutputBudget = None) -> Run:
     """Runs the probe in the sandbox: sends `header`, waits for the student files in `imports` to be
     imported, then sends each call of `messages` (wire.encode_call) only when the one before has answered,
     and answers its stand-in requests with `answer(call index, event, tensors blob) -> reply bytes`.
     It stops when a step (an import, a call) overruns `call_seconds`, the output breaks the protocol or its
-    caps, or `deadline` (time.monotonic()) passes; the whole sandbox is killed then, and always at the end."""
+    caps (`budget`, by default `limits.output_mb` for this run alone), or `deadline` (time.monotonic())
+    passes; the whole sandbox is killed then, and always at the end."""
     run = Run()
+    budget = budget or OutputBudget(limits.output_mb << 20)
     events_read, events_write = os.pipe()
     seccomp_read, seccomp_write = os.pipe()
     os.write(seccomp_write, program)
@@ -437,7 +449,7 @@ def run_probe(folder: Path, header: bytes, messages: list, answer, imports: list
                                pass_fds=(events_write, seccomp_read), start_new_session=True)
     os.close(events_write)
     os.close(seccomp_read)
-    session = _Session(process, limits, deadline, run, events_read)
+    session = _Session(process, limits, deadline, run, events_read, budget)
     try:
         session.send(header)
         session.imports(imports)

@@ -69,7 +69,8 @@ def test_the_containerfile_passes_hadolint_and_brings_the_sandbox():
     assert 'ENTRYPOINT ["/opt/venv/bin/python", "/opt/regrade/entrypoint.py"]' in text
     for source in re.findall(r"^COPY (\S+) ", text, re.M):
         assert (CONTAINER / source).is_file(), f"COPY {source}: not in the build folder"
-    assert "COPY . " not in text and "tests/hidden" not in text.split("FROM", 1)[1], "the image holds no course material"
+    assert "COPY . " not in text and "tests/hidden" not in text.split("FROM", 1)[1], \
+        "the image holds no course material"
 
 
 def test_the_guides_commands_build_this_image_and_run_it_with_the_settings_the_sandbox_names():
@@ -224,7 +225,8 @@ def image():
     return IMAGE
 
 
-def in_image(image: str, repo: Path, work: Path, *args: str, settings=("seccomp", "proc")) -> subprocess.CompletedProcess:
+def in_image(image: str, repo: Path, work: Path, *args: str,
+             settings=("seccomp", "proc")) -> subprocess.CompletedProcess:
     options = {"seccomp": ["--security-opt", "seccomp=unconfined"],
                "proc": ["--security-opt", "unmask=ALL" if "podman" in RUNTIME else "systempaths=unconfined"]}
     command = [RUNTIME, "run", "--rm", *(part for name in settings for part in options[name]),

@@ -224,6 +224,22 @@ def test_a_flood_of_output_is_cut_to_the_log_limit_and_the_call_still_counts(tmp
     assert len(log.encode()) < (FAST.log_kb << 10) + 1000 and "bytes of output left out" in log
 
 
+def test_output_is_capped_for_the_whole_submission_not_for_each_restarted_sandbox(tmp_path):
+    """Each run answers one call with 3 MB, then exits on the next call: a fresh sandbox per call. The judge
+    keeps at most --output-limit (8 MB here) of it in all, not 3 MB for each of the restarts."""
+    outcomes, _, _ = run_attack(tmp_path, [
+        "import os", "global SENT", "SENT = globals().get('SENT', 0) + 1",
+        "if SENT > 1: os._exit(3)",
+        "return torch.ones(3 << 17, dtype=torch.float64)",  # 3 MB
+    ], lengths=(2, 3, 4, 5, 6, 7, 8, 9))
+    kept = sum(tensor.numel() * tensor.element_size() for outcome in outcomes for tensor in outcome.tensors.values())
+    assert kept <= FAST.output_mb << 20, f"the judge kept {kept >> 20} MB"
+    # a run: one call answered, the next one ends it; the fifth call would pass 8 MB, and the rest never run
+    assert [outcome.meta["status"] for outcome in outcomes[:4]] == ["ok", "crashed", "ok", "crashed"]
+    assert all("MB of output" in outcome.meta.get("why", "") for outcome in outcomes[4:]), \
+        [outcome.meta for outcome in outcomes]
+
+
 def test_garbage_on_the_result_pipe_ends_the_run_as_a_crash_not_a_grade(tmp_path):
     outcomes, _, _ = run_attack(tmp_path, [
         "import os, struct",

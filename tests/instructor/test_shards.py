@@ -101,8 +101,9 @@ def test_shards_that_do_not_belong_together_are_refused_in_one_line_each(sharded
         "secret": lambda: ([first, second, str(edited(outs[2], tmp_path / "other", secret="0" * 64))],
                            "was graded with a different secret (--seed) than"),
         "tests": lambda: ([first, second, str(edited(outs[2], tmp_path / "other", grade_key="0" * 64))],
-                          "was graded with other tests, probe, model files, limits, --ref, --deadline or --release than"),
-        "not a shard": lambda: ([first, second, third, str(tmp_path)], "no shard.json; it is not the output of a regrade"),
+                          "was graded with other tests, probe, model files, limits, --ref, --deadline or --release"),
+        "not a shard": lambda: ([first, second, third, str(tmp_path)],
+                                "no shard.json; it is not the output of a regrade"),
         "into a shard": lambda: ([first, second, third, "--out", first],
                                  "is one of the shards: merge into a folder of its own"),
     }
