@@ -53,13 +53,20 @@ def test_every_action_is_githubs_own_at_a_current_major_and_keeps_no_credentials
 
 def test_the_roster_token_is_read_from_a_secret_by_git_alone(workflow):
     text = WORKFLOW.read_text()
-    assert re.findall(r"\$\{\{\s*secrets\.(\w+)", text) == ["ROSTER_TOKEN"]
+    assert set(re.findall(r"\$\{\{\s*secrets\.(\w+)", text)) == {"ROSTER_TOKEN"}
     for job in workflow["jobs"]:
         for step in steps_of(workflow, job):
             assert "${{" not in step.get("run", ""), "an expression expanded into a script: its value shows in the log"
             if "ROSTER_TOKEN" in str(step.get("env", {})):
-                assert job == "collect" and "insteadOf" in step["run"]
+                assert job == "collect"
+                # in a header, never in a URL: git writes the URL it fetched into FETCH_HEAD, in the artifact
+                assert "insteadOf" not in step["run"] or ".extraheader" in step["run"], step["run"]
     assert "ROSTER_TOKEN" not in str(workflow["jobs"]["regrade"]), "the shards that run student code never see it"
+    steps = steps_of(workflow, "collect")
+    guard = next(i for i, step in enumerate(steps) if 'grep -rqF "$ROSTER_TOKEN"' in step.get("run", ""))
+    upload = next(i for i, step in enumerate(steps) if step.get("uses", "").startswith("actions/upload-artifact"))
+    collect = next(i for i, step in enumerate(steps) if "python -m grading collect" in step.get("run", ""))
+    assert collect < guard < upload, "the class is searched for the token after collect, before it is uploaded"
 
 
 def test_every_shard_draws_with_the_one_secret_collect_drew(workflow):
