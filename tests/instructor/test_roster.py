@@ -170,7 +170,7 @@ def test_collect_refuses_a_release_that_is_not_one_before_fetching(tmp_path, cou
 def test_the_command_alone_lists_every_command_in_the_order_of_the_course():
     result = grading()
     listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
-    assert listed == ["release", "collect", "regrade", "rubric", "scores", "similarity", "gradebook", "export",
+    assert listed == ["release", "collect", "regrade", "merge", "rubric", "scores", "similarity", "gradebook", "export",
                       "feedback", "request", "review", "mutants"]
     assert result.returncode == 2 and result.stderr == ""
     described = [line for line in result.stdout.splitlines() if line.startswith("  ")]
