@@ -383,6 +383,8 @@ def main(argv=None) -> int:
         return args.run(args)
     except GradingError as error:
         return refused(args.command, error)
+    except OSError as error:  # a folder that is a file, a missing parent, no permission: the path, in one line
+        return refused(args.command, f"{error.filename}: {error.strerror}" if error.filename else error)
     except ModuleNotFoundError as error:  # nbgrader, nh3, ...: instructor tools that requirements.txt leaves out
         print(f"python -m grading {args.command}: {error.name} is not installed: "
               "python -m pip install -r requirements-dev.txt", file=sys.stderr)

@@ -119,9 +119,12 @@ def read_collected(course: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise CollectError(f"{path}: unreadable ({error}); move it away to collect afresh") from None
+    if not isinstance(record, dict) or not isinstance(record.get("students", {}), dict):
+        raise CollectError(f"{path}: not the record collect writes; move it away to collect afresh")
+    return record
 
 
 def write_json(path: Path, data):

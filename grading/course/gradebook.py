@@ -24,7 +24,7 @@ from pathlib import Path
 
 from grading.course import collect, roster, scores
 from grading.errors import GradingError
-from grading.regrade.results import cell, format_points, test_details
+from grading.regrade.results import cell, format_points, read as read_record, test_details
 from grading.course.rubric import Rubric
 
 PUBLISHED = "published.json"
@@ -40,13 +40,7 @@ def rounded(value: float) -> float:
 
 
 def read_results(grades: Path) -> dict[str, dict]:
-    results = {}
-    for path in sorted((grades / "results").glob("*.json")):
-        try:
-            results[path.stem] = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise CourseError(f"{path}: unreadable ({error}); regrade that student") from None
-    return results
+    return {path.stem: read_record(path, path.stem) for path in sorted((grades / "results").glob("*.json"))}
 
 
 def test_names(results: dict) -> set:

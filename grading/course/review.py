@@ -41,7 +41,7 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 
 from grading.errors import GradingError
 from grading.regrade import submissions
-from grading.regrade.results import format_points
+from grading.regrade.results import format_points, read as read_record
 from grading.publish.template import TOTAL_POINTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -376,7 +376,7 @@ def build_site(paths: list[Path], grades: Path, site: Path, log=print, rubric=No
         record = grades / "results" / f"{submissions.submission_name(path)}.json"
         if not record.is_file():
             raise ReviewError(f"{path}: no grade in {grades} (run the regrade on it first)")
-        results.append((path, json.loads(record.read_text())))
+        results.append((path, read_record(record, submissions.submission_name(path))))
     results.sort(key=lambda pair: pair[1]["name"])
     records = None
     if course is not None:

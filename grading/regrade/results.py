@@ -12,9 +12,30 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from grading.errors import GradingError
 from grading.publish.template import TOTAL_POINTS
 
-WORST_FIRST = ("crashed", "timeout", "failed", "not run", "skipped", "passed")
+# What every reader of a results record relies on (the gradebook, the review site, merge).
+RECORD_KEYS = ("name", "commit", "grade", "public", "hidden", "status", "tamper", "review", "notes", "tests")
+
+
+class ResultsError(GradingError):
+    """A results record that cannot be used: said in one line, with what to do."""
+
+
+def read(path: Path, name: str) -> dict:
+    """The results record of student `name` in `path` (results/<name>.json), checked: a JSON object with
+    every key in RECORD_KEYS, a row per test, and its own name. ResultsError otherwise."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ResultsError(f"{path}: unreadable ({error}); regrade that student") from None
+    if not isinstance(record, dict) or not set(RECORD_KEYS) <= set(record) or not isinstance(record["tests"], list) \
+            or not all(isinstance(row, dict) and "name" in row for row in record["tests"]):
+        raise ResultsError(f"{path}: not a results record that the regrade writes; regrade that student")
+    if record["name"] != name:
+        raise ResultsError(f"{path}: the record of {record['name']!r}, not of {name!r}; regrade that student")
+    return record
 
 
 def summarise(submission, tests: list[dict], verdicts: dict, flags: list[str], review: list[str], notes: list[str],

@@ -66,9 +66,22 @@ def read_manifest(folder: Path) -> dict:
         raise ShardError(f"{folder}: no {MANIFEST}; it is not the output of a regrade --shard I/N") from None
     except (OSError, json.JSONDecodeError) as error:
         raise ShardError(f"{folder}/{MANIFEST} cannot be read ({error})") from None
-    if not isinstance(record, dict) or not {"shard", "of", "students", "secret", "grade_key", "tests"} <= set(record):
+    if not is_manifest(record):
         raise ShardError(f"{folder}/{MANIFEST} is not a shard's record")
     return record
+
+
+def is_manifest(record) -> bool:
+    """Whether `record` has what write_manifest writes, of the types it writes (student names as folder names)."""
+    if not isinstance(record, dict) or not {"shard", "of", "students", "secret", "grade_key", "tests"} <= set(record):
+        return False
+    shard, count, names = record["shard"], record["of"], record["students"]
+    return (all(type(value) is int for value in (shard, count)) and 1 <= shard <= count
+            and isinstance(names, list) and all(isinstance(name, str) and name and "/" not in name
+                                                 and name not in (".", "..") for name in names)
+            and all(isinstance(record[key], str) for key in ("secret", "grade_key"))
+            and isinstance(record["tests"], list)
+            and all(isinstance(test, dict) and {"name", "hidden"} <= set(test) for test in record["tests"]))
 
 
 def check_together(manifests: dict[Path, dict]) -> list[str]:
@@ -108,17 +121,17 @@ def merge(folders: list[Path], out: Path, log=print) -> list[dict]:
         raise ShardError("\n".join(problems))
     if out.resolve() in {folder.resolve() for folder in folders}:
         raise ShardError(f"--out {out} is one of the shards: merge into a folder of its own")
+    if out.exists() and not out.is_dir():
+        raise ShardError(f"--out {out} is a file: merge into a folder")
     if (out / "gradebook.csv").exists():
         raise ShardError(f"{out} holds a gradebook already: merge into an empty folder")
     graded = []
     for folder, record in manifests.items():
         for name in record["students"]:
-            path = folder / "results" / f"{name}.json"
             try:
-                graded.append(json.loads(path.read_text()))
-            except (OSError, json.JSONDecodeError):
-                raise ShardError(f"{path} is missing or cannot be read: regrade shard "
-                                 f"{record['shard']}/{record['of']} again") from None
+                graded.append(results.read(folder / "results" / f"{name}.json", name))
+            except results.ResultsError as error:
+                raise ShardError(f"{error} (shard {record['shard']}/{record['of']})") from None
     out.mkdir(parents=True, exist_ok=True)
     for folder, record in manifests.items():
         for part, suffix in FILES:
@@ -128,10 +141,6 @@ def merge(folders: list[Path], out: Path, log=print) -> list[dict]:
                     (out / part).mkdir(exist_ok=True)
                     shutil.copyfile(source, out / part / source.name)
     ordered = sorted(graded, key=lambda result: result["name"])
-    results.write_gradebook(out / "gradebook.csv", ordered, first_tests(manifests))
+    results.write_gradebook(out / "gradebook.csv", ordered, next(iter(manifests.values()))["tests"])
     log(f"merged {len(manifests)} shards, {len(ordered)} students: wrote {out / 'gradebook.csv'}")
     return ordered
-
-
-def first_tests(manifests: dict[Path, dict]) -> list[dict]:
-    return next(iter(manifests.values()))["tests"]

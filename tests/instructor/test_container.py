@@ -128,13 +128,15 @@ def test_the_entry_point_expands_wildcards_where_the_class_is_mounted(open_folde
     spec.loader.exec_module(module)
     for name in ("shard-2", "shard-1", "other"):
         (open_folder / name).mkdir()
-    assert module.expanded(["merge", f"{open_folder}/shard-*", "--out", f"{open_folder}/out"]) == [
+    assert module.expanded(["merge", f"{open_folder}/shard-*", "--out", f"{open_folder}/out"], open_folder) == [
         "merge", f"{open_folder}/shard-1", f"{open_folder}/shard-2", "--out", f"{open_folder}/out"], \
         "each wildcard replaced by its matches, in order"
+    words = ["request", str(open_folder), "alice", "W3", "why did I lose points? [all of them]"]
+    assert module.expanded(words, open_folder) == words, "only paths under the class folder are patterns"
     work = class_folder(open_folder)
-    result = entrypoint("merge", f"{open_folder}/none-*", "--out", str(work / "out"), work=work)
+    result = entrypoint("merge", f"{work}/none-*", "--out", str(work / "out"), work=work)
     assert result.returncode == 1 and result.stderr.splitlines() == [
-        f"pig-latin-regrade: {open_folder}/none-* matches nothing inside the container: is its folder mounted "
+        f"pig-latin-regrade: {work}/none-* matches nothing inside the container: is its folder mounted "
         "(-v HOST:/class)?"]
 
 

@@ -90,7 +90,17 @@ def edited(source, target, **changes):
     return target
 
 
-@pytest.mark.parametrize("case", ["missing", "twice", "secret", "tests", "not a shard", "into a shard"])
+def renamed_result(source, target):
+    """A copy of shard 3 whose student cy's results record claims to be ada's (whom shard 1 grades)."""
+    shutil.copytree(source, target)
+    path = target / "results" / "cy.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "name": "ada"}))
+    return target
+
+
+@pytest.mark.parametrize("case", ["missing", "twice", "secret", "tests", "not a shard", "into a shard",
+                                  "students not a list", "a name that climbs", "shard past N", "into a file",
+                                  "under a file", "another's record"])
 def test_shards_that_do_not_belong_together_are_refused_in_one_line_each(sharded, tmp_path, case):
     _, _, outs, _ = sharded
     first, second, third = map(str, outs)
@@ -106,6 +116,18 @@ def test_shards_that_do_not_belong_together_are_refused_in_one_line_each(sharded
                                 "no shard.json; it is not the output of a regrade"),
         "into a shard": lambda: ([first, second, third, "--out", first],
                                  "is one of the shards: merge into a folder of its own"),
+        "students not a list": lambda: ([first, second, str(edited(outs[2], tmp_path / "other", students=5))],
+                                        "shard.json is not a shard's record"),
+        "a name that climbs": lambda: ([first, second, str(edited(outs[2], tmp_path / "other", students=[".."]))],
+                                       "shard.json is not a shard's record"),
+        "shard past N": lambda: ([first, second, str(edited(outs[2], tmp_path / "other", shard=4))],
+                                 "shard.json is not a shard's record"),
+        "into a file": lambda: ([first, second, third, "--out", str(ROOT / "README.md")],
+                                "is a file: merge into a folder"),
+        "under a file": lambda: ([first, second, third, "--out", str(ROOT / "README.md" / "grades")],
+                                 "README.md/grades: Not a directory"),
+        "another's record": lambda: ([first, second, str(renamed_result(outs[2], tmp_path / "other"))],
+                                     "the record of 'ada', not of 'cy'"),
     }
     args, expected = cases[case]()
     result = merge(*args, *([] if "--out" in args else ["--out", str(tmp_path / "merged")]))

@@ -9,8 +9,9 @@
 - Started as root (what `docker run` does), it becomes the owner of /class, or uid 1000 where /class belongs
   to root, before anything else runs: the sandbox is then made in a user namespace, as on a laptop, and
   what the regrade writes belongs to you. A /class that user cannot write is refused in one line.
-- A wildcard in an argument is expanded here, where the mounted paths exist: the host's shell sees other
-  paths, and PowerShell and cmd expand nothing. Quote it. One that matches nothing is refused in one line.
+- A wildcard in a path under /class is expanded here, where the mounted paths exist: the host's shell sees
+  other paths, and PowerShell and cmd expand nothing. Quote it. One that matches nothing is refused in one
+  line; any other argument (a regrade request's text, say) is passed on as it is.
 - Then it becomes `python -m grading` in /repo, with this image's Python. The sandbox checks itself first
   and, in a container, names the runtime's setting it lacks (grading/regrade/sandbox.py).
 
@@ -32,12 +33,12 @@ def refuse(message: str) -> int:
     return 1
 
 
-def expanded(args: list[str]) -> list[str]:
-    """The arguments with each wildcard replaced by the paths it matches, sorted; ValueError names one that
-    matches nothing."""
+def expanded(args: list[str], work: Path) -> list[str]:
+    """The arguments with each wildcard in a path under `work` replaced by the paths it matches, sorted;
+    ValueError names one that matches nothing."""
     out = []
     for arg in args:
-        if arg.startswith("-") or not any(mark in arg for mark in WILDCARDS):
+        if not arg.startswith(f"{work}/") or not any(mark in arg for mark in WILDCARDS):
             out.append(arg)
             continue
         matches = sorted(glob.glob(arg))
@@ -85,7 +86,7 @@ def main(argv: list[str]) -> int:
         return refuse(f"{work} cannot be written by uid {os.getuid()}, who runs the regrade here: give it to that "
                       f"user, or run the container with --user UID:GID (Docker) or --userns keep-id (rootless Podman)")
     try:
-        args = expanded(argv)
+        args = expanded(argv, work)
     except ValueError as error:
         return refuse(str(error))
     os.chdir(repo)
