@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from autograde import oracles
+from autograde import oracles, wire
 from autograde.oracles import sub
 from autograde.probe import SPY_SCALE, SPY_SCAN
 
@@ -44,7 +44,6 @@ class Function:
     """One function students write, for the uniform check (autograde/uniform.py)."""
 
     target: str  # "transformer:MultiHeadAttention.forward"
-    section: str  # the README section its docstring names
     draw: object  # (case, point) -> Draw
     oracle: object  # (handle or None, args, point, dropout=None) -> the expected output (tensor or tuple)
     sizes: dict  # the base point: sizes, settings and "dtype"
@@ -59,6 +58,7 @@ class Function:
     dropout: bool = False  # the module has dropout, where its docstring places it (checked in training mode)
     training: bool = False  # a module with code that may branch on self.training (train mode is checked)
     causal: tuple = ()  # arguments whose later positions (axis 1) must not change earlier outputs
+    length: str = "length"  # the point's entry that sizes that axis ("queries" for attention)
     batched: tuple = ()  # arguments with a batch axis 0 (each row alone must give its row of the batch)
     read: tuple = ()  # module attributes the README promises after a call
     returns: int = 1  # how many tensors it returns (2: a tuple)
@@ -85,7 +85,7 @@ class Function:
 
 
 def dtype_of(point: dict) -> torch.dtype:
-    return torch.float64 if point.get("dtype", "float64") == "float64" else torch.float32
+    return wire.DTYPES[point.get("dtype", "float64")]
 
 
 def size(shape) -> str:
@@ -119,7 +119,7 @@ def mask_alternatives(handle, args, point):
 
 
 CAUSAL_MASK = Function(
-    "transformer:causal_mask", "Q1.1 Multi-head attention", mask_draw, mask_oracle,
+    "transformer:causal_mask", mask_draw, mask_oracle,
     sizes={"queries": 5, "keys": 5},
     variants=({"keys": 8}, {"queries": 8}, {"queries": 1, "keys": 1}, {"queries": 7, "keys": 7}, {"device": "cpu"}),
     describe=lambda p: f"causal_mask({p['queries']}, {p['keys']}" + (f", device={p['device']})" if p.get("device")
@@ -146,7 +146,7 @@ def heads_describe(point):
 
 
 SPLIT_HEADS = Function(
-    "transformer:MultiHeadAttention.split_heads", "Q1.1 Multi-head attention", heads_draw,
+    "transformer:MultiHeadAttention.split_heads", heads_draw,
     lambda handle, args, point, dropout=None: oracles.split_heads(args[0], point["heads"]),
     sizes=HEADS_SIZES, variants=HEADS_VARIANTS, describe=heads_describe, module="transformer:MultiHeadAttention",
     method="split_heads", grads=(0,), batched=(0,), tolerance=lambda p: (0.0, 0.0),
@@ -155,7 +155,7 @@ SPLIT_HEADS = Function(
     again={"length": 7, "batch": 1})
 
 MERGE_HEADS = Function(
-    "transformer:MultiHeadAttention.merge_heads", "Q1.1 Multi-head attention", heads_draw,
+    "transformer:MultiHeadAttention.merge_heads", heads_draw,
     lambda handle, args, point, dropout=None: oracles.merge_heads(args[0]),
     sizes={**HEADS_SIZES, "split": False}, variants=HEADS_VARIANTS, describe=heads_describe,
     module="transformer:MultiHeadAttention", method="merge_heads", grads=(0,), batched=(0,),
@@ -214,7 +214,7 @@ def attention_describe(point):
 
 
 ATTENTION = Function(
-    "transformer:MultiHeadAttention.forward", "Q1.1 Multi-head attention", attention_draw, attention_oracle,
+    "transformer:MultiHeadAttention.forward", attention_draw, attention_oracle,
     sizes={"batch": 3, "queries": 6, "keys": 6, "hidden": 16, "heads": 4, "causal": False, "dtype": "float64"},
     variants=({"batch": 1}, {"queries": 1, "keys": 1}, {"queries": 9, "keys": 9}, {"heads": 2}, {"heads": 1},
               {"dtype": "float32"}),
@@ -273,7 +273,7 @@ def positions_alternatives(handle, args, point):
 
 
 POSITIONS = Function(
-    "transformer:sinusoidal_positional_encoding", "Q1.2 Encoder", positions_draw,
+    "transformer:sinusoidal_positional_encoding", positions_draw,
     lambda handle, args, point, dropout=None: oracles.sinusoidal_positional_encoding(*args),
     sizes={"length": 50, "hidden": 16}, variants=({"hidden": 6}, {"length": 9}, {"length": 1, "hidden": 2},
                                                   {"length": 64, "hidden": 64}),
@@ -299,7 +299,7 @@ def layer_describe(point):
 LAYER_VARIANTS = ({"batch": 1}, {"length": 1}, {"length": 9}, {"heads": 4}, {"dtype": "float32"})
 
 ENCODER_LAYER = Function(
-    "transformer:EncoderLayer.forward", "Q1.2 Encoder", layer_draw,
+    "transformer:EncoderLayer.forward", layer_draw,
     lambda handle, args, point, dropout=None: oracles.encoder_layer(handle.params, handle.config, args[0], dropout),
     sizes={"batch": 3, "length": 6, "hidden": 16, "heads": 2, "dtype": "float64"}, variants=LAYER_VARIANTS,
     describe=layer_describe, module="transformer:EncoderLayer", grads=(0,), params=True, dropout=True,
@@ -314,7 +314,7 @@ ENCODER_LAYER = Function(
     again={"length": 9, "batch": 2})
 
 DECODER_LAYER = Function(
-    "transformer:DecoderLayer.forward", "Q1.3 Decoder", layer_draw,
+    "transformer:DecoderLayer.forward", layer_draw,
     lambda handle, args, point, dropout=None: oracles.decoder_layer(handle.params, handle.config, *args, dropout),
     sizes={"batch": 3, "length": 5, "source": 7, "hidden": 16, "heads": 2, "dtype": "float64"},
     variants=(*LAYER_VARIANTS, {"source": 1}), describe=layer_describe, module="transformer:DecoderLayer",
@@ -349,7 +349,7 @@ STACK_VARIANTS = ({"batch": 1}, {"length": 1}, {"length": 8}, {"layers": 3}, {"p
                   {"dtype": "float32"})
 
 ENCODER = Function(
-    "transformer:TransformerEncoder.forward", "Q1.2 Encoder", stack_draw,
+    "transformer:TransformerEncoder.forward", stack_draw,
     lambda handle, args, point, dropout=None: oracles.encoder(handle.params, handle.config, args[0], dropout),
     sizes={"batch": 3, "length": 5, "hidden": 16, "heads": 2, "layers": 2, "positional": "learned", "dtype": "float64"},
     variants=STACK_VARIANTS, describe=stack_describe, module="transformer:TransformerEncoder", params=True,
@@ -362,7 +362,7 @@ ENCODER = Function(
     again={"length": 8, "batch": 2})
 
 DECODER = Function(
-    "transformer:TransformerDecoder.forward", "Q1.3 Decoder", stack_draw,
+    "transformer:TransformerDecoder.forward", stack_draw,
     lambda handle, args, point, dropout=None: oracles.decoder(handle.params, handle.config, *args, dropout),
     sizes={"batch": 3, "length": 6, "source": 4, "hidden": 16, "heads": 2, "layers": 2, "positional": "sinusoidal",
            "dtype": "float64"},
@@ -400,7 +400,7 @@ def bilinear_alternatives(handle, args, point):
 
 
 DISCRETIZE = Function(
-    "mamba:discretize_bilinear", "Q2.1 Discretisation", bilinear_draw,
+    "mamba:discretize_bilinear", bilinear_draw,
     lambda handle, args, point, dropout=None: oracles.discretize_bilinear(*args),
     sizes={"batch": 2, "length": 5, "expanded": 3, "state": 4, "alpha": 0.5, "dtype": "float64"},
     variants=({"batch": 1}, {"length": 1}, {"length": 8}, {"expanded": 6}, {"state": 1}, {"dtype": "float32"}),
@@ -451,7 +451,7 @@ def scan_describe(point):
 
 
 PSCAN = Function(
-    "mamba:pscan", "Q2.2 Parallel scan", scan_draw, lambda handle, args, point, dropout=None: oracles.scan(*args),
+    "mamba:pscan", scan_draw, lambda handle, args, point, dropout=None: oracles.scan(*args),
     sizes={"batch": 2, "length": 7, "expanded": 3, "state": 4, "dtype": "float64"},
     variants=({"batch": 1}, {"length": 1}, {"length": 2}, {"length": 64}, {"length": 257},
               {"length": 1024, "batch": 1, "expanded": 2, "state": 3}, {"dtype": "float32", "length": 128},
@@ -476,18 +476,6 @@ def block_describe(point):
             f"{point.get('kernel', 4)}, {point.get('discretization', 'zoh')}, {point['dtype']}")
 
 
-def mixer_with_mistake(params, config, x, future=False, conv_silu=True, gate_silu=True):
-    """The block as oracles.mixer computes it, but with one likely mistake."""
-    E, k = config["expanded_size"], config["conv_kernel"]
-    projected = oracles.linear(params, "in_proj", oracles.f64(x))
-    u, z = projected[..., :E], projected[..., E:]
-    padded = F.pad(u.transpose(1, 2), (0, k - 1) if future else (k - 1, 0))
-    u = F.conv1d(padded, oracles.f64(params["conv1d.weight"]), oracles.f64(params["conv1d.bias"]),
-                 groups=E).transpose(1, 2)
-    y = oracles.ssm(params, config, F.silu(u) if conv_silu else u)
-    return oracles.linear(params, "out_proj", y * (F.silu(z) if gate_silu else z)).to(x.dtype)
-
-
 def block_draw(case, point):
     x = case.randn(point["batch"], point["length"], point["hidden"], dtype=dtype_of(point))
     return Draw(module=block_module(point), args=[x])
@@ -496,7 +484,7 @@ def block_draw(case, point):
 BLOCK_VARIANTS = ({"batch": 1}, {"length": 1}, {"length": 13}, {"dtype": "float32"})
 
 BLOCK = Function(
-    "mamba:MambaBlock.forward", "Q2.3 Mamba block", block_draw,
+    "mamba:MambaBlock.forward", block_draw,
     lambda handle, args, point, dropout=None: oracles.mixer(handle.params, handle.config, args[0]),
     sizes={"batch": 2, "length": 9, "hidden": 8, "state": 4, "dtype": "float64"},
     variants=(*BLOCK_VARIANTS, {"discretization": "bilinear"}),
@@ -504,10 +492,10 @@ BLOCK = Function(
     batched=(0,),
     alternatives=lambda handle, args, point: {
         "keeping the last L convolution outputs (each step then sees the next k−1)":
-            ("causal", mixer_with_mistake(handle.params, handle.config, args[0], future=True)),
-        "no SiLU after the convolution": ("missing-step", mixer_with_mistake(handle.params, handle.config, args[0],
+            ("causal", oracles.mixer(handle.params, handle.config, args[0], future=True)),
+        "no SiLU after the convolution": ("missing-step", oracles.mixer(handle.params, handle.config, args[0],
                                                                              conv_silu=False)),
-        "a gate of z instead of SiLU(z)": ("missing-step", mixer_with_mistake(handle.params, handle.config, args[0],
+        "a gate of z instead of SiLU(z)": ("missing-step", oracles.mixer(handle.params, handle.config, args[0],
                                                                               gate_silu=False))},
     again={"length": 11, "batch": 1})
 
@@ -530,7 +518,7 @@ def ssm_alternatives(handle, args, point):
 
 
 SSM = Function(
-    "mamba:MambaBlock.ssm", "Q2.3 Mamba block", ssm_draw,
+    "mamba:MambaBlock.ssm", ssm_draw,
     lambda handle, args, point, dropout=None: oracles.ssm(handle.params, handle.config, args[0]),
     sizes={"batch": 2, "length": 7, "hidden": 8, "state": 4, "dtype": "float64"}, variants=BLOCK_VARIANTS,
     settings=({"discretization": "zoh"}, {"discretization": "bilinear"}, {"discretization": "zoh_exact"}),
@@ -580,7 +568,7 @@ def selective_describe(point):
 
 
 SELECTIVE_SCAN = Function(
-    "mamba:MambaBlock.selective_scan", "Q2.3 Mamba block", selective_draw, selective_oracle,
+    "mamba:MambaBlock.selective_scan", selective_draw, selective_oracle,
     sizes={"batch": 2, "length": 6, "hidden": 8, "state": 4, "dtype": "float64"},
     variants=({"batch": 1}, {"length": 1}, {"length": 11}, {"state": 2}, {"dtype": "float32"}),
     settings=({"discretization": "zoh"}, {"discretization": "zoh_exact"}, {"discretization": "bilinear", "alpha": 0.3}),
@@ -598,7 +586,7 @@ def residual_draw(case, point):
 
 
 RESIDUAL = Function(
-    "mamba:ResidualBlock.forward", "Q2.3 Mamba block", residual_draw,
+    "mamba:ResidualBlock.forward", residual_draw,
     lambda handle, args, point, dropout=None: oracles.residual_block(handle.params, handle.config, args[0]),
     sizes={"batch": 2, "length": 5, "hidden": 8, "state": 4, "dtype": "float64"}, variants=BLOCK_VARIANTS,
     describe=block_describe, module="mamba:ResidualBlock", grads=(0,), params=True, training=True, causal=(0,),
@@ -615,7 +603,7 @@ EVERY_FUNCTION = (CAUSAL_MASK, SPLIT_HEADS, MERGE_HEADS, ATTENTION, POSITIONS, E
 
 # The same functions in the settings a test of their own checks.
 CAUSAL_ATTENTION = replace(ATTENTION, sizes={**ATTENTION.sizes, "causal": True, "queries": 7, "keys": 7},
-                           settings=({}, {"cross": True, "keys": 10}), causal=(0, 1, 2))
+                           settings=({}, {"cross": True, "keys": 10}), causal=(0, 1, 2), length="queries")
 CONFIGURED_SCAN = replace(SELECTIVE_SCAN, settings=(
     {"discretization": "zoh", "scan": SPY_SCAN, "length": 12},
     {"discretization": "bilinear", "scan": SPY_SCAN, "length": 12, "delta_scale": 6.0}))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from autograde.functions import DROPOUT, Function, dtype_of
+from autograde.functions import DROPOUT, VOCAB_SIZE, Function, dtype_of
 from autograde.harness import Case, ModuleHandle, Result, compare
 
 
@@ -78,9 +78,11 @@ def expect_values(case: Case, fn: Function, run: Run, args: list, facet: str, wh
     what = fn.call_in_words(point, CONTEXT.get(facet, ""))
     alternatives = fn.alternatives(run.handle, args, point) if fn.alternatives and facet in ("value", "variant") else {}
     if fn.returns > 1:
-        case.expect_fact(lambda kind, device: None if kind in ("tuple", "list") else
-                         f"should be a tuple of {fn.returns} tensors, got {kind or 'one tensor'}",
-                         run.result.output, what=what, facet="promise", where=where)
+        output = run.result.output
+        case.expect_fact(lambda kind, device: None if kind in ("tuple", "list") and output.parts() == fn.returns else
+                         f"should be a tuple of {fn.returns} tensors, got " +
+                         (f"a {kind} of {output.parts()}" if kind in ("tuple", "list") else kind or "one tensor"),
+                         output, what=what, facet="promise", where=where)
     for index, (value, expected) in enumerate(zip(_returned(fn, run.result), run.expected)):
         part = "" if fn.returns == 1 else f", element {index} of the tuple"
         case.expect(lambda got, want: None if got.dtype == want.dtype else
@@ -114,7 +116,8 @@ def gradients(case: Case, fn: Function, run: Run, where: dict):
         return
     weights = [case.randn(*tensor.shape, dtype=tensor.dtype) for tensor in run.expected[:fn.returns]]
     result = case.call(run.handle if run.handle is not None else fn.target, *args, method=fn.method,
-                       attributes=run.draw.attributes, grad_of=grad_of, grad_weights=weights, grad_params=fn.params,
+                       attributes=run.draw.attributes, grad_of=grad_of, grad_params=fn.params,
+                       grad_weights=weights if fn.returns > 1 else weights[0],  # one tensor promised: a tensor
                        dropout_seed=run.point["seed"], **run.draw.kwargs)
     inputs = {i: args[i].detach().clone().requires_grad_(True) for i in grad_of}
     leaves = dict(inputs)
@@ -203,11 +206,11 @@ def with_dropout(case: Case, fn: Function, point: dict):
 
 def causality(case: Case, fn: Function, run: Run):
     """Changing the later positions of the inputs must leave the earlier outputs as they were."""
-    args, keep = list(run.draw.args), run.point["length"] // 2
+    args, keep = list(run.draw.args), run.point[fn.length] // 2
     for i in fn.causal:
         changed = args[i].clone()
         if changed.dtype == torch.int64:
-            changed[:, keep:] = (changed[:, keep:] + 1) % 29
+            changed[:, keep:] = (changed[:, keep:] + 1) % VOCAB_SIZE
         elif changed.is_complex():
             changed[:, keep:] = changed[:, keep:] * 0.5
         else:
@@ -253,6 +256,6 @@ def check(case: Case, fn: Function, settings: tuple = None, sizes: dict = None, 
         training_mode(case, fn, first.point)
     if fn.dropout:
         with_dropout(case, fn, first.point)
-    if fn.causal and first.point.get("length", 0) >= 2:
+    if fn.causal and first.point[fn.length] >= 2:
         causality(case, fn, first)
 
