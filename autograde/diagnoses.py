@@ -20,7 +20,7 @@ FACETS = {
     "variant": "other sizes and settings",
     "row": "each row of a batch alone",
     "repeat": "the first call's sizes again, after the others",
-    "promise": "the type, dtype and shape",
+    "promise": "the type and dtype",
     "gradient": "the gradients",
     "train": "training mode without dropout",
     "dropout": "training mode with dropout",

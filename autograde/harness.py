@@ -112,6 +112,12 @@ class SourceResult(Result):
         return Value(self, "source")
 
 
+def _raised(problem: "CallProblem", what: str, facet: str, where: dict) -> diagnoses.Checked:
+    """A check that could not look: the call failed, or the part it reads is missing or of another type."""
+    message = str(problem) if problem.whole else f"{what}: {problem}"
+    return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole, raised=True)
+
+
 @dataclass
 class Value:
     """A named part of a Result, with indexing or a function applied once it is known."""
@@ -124,8 +130,14 @@ class Value:
     def __getitem__(self, index) -> "Value":
         return Value(self.result, self.name, self.steps + (("index", index),), self.like)
 
-    def map(self, function) -> "Value":
-        return Value(self.result, self.name, self.steps + (("map", function),), self.like)
+    def parts(self) -> int:
+        """How many items the probe saw in this part, a tuple or a list (0 for anything else)."""
+        outcome = self.result.outcome
+        if outcome is None or outcome.meta.get("status") != "ok":
+            return 0
+        names = {*outcome.tensors, *outcome.meta.get("kinds", {}), *outcome.meta.get("devices", {})}
+        prefix = f"{self.name}."
+        return len({name[len(prefix):].split(".")[0] for name in names if name.startswith(prefix)})
 
     def fact(self, key: str):
         """What the probe said of this part when it is not a tensor on the CPU: its type or its device."""
@@ -169,8 +181,8 @@ class Value:
                 named = kind if kind in KNOWN_TYPES else "an object of another type"
                 raise CallProblem(f"{self.result.label}: {what} should be a tensor, got {named}")
             raise CallProblem(f"{self.result.label}: {what} is missing")
-        for kind, step in self.steps:
-            value = value[step] if kind == "index" else step(value)
+        for _, index in self.steps:
+            value = value[index]
         return value
 
 
@@ -407,19 +419,15 @@ class Case:
 
     # expectations
     def expect_close(self, actual, expected, *, atol: float, rtol: float, what: str, facet: str = "value",
-                     where: dict = None, alternatives: dict = None, accept: tuple = ()):
-        """`actual` (a Value, or a tensor) must be within atol + rtol·|expected| of `expected` everywhere
-        (or of one of `accept`). `alternatives` (label -> (cause, tensor)): what likely mistakes give, for
-        the diagnoses."""
+                     where: dict = None, alternatives: dict = None):
+        """`actual` (a Value, or a tensor) must be within atol + rtol·|expected| of `expected` everywhere.
+        `alternatives` (label -> (cause, tensor)): what likely mistakes give, for the diagnoses."""
         def check() -> diagnoses.Checked:
             try:
                 resolved = actual.resolve() if isinstance(actual, Value) else actual
                 wanted = expected.resolve() if isinstance(expected, Value) else expected
             except CallProblem as problem:
-                message = str(problem) if problem.whole else f"{what}: {problem}"
-                return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole, raised=True)
-            if any(close(resolved, other, atol, rtol) for other in accept):
-                return diagnoses.Checked(True, None, facet, dict(where or {}))
+                return _raised(problem, what, facet, where)
             message = compare(resolved, wanted, atol=atol, rtol=rtol, what=what, hidden=self.hidden)
             return diagnoses.Checked(message is None, message, facet, dict(where or {}), resolved, wanted,
                                      dict(alternatives or {}), atol=atol, rtol=rtol)
@@ -432,8 +440,7 @@ class Case:
             try:
                 resolved = [value.resolve() if isinstance(value, Value) else value for value in values]
             except CallProblem as problem:
-                message = str(problem) if problem.whole else f"{what}: {problem}"
-                return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole, raised=True)
+                return _raised(problem, what, facet, where)
             message = predicate(*resolved)
             return diagnoses.Checked(message is None, None if message is None else f"{what}: {message}", facet,
                                      dict(where or {}), proves=cause if message is not None else None)
@@ -448,9 +455,7 @@ class Case:
                 try:
                     value.resolve()
                 except CallProblem as problem:
-                    message = str(problem) if problem.whole else f"{what}: {problem}"
-                    return diagnoses.Checked(False, message, facet, dict(where or {}), whole=problem.whole,
-                                             raised=True)
+                    return _raised(problem, what, facet, where)
             message = predicate(value.fact("kind"), value.fact("device"))
             return diagnoses.Checked(message is None, None if message is None else f"{what}: {message}", facet,
                                      dict(where or {}))

@@ -228,16 +228,18 @@ def ssm(params: dict, config: dict, u: torch.Tensor, scale_states: float = 1.0) 
                           scale_states).to(u.dtype)
 
 
-def mixer(params: dict, config: dict, x: torch.Tensor) -> torch.Tensor:
+def mixer(params: dict, config: dict, x: torch.Tensor, *, future: bool = False, conv_silu: bool = True,
+          gate_silu: bool = True) -> torch.Tensor:
     """The Mamba block (B, L, D) -> (B, L, D): in_proj to (u, z); causal depthwise conv (padded on the left
-    only); SiLU; the SSM; × SiLU(z); out_proj."""
+    only); SiLU; the SSM; × SiLU(z); out_proj. The flags give what likely mistakes compute, for the
+    diagnoses: the padding on the right (`future`), a SiLU left out."""
     E, k = config["expanded_size"], config["conv_kernel"]
     projected = linear(params, "in_proj", f64(x))
     u, z = projected[..., :E], projected[..., E:]
-    padded = F.pad(u.transpose(1, 2), (k - 1, 0))  # output t sees inputs t−k+1 ... t
+    padded = F.pad(u.transpose(1, 2), (0, k - 1) if future else (k - 1, 0))  # output t sees inputs t−k+1 ... t
     u = F.conv1d(padded, f64(params["conv1d.weight"]), f64(params["conv1d.bias"]), groups=E).transpose(1, 2)
-    y = ssm(params, config, F.silu(u))
-    return linear(params, "out_proj", y * F.silu(z)).to(x.dtype)
+    y = ssm(params, config, F.silu(u) if conv_silu else u)
+    return linear(params, "out_proj", y * (F.silu(z) if gate_silu else z)).to(x.dtype)
 
 
 def residual_block(params: dict, config: dict, x: torch.Tensor) -> torch.Tensor:

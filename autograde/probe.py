@@ -463,8 +463,11 @@ def _output_tensors(output) -> list:
 def _gradients(call: wire.Call, module, args: list, output, tensors: dict):
     """grad.<i> and grad.param.<name>: the gradient of Σ output_i · grad_weights[i]. An input no gradient
     reaches is left out (the judge reads it as zeros)."""
-    weights = call.grad_weights if isinstance(call.grad_weights, list) else [call.grad_weights]
-    parts = [(part, weight) for part, weight in zip(_output_tensors(output), weights)
+    if isinstance(call.grad_weights, list):
+        weights, outputs = call.grad_weights, _output_tensors(output)
+    else:  # one tensor promised: a tuple or anything else gives no gradient (and its value check says why)
+        weights, outputs = [call.grad_weights], [output] if isinstance(output, torch.Tensor) else []
+    parts = [(part, weight) for part, weight in zip(outputs, weights)
              if part.requires_grad and part.shape == weight.shape]
     inputs = [(f"grad.{index}", args[index]) for index in call.grad_of]
     if call.grad_params and module is not None:
