@@ -84,7 +84,7 @@ MUTANTS = [
       ("mask-side", "causal"), ("masked_fill(~mask,", "masked_fill(mask,")),
     M("mask-made-but-not-applied", MHA, "the causal mask is built and never used: every position sees the future",
       ("mask-missing", "causal"), ("scores = scores.masked_fill(~mask, float(\"-inf\"))", "scores = scores")),
-    M("softmax-over-queries", MHA, "softmax over the wrong axis", ("softmax-axis",), ("softmax(dim=-1)", "softmax(dim=-2)")),
+    M("softmax-over-queries", MHA, "softmax over the wrong axis", ("softmax-axis", "causal"), ("softmax(dim=-1)", "softmax(dim=-2)")),
     M("weights-kept-before-softmax", MHA, "stores the scores, not the softmax weights", ("wrong-reading",),
       ("self.attention_weights = weights.detach()", "self.attention_weights = scores.detach()")),
     M("no-output-projection", MHA, "forgets W_o", ("missing-step",),

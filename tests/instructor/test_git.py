@@ -89,7 +89,8 @@ def test_collect_and_feedback_push_run_nothing_of_the_students(hostile, tmp_path
     commit = run("git", "rev-parse", "main", cwd=repo).strip()
     (course / "grades" / "results").mkdir(parents=True)  # a regrade's record of the commit, in brief
     (course / "grades" / "results" / "mallory.json").write_text(json.dumps(
-        {"name": "mallory", "commit": commit, "status": "ok", "tests": [], "tamper": [], "review": []}))
+        {"name": "mallory", "commit": commit, "grade": 0.0, "public": 0.0, "hidden": 0.0, "status": "ok", "tests": [],
+         "tamper": [], "review": [], "notes": []}))
     published = grading("feedback", str(course), "--push", "--partial", gitconfig=staff)  # no scores here
     assert published.returncode == 0, published.stderr
     assert "FEEDBACK.md" in run("git", "ls-tree", "--name-only", "feedback", cwd=repo)  # the push went through
