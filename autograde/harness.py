@@ -261,15 +261,6 @@ def _show(tensor: torch.Tensor, limit: int = 6) -> str:
     return f"[{shown}{', …' if flat.numel() > limit else ''}]"
 
 
-def close(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float) -> bool:
-    """|actual − expected| <= atol + rtol·|expected| everywhere, for tensors of the same shape."""
-    if not isinstance(actual, torch.Tensor) or actual.shape != expected.shape:
-        return False
-    kind = torch.complex128 if actual.is_complex() or expected.is_complex() else torch.float64
-    actual, expected = actual.detach().to(kind), expected.detach().to(kind)
-    return bool(((actual - expected).abs() <= atol + rtol * expected.abs()).all())
-
-
 def compare(actual, expected, *, atol, rtol, what, hidden):
     """None if |actual − expected| <= atol + rtol·|expected| everywhere, else the message: what differs,
     where and by how much (never why: that is autograde/diagnoses.py's)."""

@@ -59,8 +59,14 @@ def _call(case: Case, fn: Function, point: dict, training: bool = False, args: l
     return Run(point, handle, draw, result, ())
 
 
-def _expected(fn: Function, run: Run, args: list, dropout=None) -> tuple:
-    return _outputs(fn.oracle(run.handle, args, run.point, dropout))
+def measured(case: Case, fn: Function, point: dict, facet: str, where: dict, dropout=None, **call) -> Run:
+    """One call of the student's function at `point` (options as _call's), its values checked against the
+    oracle's on the same inputs and parameters; `dropout` (rate, seed) for the oracle's masks."""
+    run = _call(case, fn, point, **call)
+    args = call.get("args") or list(run.draw.args)
+    run.expected = _outputs(fn.oracle(run.handle, args, run.point, dropout))
+    expect_values(case, fn, run, args, facet, where)
+    return run
 
 
 def _returned(fn: Function, result: Result) -> list:
@@ -98,9 +104,7 @@ def expect_values(case: Case, fn: Function, run: Run, args: list, facet: str, wh
 
 
 def values(case: Case, fn: Function, point: dict, facet: str, where: dict, module_key: str = "") -> Run:
-    run = _call(case, fn, point, module_key=module_key)
-    run.expected = _expected(fn, run, run.draw.args)
-    expect_values(case, fn, run, run.draw.args, facet, where)
+    run = measured(case, fn, point, facet, where, module_key=module_key)
     if point.get("device"):  # a function told its device must make its result there (on a GPU, say)
         case.expect(lambda used: None if used else "the device it was given reached no torch function: the result "
                     "must be made on `device` (a run on a GPU would fail)", run.result.device_used,
@@ -171,9 +175,8 @@ def gradients(case: Case, fn: Function, run: Run, where: dict):
 def row_alone(case: Case, fn: Function, run: Run):
     """The last row of the batch on its own must give the last row of the batch's result."""
     args = [arg[-1:] if i in fn.batched else arg for i, arg in enumerate(run.draw.args)]
-    alone = _call(case, fn, run.point, args=args, handle=run.handle, draw=run.draw)
-    alone.expected = _expected(fn, alone, args)
-    expect_values(case, fn, alone, args, "row", _where(fn, run.point, setting=0, row="alone"))
+    measured(case, fn, run.point, "row", _where(fn, run.point, setting=0, row="alone"), args=args, handle=run.handle,
+             draw=run.draw)
 
 
 def repeated(case: Case, fn: Function, run: Run, module_key: str):
@@ -182,26 +185,21 @@ def repeated(case: Case, fn: Function, run: Run, module_key: str):
     optimizer step would) at other sizes. A result kept from an earlier call — a cache keyed on sizes or on
     part of the arguments, a length or a tensor kept on the module — shows."""
     point = {**run.point, **(fn.again or {})}
-    again = _call(case, fn, point, module_key=module_key if fn.module else "")
-    again.expected = _expected(fn, again, again.draw.args)
-    expect_values(case, fn, again, again.draw.args, "repeat", _where(fn, point, again=True))
+    measured(case, fn, point, "repeat", _where(fn, point, again=True), module_key=module_key if fn.module else "")
 
 
 def training_mode(case: Case, fn: Function, point: dict):
     """Training mode with dropout 0 must give what eval mode gives."""
     point = {**point, "dropout": 0.0}
-    run = _call(case, fn, point, training=True)
-    run.expected = _expected(fn, run, run.draw.args)
-    expect_values(case, fn, run, run.draw.args, "train", _where(fn, point, training=True))
+    measured(case, fn, point, "train", _where(fn, point, training=True), training=True)
 
 
 def with_dropout(case: Case, fn: Function, point: dict):
     """Training mode with dropout where the docstring places it: its masks drawn from the call's seed
     (autograde/dropout.py), so that correct code gives the oracle's numbers exactly."""
     point = {**point, "dropout": DROPOUT}
-    run = _call(case, fn, point, training=True)
-    run.expected = _expected(fn, run, run.draw.args, dropout=(DROPOUT, point["seed"]))
-    expect_values(case, fn, run, run.draw.args, "dropout", _where(fn, point, dropout=DROPOUT))
+    measured(case, fn, point, "dropout", _where(fn, point, dropout=DROPOUT), dropout=(DROPOUT, point["seed"]),
+             training=True)
 
 
 def causality(case: Case, fn: Function, run: Run):
