@@ -5,8 +5,14 @@ every shard's output and log kept, the template's torch and the sandbox's bubble
 in tests/instructor/test_workflow.py; the shard-and-merge logic itself, tests/instructor/test_shards.py.
 (Instructor-only.)"""
 
+import base64
+import functools
+import os
 import re
 import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -59,7 +65,7 @@ def test_the_roster_token_is_read_from_a_secret_by_git_alone(workflow):
             assert "${{" not in step.get("run", ""), "an expression expanded into a script: its value shows in the log"
             if "ROSTER_TOKEN" in str(step.get("env", {})):
                 assert job == "collect"
-                # in a header, never in a URL: git writes the URL it fetched into FETCH_HEAD, in the artifact
+                # in a header, never in a URL of git's settings: the test below shows where it goes
                 assert "insteadOf" not in step["run"] or ".extraheader" in step["run"], step["run"]
     assert "ROSTER_TOKEN" not in str(workflow["jobs"]["regrade"]), "the shards that run student code never see it"
     steps = steps_of(workflow, "collect")
@@ -112,3 +118,91 @@ def test_the_runners_get_the_pinned_cpu_torch_and_a_sandbox_that_can_start(workf
     assert "apt-get install -y -qq bubblewrap" in script
     assert "kernel.apparmor_restrict_unprivileged_userns=0" in script, "Ubuntu 24.04 refuses bwrap's namespaces"
     assert all(job["runs-on"].startswith("ubuntu-") for job in workflow["jobs"].values())
+
+
+class Recording(SimpleHTTPRequestHandler):
+    """Serves repositories over git's plain ("dumb") HTTP, and notes the Authorization header of each request."""
+
+    def __init__(self, *args, seen: list, **kwargs):
+        self.seen = seen
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self):
+        self.seen.append(self.headers.get("Authorization"))
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def host(tmp_path):
+    """(a local stand-in for github.com serving the release owner/release.git and alice/work.git, a student's
+    commit on top of it; the Authorization headers it received)."""
+    served, seen = tmp_path / "served", []
+    author = ("-c", "user.name=A", "-c", "user.email=a@example.invalid")
+    work = tmp_path / "work"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    (work / "README.md").write_text("# Pig Latin\n")
+    for message in ("release", "mine"):
+        subprocess.run(["git", *author, "commit", "-q", "--allow-empty", "-m", message], cwd=work, check=True)
+        if message == "release":
+            subprocess.run(["git", "add", "README.md"], cwd=work, check=True)
+            subprocess.run(["git", *author, "commit", "-q", "--amend", "-m", message], cwd=work, check=True)
+            subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "owner" / "release.git")], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "alice" / "work.git")], check=True)
+    for bare in (served / "owner" / "release.git", served / "alice" / "work.git"):
+        subprocess.run(["git", "update-server-info"], cwd=bare, check=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Recording, seen=seen, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", seen
+    server.shutdown()
+
+
+def collect_steps(workflow, url: str, tmp_path: Path, token: str, roster_url: str = None) -> list:
+    """The collect job's own scripts from the token to its guard, run in order with github.com at `url` and a
+    roster of one student at `roster_url` (by default on that host); each step's CompletedProcess."""
+    home, course = tmp_path / "home", tmp_path / "course"
+    home.mkdir()
+    course.mkdir()
+    (course / "roster.csv").write_text(f"student,repository\nalice,{roster_url or url + 'alice/work.git'}\n")
+    env = {**os.environ, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "PYTHONPATH": str(ROOT), "COURSE": str(course),
+           "ROSTER_TOKEN": token, "RELEASE": "owner/release", "DEADLINE": "2090-01-01 00:00 +0000"}
+    env.pop("GIT_CONFIG_GLOBAL", None)
+    steps = steps_of(workflow, "collect")
+    first = next(i for i, step in enumerate(steps) if "ROSTER_TOKEN" in str(step.get("env", {})))
+    guard = next(i for i, step in enumerate(steps) if 'grep -rqF "$ROSTER_TOKEN"' in step.get("run", ""))
+    done = []
+    for step in steps[first:guard + 1]:
+        script = step["run"].replace("https://github.com/", url).replace("python -m grading", f"{sys.executable} -m grading")
+        done.append(subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                                   text=True, timeout=300))
+        if done[-1].returncode:
+            break
+    return done
+
+
+def test_the_roster_token_reaches_the_host_and_never_the_class(workflow, host, tmp_path):
+    url, seen = host
+    token = "ghs_" + "7" * 36
+    steps = collect_steps(workflow, url, tmp_path, token)
+    assert [step.returncode for step in steps] == [0] * len(steps), [step.stderr for step in steps]
+    submitted = tmp_path / "course" / "submissions" / "alice.git"
+    assert subprocess.run(["git", "log", "-1", "--format=%s", "submitted"], cwd=submitted, capture_output=True,
+                          text=True).stdout == "mine\n", "collect fetched the student's commit through the host"
+    header = "basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    assert header in seen, "git gave the host the token in its header, as GitHub reads it"
+    found = subprocess.run(["grep", "-rlF", token, str(tmp_path)], capture_output=True, text=True).stdout
+    assert found.split() == [], "the token is in no file of the class, the release or git's settings"
+
+
+def test_a_token_written_into_the_class_stops_the_upload(workflow, host, tmp_path):
+    """The guard's negative control: a roster that names a repository with the token in its URL (a course's
+    mistake) has it written into the class (the copy's git settings); the step before the upload fails."""
+    url, _ = host
+    token = "ghs_" + "8" * 36
+    inside = url.replace("http://", f"http://x-access-token:{token}@") + "alice/work.git"
+    steps = collect_steps(workflow, url, tmp_path, token, roster_url=inside)
+    assert [step.returncode for step in steps[:-1]] == [0] * (len(steps) - 1), [step.stderr for step in steps]
+    assert steps[-1].returncode == 1
+    assert steps[-1].stdout.strip() == "::error::the roster token was written into the class"
