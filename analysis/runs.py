@@ -1,7 +1,7 @@
 """Which trained runs the notebooks read, where their figures go, and loading them with one-line errors.
 
-Each notebook reads the run that a README command makes (`runs/<run_name>`): the Transformer is the one
-the Quickstart trains. An environment variable points a notebook elsewhere (the tests point them at tiny
+Each notebook reads the run that a README command makes (`runs/<run_name>`, or the newest `runs/<run_name>-N`
+when it was trained again): the Transformer is the one the Quickstart trains. An environment variable points a notebook elsewhere (the tests point them at tiny
 runs they train themselves):
 
     PIGLATIN_TRANSFORMER_RUN          the Transformer of the attention and embedding notebooks
@@ -11,6 +11,7 @@ runs they train themselves):
 """
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +36,16 @@ class RunSpec:
     command: str
 
     def path(self) -> Path:
-        path = Path(os.environ.get(self.variable) or self.default)
-        return path if path.is_absolute() else ROOT / path
+        """The variable's run, else the newest trained run of the default name: main.py puts a second run of
+        a name in <name>-2, then -3, ... (it never overwrites), so a retrained model is the highest number."""
+        chosen = os.environ.get(self.variable)
+        if chosen:
+            return Path(chosen) if Path(chosen).is_absolute() else ROOT / chosen
+        default = ROOT / self.default
+        numbered = re.compile(re.escape(default.name) + r"-(\d+)")
+        retrained = sorted(((int(match[1]), path) for path in default.parent.glob(f"{default.name}-*")
+                            if (match := numbered.fullmatch(path.name))), reverse=True)
+        return next((path for _, path in retrained if (path / "checkpoints" / "best.ckpt").is_file()), default)
 
 
 # The Quickstart's training line, word for word (tests/test_readme.py checks it).
@@ -69,6 +78,8 @@ def load_run(spec: RunSpec):
     if module.config.model != spec.model:
         raise MissingRun(f"{shown} holds a {module.config.model}, this needs a {spec.model}: "
                          f"make one with `{spec.command}` (or set {spec.variable})")
+    if run_dir.name != Path(spec.default).name and not os.environ.get(spec.variable):
+        print(f"reading {shown}, the newest run named {Path(spec.default).name}")
     return module.model.eval(), module.config
 
 

@@ -35,7 +35,7 @@ def machine_header(device: str = "cpu") -> str:
 
 def run_directory(output: str, cwd: Path = Path(".")) -> Path:
     """The run directory a `python main.py` child named on its "run directory:" line. A taken --run_name gets
-    -2, -3, ... (training/run.py: fresh_run_dir), so the name asked for may be an older run's."""
+    -2, -3, ... (training/run.py: claim_run_dir), so the name asked for may be an older run's."""
     for line in reversed(output.splitlines()):
         if line.startswith("run directory: "):
             return cwd / line.removeprefix("run directory: ")  # an absolute path stays as it is

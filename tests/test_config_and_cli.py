@@ -212,9 +212,41 @@ def test_resuming_a_directory_that_is_not_a_run_is_refused(tmp_path, capsys):
     (["--batch_size", "0"], "batch_size"),
     (["--dropout", "1"], "dropout"),
     (["--hidden_size", "10", "--num_heads", "3"], "divisible"),
-], ids=["val_fraction", "batch_size", "dropout", "heads"])
+    (["--max_minutes", "inf"], "max_minutes"),
+    (["--max_minutes", "1e300"], "max_minutes"),
+    (["--lr", "nan"], "lr"),
+    (["--threads", "99999999999999999999"], "threads"),
+    (["--max_length", "100000000000"], "max_length"),
+    (["--run_name", "a/b"], "run_name"),
+    (["--run_name", "/tmp/elsewhere"], "run_name"),
+    (["--run_name", ""], "run_name"),
+], ids=["val_fraction", "batch_size", "dropout", "heads", "inf-minutes", "huge-minutes", "nan-lr", "huge-threads",
+        "huge-max-length", "run-name-with-slash", "run-name-absolute", "run-name-empty"])
 def test_a_value_no_run_could_use_is_refused(argv, mention, capsys):
     status, _, err = run_main(argv, capsys)
+    assert_one_line_error(status, err, mention)
+
+
+def test_a_config_file_that_is_not_text_is_refused(capsys):
+    status, _, err = run_main(["--config", sys.executable], capsys)
+    assert_one_line_error(status, err, "cannot be read as text")
+
+
+@pytest.mark.needs_solution  # the run reaches its folder once the model's first step has run
+def test_a_file_where_the_runs_folder_belongs_is_refused_and_left_alone(tmp_path, tiny_data_file, capsys):
+    runs = tmp_path / "notes.txt"
+    runs.write_text("mine\n")
+    status, _, err = run_main(["--data", tiny_data_file, "--out_dir", runs, *TINY_MODEL], capsys)
+    assert_one_line_error(status, err, str(runs))
+    assert runs.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("edit, mention", [({"epochs": "10"}, "epochs must be int"),
+                                           ({"optimizer": "adamax"}, "optimizer must be one of"),
+                                           ({"lr": None}, "lr must be float")], ids=["text", "choice", "null"])
+def test_resuming_a_run_whose_config_json_was_edited_wrongly_is_refused(tmp_path, edit, mention, capsys):
+    run_dir = a_run_directory(tmp_path, json.dumps({"model": "transformer", **edit}))
+    status, _, err = run_main(["--resume", run_dir], capsys)
     assert_one_line_error(status, err, mention)
 
 

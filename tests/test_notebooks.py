@@ -105,6 +105,20 @@ def test_a_missing_run_is_one_line_naming_the_command_that_makes_it(tmp_path, mo
     assert TRANSFORMER.command in str(raised.value) and TRANSFORMER.variable in str(raised.value)
 
 
+def test_without_a_setting_the_notebooks_read_the_newest_trained_run_of_the_name(tmp_path, monkeypatch):
+    from analysis import runs
+
+    monkeypatch.setattr(runs, "ROOT", tmp_path)
+    monkeypatch.delenv(runs.TRANSFORMER.variable, raising=False)
+    default = tmp_path / runs.TRANSFORMER.default
+    assert runs.TRANSFORMER.path() == default  # nothing trained yet: the name the command makes
+    for name, trained in [("", True), ("-2", True), ("-3", True), ("-10", False), ("-x", True), ("_2", True)]:
+        (default.parent / f"{default.name}{name}" / "checkpoints").mkdir(parents=True)
+        if trained:
+            (default.parent / f"{default.name}{name}" / "checkpoints" / "best.ckpt").write_bytes(b"")
+    assert runs.TRANSFORMER.path() == default.parent / f"{default.name}-3"  # -10 stopped before its first epoch
+
+
 NOTEBOOK_RUNS = {"attention": ["TRANSFORMER"], "embeddings": ["TRANSFORMER", "MAMBA", "LEARNED_POSITIONS"],
                  "ssm": ["MAMBA"]}
 

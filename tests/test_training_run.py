@@ -263,6 +263,50 @@ def test_resumed_log_holds_every_epoch_once(resumed_run):
 # --- translating with the result -------------------------------------------------------------------------
 
 
+def test_resuming_a_finished_run_is_refused_and_keeps_its_history(transformer_run, capsys):
+    history = (transformer_run / "logs" / "metrics.csv").read_bytes()
+    status = main.main(["--resume", str(transformer_run)])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and f"has trained {EPOCHS} epochs" in err and "--epochs" in err, err
+    assert (transformer_run / "logs" / "metrics.csv").read_bytes() == history
+
+
+class StopAt(L.Callback):
+    """Ctrl-C at the start of epoch `epoch`'s first training step."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("epochs_done", [0, 1])
+def test_a_run_stopped_by_ctrl_c_leaves_a_run_to_resume_or_nothing(runs_dir, tiny_data_file, epochs_done, capsys):
+    """Stopped in its first epoch, a run leaves no folder the notebooks would take for a run; later, its
+    folder keeps the finished epochs and says how to go on."""
+    config = tiny_config(tiny_data_file, runs_dir, run_name=f"stopped_after_{epochs_done}")
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(config, callbacks=(StopAt(epochs_done),))
+    err = capsys.readouterr().err
+    run_dir = runs_dir / config.run_name
+    if epochs_done == 0:
+        assert not run_dir.exists() and f"{run_dir} removed" in err
+    else:
+        assert (run_dir / "checkpoints" / "last.ckpt").is_file() and f"--resume {run_dir}" in err
+
+
+def test_runs_started_together_under_one_name_get_a_folder_each(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training.run import claim_run_dir
+
+    with ThreadPoolExecutor(8) as pool:
+        claimed = list(pool.map(lambda _: claim_run_dir(str(tmp_path), "race"), range(16)))
+    assert len(set(claimed)) == 16 and {path.name for path in claimed} == {"race", *(f"race-{n}" for n in range(2, 17))}
+
+
 def test_time_limit_ends_training_early_and_the_best_checkpoint_is_still_scored(runs_dir, tiny_data_file):
     run_dir = train(tiny_config(tiny_data_file, runs_dir, epochs=500, max_minutes=0.0005, run_name="limited"),
                     quiet=True)

@@ -8,6 +8,7 @@ the wrong type and missing files are refused with one line that says what to fix
 import dataclasses
 import datetime
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,7 @@ class Config:
 
     def __post_init__(self):
         """Refuses values no run could use, whichever way the config was made (file, command line, resume)."""
+        self._check_types()
         ranges = [
             ("val_fraction", 0 < self.val_fraction < 1, "between 0 and 1 (exclusive)"),
             ("dropout", 0 <= self.dropout < 1, "at least 0 and below 1"),
@@ -120,7 +122,11 @@ class Config:
             ("warmup_epochs", self.warmup_epochs >= 0, "at least 0"),
             ("num_samples", self.num_samples >= 0, "at least 0"),
             ("threads", self.threads >= 0, "at least 0 (0 picks for you)"),
-            ("max_minutes", self.max_minutes >= 0, "at least 0 (0: no limit)"),
+            ("max_minutes", 0 <= self.max_minutes <= 10**7, "between 0 (no limit) and 10**7"),
+            ("threads", self.threads <= 4096, "at most 4096"),
+            ("max_length", self.max_length <= 2**16, "at most 65536"),
+            ("run_name", self.run_name is None or (self.run_name not in ("", ".", "..") and not any(
+                separator in self.run_name for separator in "/\\")), "a folder name (no '/', not empty)"),
         ] + [(name, getattr(self, name) >= 1, "at least 1") for name in (
             "epochs", "batch_size", "hidden_size", "num_heads", "num_encoder_layers", "num_decoder_layers",
             "max_length", "num_layers", "state_size", "expand", "conv_kernel")]
@@ -136,6 +142,25 @@ class Config:
             raise ConfigError(f"hidden_size={self.hidden_size} must be divisible by num_heads={self.num_heads}")
         self._check_family()
         self._check_task()
+
+    def _check_types(self):
+        """Each option of its own type (a hand-edited config.json may say "10" for 10); an int for a float is
+        taken as that float."""
+        for name, option in OPTIONS.items():
+            value, kind = getattr(self, name), option.type
+            if kind == Optional[str]:
+                ok = value is None or isinstance(value, str)
+            elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, name, float(value))
+                ok = True
+            else:
+                ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+            if kind is float and ok and not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {value}")
+            if not ok:
+                raise ConfigError(f"{name} must be {getattr(kind, '__name__', 'str')}, got {value!r}")
+            if option.metadata["choices"] and value not in option.metadata["choices"]:
+                raise ConfigError(f"{name} must be one of {', '.join(option.metadata['choices'])}; got {value!r}")
 
     def _check_family(self):
         """Refuses what a state-space family member cannot build, and options it would silently ignore."""
@@ -231,7 +256,11 @@ def read_config_file(path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} not found (the shipped ones are in exps/)")
     values = {}
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} cannot be read as text ({type(error).__name__})") from None
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue

@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import resource
+import shutil
 import sys
 import time
 import warnings
@@ -106,13 +107,21 @@ class ReturnFreedMemory(L.Callback):
             self.trim(0)
 
 
-def fresh_run_dir(out_dir: str, run_name: str) -> Path:
-    """runs/<name>, or runs/<name>-2, -3, ... if taken: a new run never overwrites an old one."""
+def claim_run_dir(out_dir: str, run_name: str) -> Path:
+    """Makes runs/<name>, or runs/<name>-2, -3, ... if taken, and returns it: a new run never writes into an
+    old one, nor into one that another run started at the same moment claimed."""
     candidate, number = Path(out_dir) / run_name, 1
-    while candidate.exists():
-        number += 1
-        candidate = Path(out_dir) / f"{run_name}-{number}"
-    return candidate
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            if not Path(out_dir).is_dir():
+                raise ConfigError(f"out_dir {out_dir} is a file, not a folder for runs") from None
+            number += 1
+            candidate = Path(out_dir) / f"{run_name}-{number}"
+        except OSError as error:
+            raise ConfigError(f"cannot make the run directory {candidate}: {error.strerror}") from None
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -127,17 +136,22 @@ def peak_memory_mb() -> float:
 
 def resume_point(config: Config, resume_dir: Path = None) -> tuple[Path, Path, float]:
     """(run directory, checkpoint to continue from or None, training seconds spent before). A fresh run gets a
-    new directory; a resumed one must hold a readable last.ckpt, or the run stops here with one line."""
+    new directory (None here: `fit_run` claims it); a resumed one must hold a readable last.ckpt with epochs
+    left to train, or the run stops here with one line."""
     if resume_dir is None:
-        return fresh_run_dir(config.out_dir, config.run_name), None, 0.0
+        return None, None, 0.0
     checkpoint_path = resume_dir / "checkpoints" / "last.ckpt"
     if not checkpoint_path.is_file():
         raise ConfigError(f"cannot resume: {checkpoint_path} not found")
     try:
-        torch.load(checkpoint_path, map_location="cpu", weights_only=False)["global_step"]
+        done = int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) + 1
     except Exception as error:  # truncated, foreign or not a checkpoint at all
         raise ConfigError(f"cannot resume: {checkpoint_path} is not a readable checkpoint "
                           f"({type(error).__name__})") from None
+    if done >= config.epochs:
+        # Lightning would train nothing and still start a new metrics.csv: the run's history would be lost.
+        raise ConfigError(f"cannot resume: {resume_dir} has trained {done} epochs of epochs={config.epochs}; "
+                          f"add --epochs N (more than {done}) to train it further")
     try:
         previous = json.loads((resume_dir / "metrics.json").read_text())["train_seconds"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
@@ -184,7 +198,9 @@ def fit(trainer: L.Trainer, module: L.LightningModule, run_dir: Path, checkpoint
         warnings.filterwarnings("ignore", message=".*exists and is not empty")
         trainer.fit(module, ckpt_path=checkpoint_path, **data)
     seconds = time.perf_counter() - started
-    if history is not None:
+    if history is not None and not log_file.is_file():
+        log_file.write_text(history)  # nothing was trained: the history stays as it was
+    elif history is not None:
         resumed_at = torch.load(checkpoint_path, map_location="cpu", weights_only=False)["global_step"]
         prepend_history(log_file, history, resumed_at)
     return seconds
@@ -244,19 +260,29 @@ def fit_run(config: Config, module: L.LightningModule, resumed: tuple, monitor: 
     # Lightning's INFO lines (which accelerators exist, tips) would bury the one line we print instead.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     run_dir, checkpoint_path, previous_seconds = resumed
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-
-    best, last = best_and_last(run_dir, monitor)
-    callbacks = [best, last, LearningRateMonitor(logging_interval="epoch"), ReturnFreedMemory(), *callbacks]
-    if config.ema_decay:
-        # Validation, and so the best checkpoint, see the averaged weights; last.ckpt keeps both for --resume.
-        callbacks.append(AveragedWeights(decay=config.ema_decay))
-    trainer = make_trainer(config, run_dir, callbacks, quiet, deterministic)
-    if not quiet:
-        print(f"training {config.model} ({count_parameters(module.model):,} parameters) {what}on "
-              f"{trainer.strategy.root_device} into {run_dir}", file=sys.stderr)
-    seconds = previous_seconds + fit(trainer, module, run_dir, checkpoint_path, **data)
+    if run_dir is None:
+        run_dir = claim_run_dir(config.out_dir, config.run_name)
+    try:
+        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        best, last = best_and_last(run_dir, monitor)
+        callbacks = [best, last, LearningRateMonitor(logging_interval="epoch"), ReturnFreedMemory(), *callbacks]
+        if config.ema_decay:
+            # Validation, and so the best checkpoint, see the averaged weights; last.ckpt keeps both for --resume.
+            callbacks.append(AveragedWeights(decay=config.ema_decay))
+        trainer = make_trainer(config, run_dir, callbacks, quiet, deterministic)
+        if not quiet:
+            print(f"training {config.model} ({count_parameters(module.model):,} parameters) {what}on "
+                  f"{trainer.strategy.root_device} into {run_dir}", file=sys.stderr)
+        seconds = previous_seconds + fit(trainer, module, run_dir, checkpoint_path, **data)
+    except BaseException:  # an error, Ctrl-C (Lightning exits on it)
+        if checkpoint_path is None and not (run_dir / "checkpoints" / "last.ckpt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing learned yet: no half-made run for the notebooks
+            if not quiet:
+                print(f"stopped before its first epoch ended: {run_dir} removed", file=sys.stderr)
+        elif not quiet:
+            print(f"stopped: {run_dir} keeps its last finished epoch; continue it with "
+                  f"python main.py --resume {run_dir}", file=sys.stderr)
+        raise
     return Fitted(run_dir, trainer, best, seconds)
 
 
