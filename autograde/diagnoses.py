@@ -171,6 +171,10 @@ def batch(checked):
 
 
 def causal(checked):
+    """A later position changed an earlier output; not said when the rows of a batch affect each other, since a
+    row's later positions then reach the next row's earlier ones."""
+    if batch(checked):
+        return []
     for item in _failed(checked, ("causal",)):
         if item.proves == "causal":
             return [Finding("causal", "causal", "outputs at earlier positions change when only later inputs change: "
@@ -216,4 +220,9 @@ def summary(checked: list) -> list:
                                                 for facet, count in failed.items()))
     if right:
         lines.append("right: " + ", ".join(FACETS.get(facet, facet) for facet in right))
+    if first is not None and _tensors(first) and first.actual.shape != first.expected.shape:
+        before = checked[:next(index for index, item in enumerate(checked) if item is first)]
+        asked = [tuple(item.expected.shape) for item in before if _tensors(item)]
+        if tuple(first.actual.shape) in asked:
+            lines.append(f"note: shape {tuple(first.actual.shape)} is what an earlier call of this test asked for")
     return lines

@@ -345,14 +345,16 @@ def stack_describe(point):
             f"hidden size {point['hidden']}, {point['positional']} positions, {point['dtype']}")
 
 
-STACK_VARIANTS = ({"batch": 1}, {"length": 1}, {"length": 8}, {"layers": 3}, {"positional": "sinusoidal"},
-                  {"dtype": "float32"})
+STACK_VARIANTS = ({"batch": 1}, {"length": 1}, {"length": 8}, {"layers": 3}, {"dtype": "float32"})
+# Both kinds of positions are settings, values and gradients: a learned table is a parameter, a sinusoidal one not.
+STACK_SETTINGS = ({"positional": "learned"}, {"positional": "sinusoidal"})
 
 ENCODER = Function(
     "transformer:TransformerEncoder.forward", stack_draw,
     lambda handle, args, point, dropout=None: oracles.encoder(handle.params, handle.config, args[0], dropout),
     sizes={"batch": 3, "length": 5, "hidden": 16, "heads": 2, "layers": 2, "positional": "learned", "dtype": "float64"},
-    variants=STACK_VARIANTS, describe=stack_describe, module="transformer:TransformerEncoder", params=True,
+    variants=STACK_VARIANTS, settings=STACK_SETTINGS, describe=stack_describe, module="transformer:TransformerEncoder",
+    params=True,
     dropout=True, training=True, batched=(0,), names=("source",),
     alternatives=lambda handle, args, point: {
         "no positions added": ("missing-step", oracles.encoder(constant(handle.params, "positions.table", 0.0),
@@ -366,8 +368,7 @@ DECODER = Function(
     lambda handle, args, point, dropout=None: oracles.decoder(handle.params, handle.config, *args, dropout),
     sizes={"batch": 3, "length": 6, "source": 4, "hidden": 16, "heads": 2, "layers": 2, "positional": "sinusoidal",
            "dtype": "float64"},
-    variants=(*STACK_VARIANTS[:4], {"positional": "learned"}, STACK_VARIANTS[5], {"source": 9}),
-    describe=stack_describe, module="transformer:TransformerDecoder", grads=(1,), params=True, dropout=True,
+    variants=(*STACK_VARIANTS, {"source": 9}), settings=STACK_SETTINGS[::-1], describe=stack_describe, module="transformer:TransformerDecoder", grads=(1,), params=True, dropout=True,
     training=True, causal=(0,), batched=(0, 1), names=("target_in", "annotations"),
     alternatives=lambda handle, args, point: {
         "no positions added (the original starter code's bug)": ("missing-step", oracles.decoder(

@@ -359,16 +359,18 @@ class Case:
 
     def module(self, path: str, dtype: str = "float32", **kwargs) -> ModuleHandle:
         """A module of class `path` ("transformer:EncoderLayer") built by the given __init__, with every
-        parameter moved off its initial value (so that two LayerNorms, or a norm and no norm, differ)."""
+        parameter moved off its initial value (so that two LayerNorms, or a norm and no norm, differ). Buffers
+        stay as built: a sinusoidal table is what sinusoidal_positional_encoding gives, which a rewrite may
+        compute again."""
         module_name, class_name = path.split(":")
         cls = getattr(probe.student_module(module_name), class_name)
         with probe.isolated(f"{module_name}:{class_name}.__init__", building=True):
             torch.manual_seed(seed_of(self.name, len(self.results), path, self.secret))
             built = cls(**kwargs).to(wire.DTYPES[dtype])
-        params = {}
+        params, trained = {}, dict(built.named_parameters())
         for name, tensor in built.state_dict().items():
             tensor = tensor.detach().clone()
-            if tensor.is_floating_point():
+            if tensor.is_floating_point() and name in trained:
                 spread = float(tensor.std()) if tensor.numel() > 1 else 0.0
                 noise = torch.randn(tensor.shape, generator=self.generator, dtype=torch.float64).to(tensor.dtype)
                 tensor = tensor + noise * (0.5 * spread if spread > 1e-6 else 0.2)

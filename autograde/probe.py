@@ -33,16 +33,18 @@ import types
 import torch
 from torch.overrides import TorchFunctionMode
 
-from autograde import wire
+from autograde import oracles, wire
 from autograde.dropout import FixedDropout
 
 SPY_SCAN = "graded_scan"  # a scan the tests register in SCANS: the loop, with its states scaled by SPY_SCALE
 SPY_SCALE = 1.5
 MODEL_MODULES = ("transformer", "mamba")  # the model files students write, as modules of models/
 
-# Every function students write ("module:qualified name"), and the ones each calls: while a target runs,
-# those (and only those) are answered by stand-ins. In the regrade the grader refuses any other.
-CALLEES = {
+# Every function students write ("module:qualified name"), and the ones each calls in the reference. A
+# rewrite may reach further down (a decoder that builds its own mask or its own sinusoidal table, a block that
+# calls selective_scan itself): while a target runs, every student function below it (`CALLEES`, the closure)
+# is answered by a stand-in. In the regrade the grader refuses any other.
+CALLS = {
     "transformer:causal_mask": (),
     "transformer:sinusoidal_positional_encoding": (),
     "transformer:MultiHeadAttention.split_heads": (),
@@ -51,8 +53,10 @@ CALLEES = {
                                                "transformer:MultiHeadAttention.merge_heads"),
     "transformer:EncoderLayer.forward": ("transformer:MultiHeadAttention.forward",),
     "transformer:DecoderLayer.forward": ("transformer:MultiHeadAttention.forward",),
-    "transformer:TransformerEncoder.forward": ("transformer:EncoderLayer.forward",),
-    "transformer:TransformerDecoder.forward": ("transformer:DecoderLayer.forward",),
+    "transformer:TransformerEncoder.forward": ("transformer:EncoderLayer.forward",
+                                               "transformer:sinusoidal_positional_encoding"),
+    "transformer:TransformerDecoder.forward": ("transformer:DecoderLayer.forward",
+                                               "transformer:sinusoidal_positional_encoding"),
     "mamba:discretize_bilinear": (),
     "mamba:pscan": (),
     "mamba:MambaBlock.forward": ("mamba:MambaBlock.ssm",),
@@ -60,6 +64,19 @@ CALLEES = {
     "mamba:MambaBlock.selective_scan": ("mamba:discretize_bilinear", "mamba:pscan", SPY_SCAN),
     "mamba:ResidualBlock.forward": ("mamba:MambaBlock.forward",),
 }
+
+
+def _below(name: str) -> tuple:
+    """Every function `name` may reach through CALLS, in order of discovery."""
+    found = []
+    for callee in CALLS.get(name, ()):
+        for reached in (callee, *_below(callee)):
+            if reached not in found:
+                found.append(reached)
+    return tuple(found)
+
+
+CALLEES = {name: _below(name) for name in CALLS}
 # The given scans and their machinery, by module: while your pscan runs, they refuse (Q2.2 asks for a
 # scan of your own).
 GIVEN_SCANS = {"mamba": ("sscan", "pair_scan"),
@@ -286,9 +303,10 @@ def rebound(replacements: list):
 SKIPPED_MODULES = set()  # files the regrade could not import (a hang, a crash): never imported again
 
 
-def _placeholder_table(max_length: int, hidden_size: int) -> torch.Tensor:
-    """The positional table while the probe builds a module: the test's own replaces it at once."""
-    return torch.zeros(max_length, hidden_size)
+def _trusted_table(max_length: int, hidden_size: int) -> torch.Tensor:
+    """The positional table while a module is built, the trusted one computed here (no request): a sinusoidal
+    table is a buffer, never trained, so a rewrite may compute it again and must find the same."""
+    return oracles.sinusoidal_positional_encoding(max_length, hidden_size)
 
 
 def _taking_keywords(stand_in, original):
@@ -338,7 +356,7 @@ def isolated(target: str, building: bool = False):
                 raise
             continue
         if building and name == "transformer:sinusoidal_positional_encoding":
-            stand_in = _placeholder_table
+            stand_in = _trusted_table
         replacements.append((module, owner, attribute, _taking_keywords(stand_in, getattr(owner, attribute))))
     scans = None
     if "mamba" not in SKIPPED_MODULES:

@@ -85,8 +85,8 @@ def expect_values(case: Case, fn: Function, run: Run, args: list, facet: str, wh
     alternatives = fn.alternatives(run.handle, args, point) if fn.alternatives and facet in ("value", "variant") else {}
     if fn.returns > 1:
         output = run.result.output
-        case.expect_fact(lambda kind, device: None if kind in ("tuple", "list") and output.parts() == fn.returns else
-                         f"should be a tuple of {fn.returns} tensors, got " +
+        case.expect_fact(lambda kind, device: None if kind == "tuple" and output.parts() == fn.returns else
+                         f"should be a tuple of {fn.returns} tensors (its docstring promises one), got " +
                          (f"a {kind} of {output.parts()}" if kind in ("tuple", "list") else kind or "one tensor"),
                          output, what=what, facet="promise", where=where)
     for index, (value, expected) in enumerate(zip(_returned(fn, run.result), run.expected)):
@@ -94,8 +94,8 @@ def expect_values(case: Case, fn: Function, run: Run, args: list, facet: str, wh
         case.expect(lambda got, want: None if got.dtype == want.dtype else
                     f"should be {want.dtype} (its docstring promises {fn.dtype_promise}), got {got.dtype}",
                     value, expected, what=f"{what}{part}", facet="promise", where=where)
-        labelled = {label: (cause, tensors if fn.returns == 1 else tensors[index])
-                    for label, (cause, tensors) in alternatives.items()}
+        labelled = {label if fn.returns == 1 else f"{label} in element {index}": (
+            cause, tensors if fn.returns == 1 else tensors[index]) for label, (cause, tensors) in alternatives.items()}
         case.expect_close(value, expected, atol=atol, rtol=rtol, what=f"{what}{part}", facet=facet, where=where,
                           alternatives=labelled)
     for name, expected in zip(fn.read, run.expected[fn.returns:]):

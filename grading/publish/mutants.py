@@ -389,6 +389,21 @@ MUTANTS = [
       ("torch.logcumsumexp(log_b - a_star, dim=1)", "torch.logcumsumexp(log_b - a_star, dim=-3)")),
     M("mask-ignores-its-device", f"{T}:causal_mask", "made on the CPU whatever `device` says", ("device",),
       ("dtype=torch.bool, device=device)", "dtype=torch.bool)")),
+    M("decoder-positions-detached", f"{T}:TransformerDecoder.forward", "the table added detached: learned positions "
+      "never train", ("gradient",), ("x = self.dropout(self.positions(self.embedding(target_in)))",
+                                     "x = self.dropout(self.embedding(target_in) + "
+                                     "self.positions.table[: target_in.shape[1]].detach())")),
+    M("block-convolves-the-batch-as-one-sequence", f"{S}:MambaBlock.forward", "the rows joined end to end for one "
+      "convolution: each row's start sees the end of the row before", ("batch",), source='''
+      def forward(self, x):
+          rows, length = x.shape[0], x.shape[1]
+          u, z = self.in_proj(x).chunk(2, dim=-1)
+          u = self.conv1d(rearrange(u, "b l e -> 1 e (b l)"))[..., :rows * length]
+          u = F.silu(rearrange(u, "1 e (b l) -> b l e", b=rows))
+          return self.out_proj(self.ssm(u) * F.silu(z))
+      '''),
+    M("bilinear-returns-a-list", f"{S}:discretize_bilinear", "[A_bar, B_bar] where a tuple is promised", ("type",),
+      ("return A_bar, B_bar", "return [A_bar, B_bar]")),
 ]
 
 ALTERNATIVES = [
@@ -584,6 +599,30 @@ ALTERNATIVES = [
           mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                                  dropout_p=self.dropout.p if self.training else 0.0)
           return self.W_o(self.merge_heads(mixed))
+      '''),
+    M("decoder-makes-its-own-sinusoidal-table", f"{T}:TransformerDecoder.forward",
+      "calls sinusoidal_positional_encoding itself when the positions are sinusoidal", source='''
+      def forward(self, target_in, annotations):
+          length = target_in.shape[1]
+          x = self.embedding(target_in)
+          if self.positions.kind == "sinusoidal":
+              x = x + sinusoidal_positional_encoding(length, x.shape[-1]).to(x.dtype)
+          else:
+              x = x + self.positions.table[:length]
+          x = self.dropout(x)
+          for layer in self.layers:
+              x = layer(x, annotations)
+          return self.output(self.norm(x))
+      '''),
+    M("block-with-the-ssm-inlined", f"{S}:MambaBlock.forward", "computes delta, B, C itself and calls selective_scan",
+      source='''
+      def forward(self, x):
+          length = x.shape[1]
+          u, z = self.in_proj(x).chunk(2, dim=-1)
+          u = F.silu(self.conv1d(u.transpose(1, 2))[..., :length].transpose(1, 2))
+          delta, B, C = self.x_proj(u).split([self.dt_rank, self.state_size, self.state_size], dim=-1)
+          y = self.selective_scan(u, F.softplus(self.dt_proj(delta)), -torch.exp(self.A_log), B, C, self.D)
+          return self.out_proj(y * F.silu(z))
       '''),
     M("mask-from-numpy", f"{T}:causal_mask", "numpy's tril, moved to the device", source='''
       def causal_mask(query_length, key_length, device=None):
