@@ -181,8 +181,9 @@ def main(argv=None) -> int:
         if not re.fullmatch(r"[a-z]+(-[a-z]+)*", word):
             print(f"analysis.attention: error: cannot translate {word!r}: use letters a-z and '-'", file=sys.stderr)
             return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from bench.measure import writable_folder
+
+    out = writable_folder("python -m analysis.attention", args.out)
     all_maps = [attention_maps(module.model, word) for word in args.words]
     for maps in all_maps:
         written = write_views(maps, out)

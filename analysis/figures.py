@@ -150,7 +150,9 @@ def main(argv=None) -> int:
     except RunError as error:
         print(f"analysis.figures: error: {error}", file=sys.stderr)
         return 2
-    for path in write_figures(runs, Path(args.out)):
+    from bench.measure import writable_folder
+
+    for path in write_figures(runs, writable_folder("python -m analysis.figures", args.out)):
         print(path)
     return 0
 

@@ -260,9 +260,14 @@ def main(argv=None) -> int:
     missing = [path for path in args.results if not Path(path).is_file()]
     if missing:
         parser.error(f"no such results file: {', '.join(missing)}")
-    runs = load_runs(args.results)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        runs = load_runs(args.results)
+    except (OSError, ValueError, KeyError, TypeError) as error:  # not JSON, not gzip, not bench.small_data's
+        parser.error(f"not a results file of bench.small_data among {', '.join(args.results)} "
+                     f"({type(error).__name__}: {error})")
+    from bench.measure import writable_folder
+
+    out = writable_folder("python -m analysis.small_data", args.out)
     machines = sorted({run["machine"] for run in runs})
     (out / "small_data_table.md").write_text("\n".join(machines) + "\n\n" + markdown(summary_rows(runs)) + "\n")
     settings = by_setting(runs)

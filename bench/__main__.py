@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from bench import family, models, piglatin, scans
-from bench.measure import machine_header
+from bench.measure import machine_header, positive, writable_folder
 
 SECTIONS = ("scans", "models", "piglatin", "family")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"  # where the measured tables docs/ cites live
@@ -39,14 +39,14 @@ def parse_args(argv):
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="what to measure")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=None,
                         help="default: cpu, and cuda when a GPU is present (scans and models; piglatin runs on cpu)")
-    parser.add_argument("--scan-lengths", nargs="+", type=int, default=SCAN_LENGTHS, metavar="L")
-    parser.add_argument("--model-lengths", nargs="*", type=int, default=MODEL_LENGTHS, metavar="L",
+    parser.add_argument("--scan-lengths", nargs="+", type=positive, default=SCAN_LENGTHS, metavar="L")
+    parser.add_argument("--model-lengths", nargs="*", type=positive, default=MODEL_LENGTHS, metavar="L",
                         help="total tokens per sequence (source L/2, target L/2); Pig-Latin size is always added")
-    parser.add_argument("--model-batch", type=int, default=16, help="batch size at --model-lengths")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--model-batch", type=positive, default=16, help="batch size at --model-lengths")
+    parser.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per measurement")
-    parser.add_argument("--train-steps", type=int, default=30, help="timed training steps per Pig-Latin config")
-    parser.add_argument("--decode-words", type=int, default=50, help="words decoded one by one per config")
+    parser.add_argument("--train-steps", type=positive, default=30, help="timed training steps per Pig-Latin config")
+    parser.add_argument("--decode-words", type=positive, default=50, help="words decoded one by one per config")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and short timings: checks that everything runs, measures little")
     parser.add_argument("--out", default=None,
@@ -79,11 +79,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SystemExit(f"python -m bench: error: cannot write into --out {out}: {error.strerror}") from None
+    out = writable_folder("python -m bench", args.out)
     started, written = time.perf_counter(), []
     header = machine_header("cuda" if "cuda" in args.devices else "cpu")
 

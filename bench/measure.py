@@ -6,6 +6,7 @@ already allocated: on a GPU torch.cuda.max_memory_allocated, on a CPU the peak o
 torch.profiler records them (a process's RSS would also count the Python heap and freed-but-kept pages).
 """
 
+import argparse
 import contextlib
 import os
 import platform
@@ -31,6 +32,27 @@ def machine_header(device: str = "cpu") -> str:
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "none used"
     return (f"Machine: {cpu_name()} ({os.cpu_count()} cores visible, torch uses {torch.get_num_threads()} "
             f"threads); GPU: {gpu}; Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def writable_folder(prog: str, path) -> Path:
+    """`path` made if missing, or the program ends with one line saying why it cannot write there."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"{prog}: error: cannot write into {path}: {error.strerror}") from None
+    return path
 
 
 def run_directory(output: str, cwd: Path = Path(".")) -> Path:

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.measure import machine_header, markdown_table, run_directory
+from bench.measure import machine_header, markdown_table, positive, run_directory, writable_folder
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SMALL_MAMBA = "exps/args_piglatin_small_mamba.txt"
@@ -101,6 +101,8 @@ def collect(runs_dir: Path) -> list:
     for log in sorted(runs_dir.glob("*/logs/metrics.csv")):
         run = log.parent.parent
         setting, _, seed = run.name.rpartition("-seed")
+        if not seed.isdigit():
+            continue  # not a run this sweep made (<setting>-seed<N>)
         setting = setting.replace("_", " ")
         config, options = next(((config, options) for name, config, options in PLANS["defaults"]
                                 if name.replace(",", "") == setting), ("", []))
@@ -192,13 +194,6 @@ def plot(rows: list, path: Path):
     plt.close(figure)
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -223,7 +218,7 @@ def report_collected(parser, args, out: Path) -> int:
     """--collect: the CSV, table and figure of the run directories an earlier sweep kept."""
     rows = collect(Path(args.collect))
     if not rows:
-        parser.error(f"--collect {args.collect}: no run directories with logs there")
+        parser.error(f"--collect {args.collect}: no run directories of a sweep (<setting>-seed<N>) with logs there")
     stem = out / f"sweep_{args.plan}"
     write_csv(rows, stem.with_suffix(".csv"))
     write_report(rows, stem, args.machine or machine_header("cpu"))
@@ -234,8 +229,10 @@ def replot(parser, args, out: Path) -> int:
     """--replot: the table and figure again, from an earlier sweep's CSV."""
     if not Path(args.replot).is_file():
         parser.error(f"--replot {args.replot}: no such file")
-    with open(args.replot, newline="") as file:
+    with open(args.replot, newline="", errors="replace") as file:
         rows = list(csv.DictReader(file))
+    if not rows or not {"setting", "seed", "val_word_acc"} <= set(rows[0]):
+        parser.error(f"--replot {args.replot}: not the CSV of a sweep (sweep_<plan>.csv)")
     report = Path(args.replot).with_suffix(".md")
     header = report.read_text().split("\n\n")[1] if report.is_file() else "(machine not recorded)"
     write_report(rows, out / Path(args.replot).stem, header)
@@ -280,8 +277,7 @@ def sweep(parser, args, out: Path) -> int:
 def main(argv=None) -> int:
     parser = arguments()
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder("python -m bench.sweep", args.out)
     if args.collect:
         return report_collected(parser, args, out)
     if args.replot:

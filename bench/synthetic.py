@@ -193,6 +193,9 @@ def run_sweep(args) -> int:
     except ValueError as error:
         print(f"bench.synthetic: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"bench.synthetic: error: cannot use --runs-dir {runs_dir}: {error.strerror}", file=sys.stderr)
+        return 2
     kinds = ["mad"] * args.mad_workers + ["gpu"] * args.gpu_workers + ["cpu"] * args.cpu_workers
     started = time.time()
     workers = [start_worker(kind, jobs_file, runs_dir, runs_dir / f"worker{i}-{kind}.log")

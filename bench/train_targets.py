@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from bench.measure import machine_header, run_directory
+from bench.measure import machine_header, positive, run_directory
 
 DEFAULT_CONFIGS = [
     "exps/args_piglatin_small_transformer.txt",
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="assets/train_targets.md", help="where to write the Markdown table")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds to train each config with")
     parser.add_argument("--keep-runs", default=None, help="keep the run directories here (default: a temp dir)")
-    parser.add_argument("--parallel", type=int, default=1, help="runs at once, one CPU thread each (default 1: "
+    parser.add_argument("--parallel", type=positive, default=1, help="runs at once, one CPU thread each (default 1: "
                         "one run at a time with main.py's default threads)")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="options passed to every run, after --")
     args = parser.parse_args(argv)
@@ -158,6 +158,10 @@ def main(argv=None) -> int:
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             finished = list(pool.map(train, [(config, seed) for config in args.configs for seed in args.seeds]))
     rows = [row for row in finished if row is not None]
+    if not rows:
+        print(f"bench.train_targets: error: every run failed (their errors are above); {args.out} left as it was",
+              file=sys.stderr)
+        return 1
     report = f"{machine_header('cuda' if torch.cuda.is_available() else 'cpu')}; load average {load_before} before, {load()} after\n\n{table(rows)}\n"
     print(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
