@@ -9,11 +9,12 @@ A directory that is not a finished run is refused with one line, before anything
 """
 
 import argparse
-import csv
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from analysis.runs import logged_epochs
 
 CURVES = ("train_loss", "val_loss", "val_word_acc")
 
@@ -54,12 +55,8 @@ def read_run(path) -> Run:
         metrics = json.loads(needed["metrics.json"].read_text())
     except json.JSONDecodeError as error:
         raise RunError(f"{path}: a JSON file is damaged ({error.msg}, line {error.lineno})") from None
-    curves = {column: {} for column in CURVES}
-    with open(needed["logs/metrics.csv"], newline="") as file:
-        for row in csv.DictReader(file):
-            for column in CURVES:
-                if row.get(column) and row.get("epoch"):
-                    curves[column][int(row["epoch"])] = float(row[column])
+    epochs = logged_epochs(path)
+    curves = {column: {epoch: row[column] for epoch, row in epochs.items() if column in row} for column in CURVES}
     empty = [column for column in CURVES if not curves[column]]
     if empty:
         raise RunError(f"{path}/logs/metrics.csv has no {', '.join(empty)} values (is it a log main.py wrote?)")

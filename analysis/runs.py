@@ -10,6 +10,7 @@ runs they train themselves):
     PIGLATIN_ASSETS                   where notebooks write figures and HTML (default: assets/)
 """
 
+import csv
 import os
 import re
 from dataclasses import dataclass
@@ -57,6 +58,21 @@ LEARNED_POSITIONS = RunSpec(
     "--run_name transformer_small_learned")
 MAMBA = RunSpec("PIGLATIN_MAMBA_RUN", "runs/mamba_small_h64", "mamba",
                 "python main.py --config exps/args_piglatin_small_mamba.txt --hidden_size 64 --run_name mamba_small_h64")
+
+
+def logged_epochs(run_dir: Path) -> dict:
+    """A run's logs/metrics.csv by epoch, {epoch: {column: value}}: the rows without an epoch (the learning-rate
+    monitor's) left out, an epoch's training and validation rows joined. {} for a run without a log."""
+    path = Path(run_dir) / "logs" / "metrics.csv"
+    if not path.is_file():
+        return {}
+    epochs = {}
+    with path.open(newline="") as file:
+        for row in csv.DictReader(file):
+            if row.get("epoch"):
+                epochs.setdefault(int(row["epoch"]), {}).update(
+                    {name: float(value) for name, value in row.items() if value and name not in ("epoch", "step")})
+    return dict(sorted(epochs.items()))
 
 
 def load_run(spec: RunSpec):

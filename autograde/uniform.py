@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from autograde.functions import DROPOUT, VOCAB_SIZE, Function, dtype_of
+from autograde.functions import DROPOUT, VOCAB_SIZE, Function
 from autograde.harness import Case, ModuleHandle, Result, compare
 
 

@@ -298,20 +298,11 @@ def train_one(setting: Setting, seed: int, device: str, out_dir: Path) -> Path:
 
 def read_csv_log(run_dir: Path) -> dict:
     """{column: [value per epoch]} of the run's logs/metrics.csv, for the per-epoch columns it has."""
-    import csv
+    from analysis.runs import logged_epochs
 
-    path = run_dir / "logs" / "metrics.csv"
-    if not path.is_file():
-        return {}
-    by_epoch = {}
-    with path.open(newline="") as file:
-        for line in csv.DictReader(file):
-            if not line["epoch"]:  # the learning-rate monitor's rows
-                continue
-            row = by_epoch.setdefault(int(line["epoch"]), {})
-            row.update({name: float(value) for name, value in line.items() if value and name not in ("epoch", "step")})
+    by_epoch = logged_epochs(run_dir)
     columns = sorted({name for row in by_epoch.values() for name in row})
-    return {name: [by_epoch[epoch].get(name) for epoch in sorted(by_epoch)] for name in columns}
+    return {name: [row.get(name) for row in by_epoch.values()] for name in columns}
 
 
 def read_word_log(run_dir: Path) -> dict:

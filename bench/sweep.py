@@ -25,6 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from analysis.runs import logged_epochs
 from bench.measure import machine_header, markdown_table, positive, run_directory, writable_folder
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -55,6 +56,11 @@ PLANS = {
 }
 
 
+def validation_accuracy(run_dir: Path) -> dict:
+    """{epoch: val_word_acc} from the run's log."""
+    return {epoch: row["val_word_acc"] for epoch, row in logged_epochs(run_dir).items() if "val_word_acc" in row}
+
+
 def run_one(setting: str, config: str, options: list, seed: int, out_dir: Path, accelerator: str) -> dict:
     """Trains one setting with one seed in its own process; its metrics.json, per-epoch log and wall time."""
     name = f"{setting.replace(' ', '_').replace(',', '')}-seed{seed}"
@@ -72,9 +78,7 @@ def run_one(setting: str, config: str, options: list, seed: int, out_dir: Path, 
         return {**row, "failed": True}
     run_dir = run_directory(result.stdout, REPOSITORY)
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    with open(run_dir / "logs" / "metrics.csv", newline="") as file:
-        accuracy = {int(line["epoch"]): float(line["val_word_acc"])
-                    for line in csv.DictReader(file) if line.get("val_word_acc")}
+    accuracy = validation_accuracy(run_dir)
     row.update({key: metrics[key] for key in ("val_word_acc", "val_loss", "params", "epochs", "train_seconds",
                                              "seconds_per_epoch", "peak_memory_mb")})
     row["curve"] = " ".join(f"{accuracy[epoch]:.4f}" for epoch in sorted(accuracy))
@@ -106,9 +110,7 @@ def collect(runs_dir: Path) -> list:
         setting = setting.replace("_", " ")
         config, options = next(((config, options) for name, config, options in PLANS["defaults"]
                                 if name.replace(",", "") == setting), ("", []))
-        with open(log, newline="") as file:
-            accuracy = {int(line["epoch"]): float(line["val_word_acc"])
-                        for line in csv.DictReader(file) if line.get("val_word_acc")}
+        accuracy = validation_accuracy(run)
         row = {"setting": setting, "config": config, "options": " ".join(options), "seed": int(seed)}
         if (run / "metrics.json").is_file():
             metrics = json.loads((run / "metrics.json").read_text())

@@ -15,7 +15,6 @@ per-epoch curves and where it ran; `python -m analysis.synthetic` turns it into 
 """
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -140,16 +139,13 @@ def start_worker(kind: str, jobs_file: Path, runs_dir: Path, log: Path) -> subpr
                                 start_new_session=True)
 
 
-def read_curves(log_file: Path) -> dict:
+def read_curves(run_dir: Path) -> dict:
     """logs/metrics.csv -> {column: [value per epoch]}: train_loss, val_loss, val_acc, val_seq_acc."""
-    columns = ("train_loss", "val_loss", "val_acc", "val_seq_acc")
-    by_epoch = {}
-    with log_file.open() as file:
-        for row in csv.DictReader(file):
-            if row.get("epoch"):
-                values = by_epoch.setdefault(int(row["epoch"]), {})
-                values.update({name: float(row[name]) for name in columns if row.get(name)})
-    return {name: [by_epoch[epoch].get(name) for epoch in sorted(by_epoch)] for name in columns}
+    from analysis.runs import logged_epochs
+
+    by_epoch = logged_epochs(run_dir)
+    return {name: [row.get(name) for row in by_epoch.values()]
+            for name in ("train_loss", "val_loss", "val_acc", "val_seq_acc")}
 
 
 def collect(jobs: list, runs_dir: Path) -> tuple[list, list]:
@@ -164,7 +160,7 @@ def collect(jobs: list, runs_dir: Path) -> tuple[list, list]:
         finished.append({**{key: spec[key] for key in ("name", "row", "model", "lr", "seed")},
                          "task": config["task"], "epochs_planned": config["epochs"],
                          "metrics": json.loads((run_dir / "metrics.json").read_text()),
-                         "curves": read_curves(run_dir / "logs" / "metrics.csv")})
+                         "curves": read_curves(run_dir)})
     return finished, unfinished
 
 
@@ -218,7 +214,7 @@ def run_sweep(args) -> int:
                "unfinished": unfinished, "started_but_unfinished": failed,
                # what the stopped runs had logged: their validation curves so far (no test accuracy: that is
                # read once, at the end of a run)
-               "partial_curves": {name: read_curves(runs_dir / name / "logs" / "metrics.csv") for name in failed
+               "partial_curves": {name: read_curves(runs_dir / name) for name in failed
                                   if (runs_dir / name / "logs" / "metrics.csv").is_file()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")

@@ -112,10 +112,11 @@ def test_merge_counts_a_repeated_run_once_and_drops_it_from_the_unfinished():
 
 
 def test_curves_are_read_per_epoch_from_the_run_log(tmp_path):
-    log = tmp_path / "metrics.csv"
+    log = tmp_path / "logs" / "metrics.csv"
+    log.parent.mkdir()
     log.write_text("epoch,lr-AdamW,step,train_loss,val_acc,val_loss,val_seq_acc\n,0.1,0,,,,\n0,,9,,0.5,1.0,0.0\n"
                    "0,,9,2.0,,,\n1,,19,,0.75,0.5,0.5\n1,,19,1.0,,,\n")
-    curves = read_curves(log)
+    curves = read_curves(tmp_path)
     assert curves == {"train_loss": [2.0, 1.0], "val_loss": [1.0, 0.5], "val_acc": [0.5, 0.75],
                       "val_seq_acc": [0.0, 0.5]}
 

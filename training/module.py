@@ -63,13 +63,18 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 class TrainingModule(L.LightningModule):
     """A run's model, its config (saved in every checkpoint) and its optimizer and schedule. A subclass gives
-    `make_model(config)`, the model it trains, and `loss(batch)`, which the run checks once before training."""
+    `make_model(config)`, the model it trains, and `loss(batch)`, what it trains on (checked once before training)."""
 
     def __init__(self, config: dict):
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.config = Config(**config)
         self.model = self.make_model(self.config)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.loss(batch)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
+        return loss
 
     def configure_optimizers(self):
         config = self.config

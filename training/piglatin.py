@@ -47,11 +47,6 @@ class Seq2SeqModule(TrainingModule):
         logits = self.model(source, with_sos(target))  # (B, T+1, V)
         return F.cross_entropy(logits.flatten(0, 1), with_eos(target).flatten()), logits
 
-    def training_step(self, batch, batch_idx):
-        loss, _ = self._loss_and_logits(batch)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
-        return loss
-
     def validation_step(self, batch, batch_idx):
         source, target = batch
         loss, logits = self._loss_and_logits(batch)

@@ -156,11 +156,6 @@ class SyntheticModule(TrainingModule):
         logits = self.model(inputs)  # (B, L, V)
         return F.cross_entropy(logits.flatten(0, 1), train_targets.flatten(), ignore_index=IGNORE)
 
-    def training_step(self, batch, batch_idx):
-        loss = self.loss(batch)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].shape[0])
-        return loss
-
     def on_validation_epoch_start(self):
         self.totals = {}
 
