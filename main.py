@@ -16,6 +16,10 @@ import sys
 import warnings
 from pathlib import Path
 
+if sys.version_info < (3, 11):  # before anything that needs it: one line, not a traceback from deep inside
+    sys.exit(f"main.py: error: Python 3.11 or newer is needed; this is Python {sys.version.split()[0]} "
+             "(make the virtual environment with a newer python3)")
+
 USAGE = __doc__.split("\n", 2)[2].rstrip()
 
 
