@@ -33,7 +33,7 @@ import types
 import torch
 from torch.overrides import TorchFunctionMode
 
-from autograde import oracles, wire
+from autograde import wire
 from autograde.dropout import FixedDropout
 
 SPY_SCAN = "graded_scan"  # a scan the tests register in SCANS: the loop, with its states scaled by SPY_SCALE
@@ -64,6 +64,18 @@ CALLS = {
     "mamba:MambaBlock.selective_scan": ("mamba:discretize_bilinear", "mamba:pscan", SPY_SCAN),
     "mamba:ResidualBlock.forward": ("mamba:MambaBlock.forward",),
 }
+
+
+# How many arguments each takes in the reference (least, most), a method's besides self: a stand-in is
+# sent these, and a rewrite's own extra parameters with defaults stay with the rewrite.
+ARGUMENTS = {"transformer:causal_mask": (2, 2), "transformer:sinusoidal_positional_encoding": (2, 2),
+             "transformer:MultiHeadAttention.split_heads": (1, 1), "transformer:MultiHeadAttention.merge_heads": (1, 1),
+             "transformer:MultiHeadAttention.forward": (3, 3), "transformer:EncoderLayer.forward": (1, 1),
+             "transformer:DecoderLayer.forward": (2, 2), "transformer:TransformerEncoder.forward": (1, 1),
+             "transformer:TransformerDecoder.forward": (2, 2), "mamba:discretize_bilinear": (3, 4),
+             "mamba:pscan": (2, 2), SPY_SCAN: (2, 2), "mamba:MambaBlock.forward": (1, 1),
+             "mamba:MambaBlock.ssm": (1, 1), "mamba:MambaBlock.selective_scan": (6, 6),
+             "mamba:ResidualBlock.forward": (1, 1)}
 
 
 def _below(name: str) -> tuple:
@@ -303,24 +315,26 @@ def rebound(replacements: list):
 SKIPPED_MODULES = set()  # files the regrade could not import (a hang, a crash): never imported again
 
 
-def _trusted_table(max_length: int, hidden_size: int) -> torch.Tensor:
-    """The positional table while a module is built, the trusted one computed here (no request): a sinusoidal
-    table is a buffer, never trained, so a rewrite may compute it again and must find the same."""
-    return oracles.sinusoidal_positional_encoding(max_length, hidden_size)
+def _placeholder_table(max_length: int, hidden_size: int) -> torch.Tensor:
+    """The positional table while the probe builds a module: the grader's parameters, loaded at once, hold
+    the true one (the harness builds its modules with `table`, the trusted function)."""
+    return torch.zeros(max_length, hidden_size)
 
 
-def _taking_keywords(stand_in, original):
+def _taking_keywords(stand_in, original, name: str):
     """The stand-in, called as the function it replaces may be (`self.self_attention(query=h, key=h, value=h)`,
-    `layer(x, annotations=a)`): arguments bound to that function's own signature, then passed in order."""
+    `layer(x, annotations=a)`): arguments bound to that function's own signature, then passed in order, as
+    many as the reference takes (a parameter the rewrite added, with its default, is not the grader's)."""
     try:
         signature = inspect.signature(original)
     except (TypeError, ValueError):
         return stand_in
+    most = ARGUMENTS.get(name, (0, 1 << 8))[1] + ("." in name.split(":")[-1])  # and self, for a method
 
     def call(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return stand_in(*bound.args)
+        return stand_in(*bound.args[:most])
 
     return call
 
@@ -338,11 +352,12 @@ def _given_scan_refusals() -> list:
 
 
 @contextlib.contextmanager
-def isolated(target: str, building: bool = False):
+def isolated(target: str, building: bool = False, table=_placeholder_table):
     """Every student function but `target` replaced by its stand-in; the spy scan registered; the given
     scans refusing while `target` is pscan. A file other than the target's that does not import is left
     alone (its functions are not needed); the target's own raises. `building`: a module is being built
-    for a call, and its parameters will be loaded over whatever __init__ makes."""
+    for a call, and its parameters will be loaded over whatever __init__ makes; `table` stands in for
+    sinusoidal_positional_encoding meanwhile (inside the sandbox, where no oracle is, a placeholder)."""
     target_module = target.split(":")[0]
     replacements = []
     for name, stand_in in STAND_INS.items():
@@ -356,8 +371,8 @@ def isolated(target: str, building: bool = False):
                 raise
             continue
         if building and name == "transformer:sinusoidal_positional_encoding":
-            stand_in = _trusted_table
-        replacements.append((module, owner, attribute, _taking_keywords(stand_in, getattr(owner, attribute))))
+            stand_in = table
+        replacements.append((module, owner, attribute, _taking_keywords(stand_in, getattr(owner, attribute), name)))
     scans = None
     if "mamba" not in SKIPPED_MODULES:
         try:

@@ -17,7 +17,7 @@ import math
 import torch
 
 from autograde import oracles
-from autograde.probe import CALLEES, SPY_SCALE, SPY_SCAN
+from autograde.probe import ARGUMENTS, CALLEES, SPY_SCALE, SPY_SCAN
 
 # What one request may ask: the graded tests' own calls stay far below these (their largest stand-in
 # tensors have a few thousand values); an oracle's intermediates then stay a few MB.
@@ -34,16 +34,6 @@ CONFIG = {"num_heads": int, "causal": bool, "num_layers": int, "dt_rank": int, "
           "dropout": float, "training": bool}
 INT_LIMITS = {"num_heads": 64, "num_layers": 64, "dt_rank": 256, "state_size": 256, "expanded_size": 4096,
               "conv_kernel": 64}
-ARGUMENTS = {"transformer:causal_mask": (2, 2), "transformer:sinusoidal_positional_encoding": (2, 2),
-             "transformer:MultiHeadAttention.split_heads": (1, 1), "transformer:MultiHeadAttention.merge_heads": (1, 1),
-             "transformer:MultiHeadAttention.forward": (3, 3), "transformer:EncoderLayer.forward": (1, 1),
-             "transformer:DecoderLayer.forward": (2, 2), "transformer:TransformerEncoder.forward": (1, 1),
-             "transformer:TransformerDecoder.forward": (2, 2), "mamba:discretize_bilinear": (3, 4),
-             "mamba:pscan": (2, 2), SPY_SCAN: (2, 2), "mamba:MambaBlock.forward": (1, 1),
-             "mamba:MambaBlock.ssm": (1, 1), "mamba:MambaBlock.selective_scan": (6, 6),
-             "mamba:ResidualBlock.forward": (1, 1)}
-
-
 class Refused(Exception):
     """A request the server will not answer (the student's call then fails)."""
 

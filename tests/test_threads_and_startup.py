@@ -58,7 +58,7 @@ def test_a_negative_thread_count_is_refused(capsys):
 
 def test_a_negative_time_limit_is_refused(capsys):
     assert main.main(["--max_minutes", "-1"]) == 2
-    assert "max_minutes must be at least 0" in capsys.readouterr().err
+    assert "max_minutes must be between 0 (no limit)" in capsys.readouterr().err
 
 
 def test_a_shipped_config_is_found_from_another_folder(tmp_path, monkeypatch):
