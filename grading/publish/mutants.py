@@ -625,21 +625,20 @@ ALTERNATIVES = [
           return self.out_proj(y * F.silu(z))
       '''),
     M("positions-with-a-base-parameter", f"{T}:sinusoidal_positional_encoding", "an extra parameter with its "
-      "default (the base 10000): the given code calls it with two", source='''
+      "default, which the given code never passes (the body works without it)", source='''
       def sinusoidal_positional_encoding(max_length, hidden_size, base=10000.0):
-          position = torch.arange(max_length, dtype=torch.float32)[:, None]
-          angle = position / base ** (torch.arange(0, hidden_size, 2, dtype=torch.float32) / hidden_size)
+          angles = torch.arange(max_length, dtype=torch.float32)[:, None] / 10000.0 ** (
+              torch.arange(0, hidden_size, 2, dtype=torch.float32) / hidden_size)
           table = torch.zeros(max_length, hidden_size)
-          table[:, 0::2] = torch.sin(angle)
-          table[:, 1::2] = torch.cos(angle[:, : hidden_size // 2])
+          table[:, 0::2], table[:, 1::2] = angles.sin(), angles[:, : hidden_size // 2].cos()
           return table
       '''),
-    M("encoder-layer-with-an-extra-keyword", f"{T}:EncoderLayer.forward", "an extra keyword with a default, unused "
-      "by the given code", source='''
+    M("encoder-layer-with-an-extra-keyword", f"{T}:EncoderLayer.forward", "an extra keyword with a default, which "
+      "the given code never passes", source='''
       def forward(self, x, keep_weights=True):
-          normed = self.attention_norm(x)
-          x = x + self.dropout(self.self_attention(normed, normed, normed))
-          return x + self.feed_forward(self.feed_forward_norm(x))
+          h = self.attention_norm(x)
+          y = x + self.dropout(self.self_attention(query=h, key=h, value=h))
+          return y + self.feed_forward(self.feed_forward_norm(y))
       '''),
     M("mask-from-numpy", f"{T}:causal_mask", "numpy's tril, moved to the device", source='''
       def causal_mask(query_length, key_length, device=None):
