@@ -233,6 +233,7 @@ def test_a_config_file_that_is_not_text_is_refused(capsys):
 
 
 @pytest.mark.needs_solution  # the run reaches its folder once the model's first step has run
+@pytest.mark.usefixtures("finished_models")
 def test_a_file_where_the_runs_folder_belongs_is_refused_and_left_alone(tmp_path, tiny_data_file, capsys):
     runs = tmp_path / "notes.txt"
     runs.write_text("mine\n")
