@@ -114,11 +114,17 @@ def boilerplate(k: int = similarity.NOISE) -> set:
     return similarity.boilerplate_hashes(texts + [(path, stub_python(text, path)) for path, text in texts], k)
 
 
+# Alternatives that are the reference's code with one more parameter (they test the stand-ins, not style): not
+# independent solutions, so no pair of theirs has to stay unflagged.
+NEAR_REFERENCE = {"positions-with-a-base-parameter", "encoder-layer-with-an-extra-keyword"}
+
+
 def corpus() -> tuple[dict[str, dict], list[tuple[str, str]], list[tuple[str, str]]]:
     """(submissions: name -> model files, pairs that must be flagged, pairs that must not)."""
     texts, copies = {"reference": submission({}, "reference")}, []
     first = {}
-    for variant in ALTERNATIVES:
+    alternatives = [variant for variant in ALTERNATIVES if variant.name not in NEAR_REFERENCE]
+    for variant in alternatives:
         texts[variant.name] = submission({variant.target: variant.function_source()}, "reference")
         first.setdefault(variant.target, variant)
     for target, variant in first.items():
@@ -129,7 +135,7 @@ def corpus() -> tuple[dict[str, dict], list[tuple[str, str]], list[tuple[str, st
             name = f"{variant.name} {disguise.__name__}"
             texts[name] = submission({target: copy}, "stubs")
             copies.append((variant.name, name))
-    independent_pairs = list(itertools.combinations(["reference", *(variant.name for variant in ALTERNATIVES)], 2))
+    independent_pairs = list(itertools.combinations(["reference", *(variant.name for variant in alternatives)], 2))
     return texts, copies, independent_pairs
 
 
